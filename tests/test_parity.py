@@ -1,0 +1,106 @@
+"""Parity tier: the exported graphs against sentence-transformers (torch) on the stand-in weights.
+
+Thresholds are the project's (issue 2): fp32 cosine >= 0.99999 on every text; int8 worst >= 0.99
+and mean >= 0.998, STS Spearman within 0.3 points of fp32; a text's vector independent of its
+batch (fp32 within 1e-5, int8 cosine >= 0.9999); fp16 cosine >= 0.999 where CUDA runs.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from check import cosines
+from gist_onnx import GistEncoder
+from sts import STS_SETS, load_sts, spearman, sts_dir
+from texts import PARITY_TEXTS
+
+pytestmark = pytest.mark.parity
+HAS_CUDA = "CUDAExecutionProvider" in __import__("onnxruntime").get_available_providers()
+
+
+@pytest.fixture(scope="module")
+def reference(stand_in_dir: Path) -> np.ndarray:
+    from sentence_transformers import SentenceTransformer
+
+    model = SentenceTransformer(str(stand_in_dir), device="cpu")
+    return np.asarray(model.encode(list(PARITY_TEXTS), batch_size=8), dtype=np.float32)
+
+
+@pytest.fixture(scope="module")
+def sts_folder() -> Path:
+    folder = sts_dir()
+    if folder is None:
+        pytest.fail("STS data not found: set GIST_STS_DIR to the folder holding stsb_test.tsv")
+    return folder
+
+
+def test_fp32_matches_torch_on_every_text(exported: Path, reference: np.ndarray) -> None:
+    out = GistEncoder(exported).encode(PARITY_TEXTS)
+    cos = cosines(out, reference)
+    worst = int(np.argmin(cos))
+    assert cos.min() >= 0.99999, f"{cos.min():.7f} on {PARITY_TEXTS[worst]!r}"
+
+
+def test_plain_graph_pooled_in_numpy_matches_torch(
+    plain_graph_dir: Path, reference: np.ndarray
+) -> None:
+    enc = GistEncoder(plain_graph_dir)
+    assert enc.pooling == "mean (numpy)"
+    cos = cosines(enc.encode(PARITY_TEXTS), reference)
+    assert cos.min() >= 0.99999
+
+
+def test_int8_stays_close_to_torch(exported: Path, reference: np.ndarray) -> None:
+    cos = cosines(GistEncoder(exported, variant="int8").encode(PARITY_TEXTS), reference)
+    assert cos.min() >= 0.99, f"worst {cos.min():.5f}"
+    assert cos.mean() >= 0.998, f"mean {cos.mean():.5f}"
+
+
+@pytest.mark.parametrize("variant", ["fp32", "int8"])
+def test_vectors_do_not_depend_on_the_batch(exported: Path, variant: str) -> None:
+    enc = GistEncoder(exported, variant=variant)
+    texts = list(PARITY_TEXTS)
+    whole = enc.encode(texts, batch_size=len(texts))
+    fives = enc.encode(texts, batch_size=5)
+    singles = np.stack([enc.encode_one(t) for t in texts])
+    # Reversed order puts every text beside other neighbours and other padding.
+    reversed_ = enc.encode(texts[::-1], batch_size=16)[::-1]
+    for other in (fives, singles, reversed_):
+        if variant == "fp32":
+            assert np.abs(whole - other).max() <= 1e-5
+        else:
+            assert cosines(whole, other).min() >= 0.9999
+
+
+def test_int8_sts_within_0_3_points_of_fp32(exported: Path, sts_folder: Path) -> None:
+    fp32 = GistEncoder(exported)
+    int8 = GistEncoder(exported, variant="int8")
+    for name in STS_SETS:
+        data = load_sts(name, sts_folder)
+        a, b = spearman(data, fp32.encode), spearman(data, int8.encode)
+        assert abs(a - b) <= 0.3, f"{name}: fp32 {a:.2f}, int8 {b:.2f}"
+
+
+def test_fp32_sts_equals_torch_on_stsb(
+    exported: Path, stand_in_dir: Path, sts_folder: Path
+) -> None:
+    from sentence_transformers import SentenceTransformer
+
+    data = load_sts("stsb", sts_folder)
+    torch_model = SentenceTransformer(str(stand_in_dir), device="cpu")
+    ours = spearman(data, GistEncoder(exported).encode)
+    theirs = spearman(data, lambda s: torch_model.encode(list(s), batch_size=64))
+    assert abs(ours - theirs) <= 0.01
+    # The published MTEB figure for all-MiniLM-L6-v2 on STSBenchmark is 82.03.
+    assert abs(ours - 82.03) <= 0.5
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not HAS_CUDA, reason="needs onnxruntime-gpu with a CUDA device")
+def test_fp16_on_cuda_stays_close_to_torch(exported: Path, reference: np.ndarray) -> None:
+    enc = GistEncoder(exported, variant="fp16", device="cuda")
+    assert enc.provider == "CUDAExecutionProvider"
+    assert cosines(enc.encode(PARITY_TEXTS), reference).min() >= 0.999

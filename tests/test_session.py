@@ -1,0 +1,93 @@
+"""Unit tier: provider choice, the onnxruntime / onnxruntime-gpu clash, graph forms."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from gist_onnx import GistEncoder, ModelConfigError, ProviderUnavailableError
+from gist_onnx import session as session_mod
+from tiny import write_tiny_model
+
+HAS_CUDA = "CUDAExecutionProvider" in __import__("onnxruntime").get_available_providers()
+
+
+@pytest.fixture
+def cpu_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    import onnxruntime
+
+    monkeypatch.setattr(onnxruntime, "get_available_providers", lambda: ["CPUExecutionProvider"])
+
+
+def test_cpu_is_the_default() -> None:
+    assert session_mod.choose_providers("cpu", None) == ["CPUExecutionProvider"]
+
+
+def test_cuda_without_cuda_raises_listing_providers(cpu_only: None) -> None:
+    with pytest.raises(ProviderUnavailableError, match=r"only \['CPUExecutionProvider'\]"):
+        session_mod.choose_providers("cuda", None)
+
+
+def test_cuda_error_explains_the_clash(cpu_only: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(
+        session_mod, "installed_runtimes", lambda: ["onnxruntime", "onnxruntime-gpu"]
+    )
+    with pytest.raises(ProviderUnavailableError, match="overwrite each other") as info:
+        session_mod.choose_providers("cuda", None)
+    assert session_mod.GPU_FIX in str(info.value)
+
+
+def test_auto_falls_back_to_cpu_and_warns_only_on_a_clash(
+    cpu_only: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(session_mod, "installed_runtimes", lambda: ["onnxruntime"])
+    assert session_mod.choose_providers("auto", None) == ["CPUExecutionProvider"]
+    monkeypatch.setattr(
+        session_mod, "installed_runtimes", lambda: ["onnxruntime", "onnxruntime-gpu"]
+    )
+    with pytest.warns(RuntimeWarning, match="runs on the CPU"):
+        assert session_mod.choose_providers("auto", None) == ["CPUExecutionProvider"]
+
+
+def test_auto_reports_its_choice(tmp_path: Path) -> None:
+    enc = GistEncoder(write_tiny_model(tmp_path / "m"), device="auto")
+    assert enc.provider == ("CUDAExecutionProvider" if HAS_CUDA else "CPUExecutionProvider")
+
+
+def test_unknown_device_and_provider(tmp_path: Path) -> None:
+    with pytest.raises(ProviderUnavailableError, match="Unknown device 'tpu'"):
+        session_mod.choose_providers("tpu", None)
+    with pytest.raises(ProviderUnavailableError, match="FooExecutionProvider"):
+        session_mod.choose_providers("cpu", ["FooExecutionProvider"])
+
+
+def test_installed_runtimes_sees_this_environment() -> None:
+    assert "onnxruntime" in session_mod.installed_runtimes() or "onnxruntime-gpu" in (
+        session_mod.installed_runtimes()
+    )
+
+
+def test_graph_with_unknown_inputs_is_refused(tmp_path: Path) -> None:
+    import onnx
+    from onnx import TensorProto, helper
+
+    folder = write_tiny_model(tmp_path / "m")
+    graph = helper.make_graph(
+        [helper.make_node("Identity", ["pixel_values"], ["out"])],
+        "odd",
+        [helper.make_tensor_value_info("pixel_values", TensorProto.FLOAT, ["b", 4])],
+        [helper.make_tensor_value_info("out", TensorProto.FLOAT, ["b", 4])],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, str(folder / "model.onnx"))
+    with pytest.raises(ModelConfigError, match=r"takes inputs \['pixel_values'\]"):
+        GistEncoder(folder)
+
+
+def test_corrupt_graph_is_reported(tmp_path: Path) -> None:
+    folder = write_tiny_model(tmp_path / "m")
+    (folder / "model.onnx").write_bytes(b"not a graph")
+    with pytest.raises(ModelConfigError, match="could not load"):
+        GistEncoder(folder)
