@@ -205,10 +205,11 @@ def export(args: argparse.Namespace) -> int:
     output.mkdir(parents=True, exist_ok=True)
     for names in GRAPH_FILES.values():
         (output / names[0]).unlink(missing_ok=True)
+        (output / f"{names[0]}.data").unlink(missing_ok=True)
     copy_configs(source_dir, output)
 
     from check import THRESHOLDS, check_graph, reference_vectors
-    from graph import OPSET, export_pooled, fuse, to_fp16
+    from graph import OPSET, export_pooled, externalize, fuse, to_fp16
     from quantize import activation_ranges, quantize_rowwise
     from texts import PARITY_TEXTS
 
@@ -255,6 +256,8 @@ def export(args: argparse.Namespace) -> int:
         to_fp16(output / "model.onnx", output / "model_fp16.onnx")
         timings["fp16_s"] = time.perf_counter() - step
         graphs["fp16"] = {"file": "model_fp16.onnx", "io": "int64 ids in, float32 out"}
+    for entry in graphs.values():
+        entry["data_file"] = externalize(output / entry["file"]).name
 
     print(f"checking against sentence-transformers on {len(PARITY_TEXTS)} texts ...")
     reference = reference_vectors(source_dir, PARITY_TEXTS)
@@ -278,7 +281,7 @@ def export(args: argparse.Namespace) -> int:
     timings["total_s"] = time.perf_counter() - started
     for entry in graphs.values():
         entry["sha256"] = sha256(output / entry["file"])
-        entry["bytes"] = (output / entry["file"]).stat().st_size
+        entry["bytes"] = sum((output / entry[k]).stat().st_size for k in ("file", "data_file"))
     manifest = {
         "format": 1,
         "source": {"model": source_name, "revision": revision},

@@ -19,6 +19,11 @@ from .tokenizer import TextTokenizer, load_tokenizer
 # Texts tokenized, length-sorted and batched together: large enough that sorting removes most
 # padding, small enough that the tokenizer's per-text objects stay a few MB.
 _CHUNK_BATCHES = 32
+# At most this many (padded) tokens go through the graph in one run, whatever batch_size says:
+# measured on 2 cores, runs of 256-512 tokens kept the activations in cache and encoded 1.2-1.5x
+# more short texts per second than runs of 4,096 (batch_size=128 x 32 tokens). A text's vector
+# does not depend on its batch, so this changes speed only.
+_TOKENS_PER_RUN = 512
 
 
 class GistEncoder:
@@ -125,8 +130,9 @@ class GistEncoder:
 
         ``texts`` is a list or any iterable of str. A lone str is refused (use :meth:`encode_one`)
         so that the shape never depends on the input's type. Texts are tokenized in chunks,
-        sorted by length and batched ``batch_size`` at a time, so a batch carries little padding;
-        a text's vector does not depend on which batch it lands in.
+        sorted by length and run ``batch_size`` at a time (fewer when the texts are long: a run
+        holds at most 512 padded tokens, which measured fastest), so a batch carries little
+        padding; a text's vector does not depend on which batch it lands in.
 
         ``normalize_embeddings`` L2-normalizes the result; the GIST model normalizes anyway (its
         modules.json ends in Normalize), as sentence-transformers does.
@@ -172,8 +178,12 @@ class GistEncoder:
         # Longest first: the first batch shows at once whether memory suffices.
         order = sorted(range(len(texts)), key=lambda i: -len(encodings[i].ids))
         out = np.empty((len(texts), self.dimension), dtype=np.float32)
-        for begin in range(0, len(order), batch_size):
-            rows = order[begin : begin + batch_size]
+        begin = 0
+        while begin < len(order):
+            longest = len(encodings[order[begin]].ids)  # sorted: the first is the longest
+            size = max(1, min(batch_size, _TOKENS_PER_RUN // longest))
+            rows = order[begin : begin + size]
+            begin += size
             batch = self.tokenizer.pad([encodings[i] for i in rows])
             result = self.session.run(batch)
             if not self.session.info.pooled:

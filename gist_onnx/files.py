@@ -289,6 +289,8 @@ def resolve_hub(
     for name in GRAPH_FILES[variant]:
         graph = _hub_get(repo_id, name, **kwargs)
         if graph is not None:
+            # The export keeps the weights beside the graph; the cache puts both in one folder.
+            _hub_get(repo_id, f"{name}.data", **kwargs)
             return ModelFiles(
                 folder=folder, graph=graph, variant=variant, source=f"{repo_id}/{name}"
             )

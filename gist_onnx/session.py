@@ -8,7 +8,6 @@ Two graph forms run here: the export's graph, which pools and normalizes inside 
 from __future__ import annotations
 
 import contextlib
-import importlib.metadata
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +31,8 @@ GPU_FIX = "pip uninstall -y onnxruntime onnxruntime-gpu && pip install 'onnxrunt
 
 def installed_runtimes() -> list[str]:
     """The ONNX Runtime distributions installed; more than one overwrite each other's files."""
+    import importlib.metadata  # only on error paths: it costs cold start otherwise
+
     found = []
     for name in _ORT_DISTRIBUTIONS:
         try:
@@ -161,7 +162,8 @@ class GraphSession:
             )
         except Exception as exc:
             raise ModelConfigError(
-                f"ONNX Runtime could not load {graph}: {exc}. Re-download or re-export the graph."
+                f"ONNX Runtime could not load {graph}: {exc}. Re-download or re-export the graph "
+                f"(an exported graph keeps its weights in {graph.name}.data beside it)."
             ) from exc
         asked = [p[0] if isinstance(p, tuple) else p for p in providers]
         self.providers: list[str] = list(self.session.get_providers())

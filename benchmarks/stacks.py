@@ -1,0 +1,182 @@
+"""The stacks the benchmarks compare, each loaded as its users would load it.
+
+Every loader returns ``encode(texts, batch_size) -> (n, dim) float32`` and runs on ``threads``
+intra-op threads. Loaders import their libraries lazily: a worker process imports only its own
+stack, so cold start and memory are the stack's alone. Stacks marked ``peers`` run in the peers
+venv (optimum-onnx pins transformers < 4.58, which the main venv must not take).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+Encode = Callable[[Sequence[str], int], np.ndarray]
+
+
+@dataclass(frozen=True)
+class Stack:
+    """One way of running the model: its label, the venv it needs, how it is described."""
+
+    name: str
+    label: str
+    venv: str  # "main" or "peers"
+    precision: str  # "fp32" or "int8" or "fp16"
+    note: str
+
+
+STACKS: dict[str, Stack] = {
+    s.name: s
+    for s in [
+        Stack("st-torch", "sentence-transformers, torch", "main", "fp32", "the reference"),
+        Stack(
+            "st-onnx-o3",
+            "sentence-transformers, ONNX backend, O3",
+            "peers",
+            "fp32",
+            "its export_optimized_onnx_model(O3)",
+        ),
+        Stack(
+            "st-onnx-int8",
+            "sentence-transformers, ONNX backend, int8",
+            "peers",
+            "int8",
+            "its export_dynamic_quantized_onnx_model(avx512_vnni)",
+        ),
+        Stack(
+            "fastembed",
+            "fastembed, custom model",
+            "peers",
+            "fp32",
+            "add_custom_model(mean, normalized) on onnx/model.onnx",
+        ),
+        Stack(
+            "optimum",
+            "optimum ORTModelForFeatureExtraction",
+            "peers",
+            "fp32",
+            "onnx/model.onnx, numpy mean pooling, length-sorted batches",
+        ),
+        Stack("gist-fp32", "gist-onnx fp32", "main", "fp32", "model.onnx (fused)"),
+        Stack("gist-int8", "gist-onnx int8", "main", "int8", "model_int8.onnx"),
+    ]
+}
+
+
+def load(
+    name: str, *, source_dir: Path, gist_dir: Path, peers_dir: Path, threads: int, device: str
+) -> Encode:
+    """Load stack ``name``: ``source_dir`` is the sentence-transformers model, ``gist_dir`` its
+    gist-onnx export, ``peers_dir`` the folder with the peers' ONNX files (prepare_peers.py)."""
+    if name.startswith("gist-"):
+        from gist_onnx import GistEncoder
+
+        encoder = GistEncoder(gist_dir, variant=name[5:], threads=threads, device=device)
+        return lambda texts, batch: encoder.encode(texts, batch_size=batch)
+
+    if name == "st-torch" or name.startswith("st-onnx"):
+        import torch
+        from sentence_transformers import SentenceTransformer
+
+        torch.set_num_threads(threads)
+        if name == "st-torch":
+            model = SentenceTransformer(str(source_dir), device=device)
+        else:
+            import onnxruntime as ort
+
+            options = ort.SessionOptions()
+            options.intra_op_num_threads = threads
+            file_name = {
+                "st-onnx-o3": "onnx/model_O3.onnx",
+                "st-onnx-int8": "onnx/model_qint8_avx512_vnni.onnx",
+            }[name]
+            model = SentenceTransformer(
+                str(peers_dir),
+                device=device,
+                backend="onnx",
+                model_kwargs={"file_name": file_name, "session_options": options},
+            )
+        return lambda texts, batch: np.asarray(
+            model.encode(list(texts), batch_size=batch, convert_to_numpy=True), dtype=np.float32
+        )
+
+    if name == "fastembed":
+        return _fastembed(peers_dir, threads)
+    if name == "optimum":
+        return _optimum(peers_dir, threads)
+    raise ValueError(f"unknown stack {name!r}; known: {', '.join(STACKS)}")
+
+
+def _max_seq_length(folder: Path) -> int:
+    """sentence-transformers' truncation limit for ``folder`` (its two config layouts)."""
+    st_config = json.loads((folder / "sentence_bert_config.json").read_text())
+    if "max_seq_length" in st_config:
+        return int(st_config["max_seq_length"])
+    return int(json.loads((folder / "tokenizer_config.json").read_text())["model_max_length"])
+
+
+def _fastembed(peers_dir: Path, threads: int) -> Encode:
+    from fastembed import TextEmbedding
+    from fastembed.common.model_description import ModelSource, PoolingType
+
+    # fastembed truncates at tokenizer_config's model_max_length, which need not be the
+    # sentence-transformers limit (512 vs 256 in the original files): a copy pins the latter.
+    folder = peers_dir.parent / "fastembed-model"
+    if not folder.exists():
+        shutil.copytree(peers_dir, folder, ignore=shutil.ignore_patterns("model_*.onnx"))
+        config_path = folder / "tokenizer_config.json"
+        config = json.loads(config_path.read_text())
+        # It takes the smaller of model_max_length and max_length (128 in these files).
+        config["model_max_length"] = config["max_length"] = _max_seq_length(peers_dir)
+        config_path.write_text(json.dumps(config))
+    TextEmbedding.add_custom_model(
+        model="local/gist-bench",
+        pooling=PoolingType.MEAN,
+        normalization=True,
+        sources=ModelSource(hf="local/gist-bench"),
+        dim=384,
+        model_file="onnx/model.onnx",
+    )
+    model = TextEmbedding("local/gist-bench", specific_model_path=str(folder), threads=threads)
+    return lambda texts, batch: np.asarray(
+        list(model.embed(list(texts), batch_size=batch)), dtype=np.float32
+    )
+
+
+def _optimum(peers_dir: Path, threads: int) -> Encode:
+    import onnxruntime as ort
+    from optimum.onnxruntime import ORTModelForFeatureExtraction
+    from transformers import AutoTokenizer
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    model = ORTModelForFeatureExtraction.from_pretrained(
+        str(peers_dir), subfolder="onnx", file_name="model.onnx", session_options=options
+    )
+    tokenizer = AutoTokenizer.from_pretrained(str(peers_dir))
+    max_len = _max_seq_length(peers_dir)
+
+    def encode(texts: Sequence[str], batch: int) -> np.ndarray:
+        order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
+        out = np.empty((len(texts), 384), dtype=np.float32)
+        for start in range(0, len(order), batch):
+            rows = order[start : start + batch]
+            enc = tokenizer(
+                [texts[i] for i in rows],
+                padding=True,
+                truncation=True,
+                max_length=max_len,
+                return_tensors="np",
+            )
+            hidden = model(**enc).last_hidden_state
+            mask = enc["attention_mask"][:, :, None].astype(np.float32)
+            pooled = (hidden * mask).sum(1) / np.maximum(mask.sum(1), 1e-9)
+            out[rows] = pooled / np.linalg.norm(pooled, axis=1, keepdims=True)
+        return out
+
+    return encode

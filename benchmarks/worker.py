@@ -1,0 +1,109 @@
+"""One benchmark process: load one stack, measure, print one JSON line.
+
+    python benchmarks/worker.py MODE --stack NAME --dirs SOURCE GIST PEERS [--texts FILE] ...
+
+MODE is ``speed`` (texts/s per workload and batch size, batch-1 latency), ``quality`` (STS
+Spearman) or ``coldstart`` (import, load and one encode, timed from inside; the parent times the
+whole process and reads its peak RSS). Run by benchmarks/run.py, in the stack's own venv.
+"""
+
+from __future__ import annotations
+
+import time
+
+_T0 = time.perf_counter()
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import sys  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(HERE.parent / "export"))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("mode", choices=("speed", "quality", "coldstart"))
+    parser.add_argument("--stack", required=True)
+    parser.add_argument("--dirs", nargs=3, type=Path, required=True)
+    parser.add_argument("--texts", type=Path, help="workloads JSON written by run.py")
+    parser.add_argument("--batches", default="32,128")
+    parser.add_argument("--latency", type=int, default=100, help="batch-1 calls to time")
+    parser.add_argument("--sts", default="stsb")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--device", default="cpu")
+    args = parser.parse_args()
+
+    from stacks import load
+
+    source, gist, peers = args.dirs
+    t_import = time.perf_counter()
+    encode = load(
+        args.stack,
+        source_dir=source,
+        gist_dir=gist,
+        peers_dir=peers,
+        threads=args.threads,
+        device=args.device,
+    )
+    t_load = time.perf_counter()
+    if args.mode == "coldstart":
+        encode(["what is the capital of france"], 1)
+        done = time.perf_counter()
+        report = {
+            "import_load_s": t_load - _T0,
+            "first_encode_s": done - t_load,
+            "total_s": done - _T0,
+        }
+        print(json.dumps(report))
+        return
+
+    if args.mode == "quality":
+        from sts import load_sts, spearman, sts_dir
+
+        folder = sts_dir()
+        assert folder is not None, "STS data not found"
+        scores = {
+            name: spearman(load_sts(name, folder), lambda s: encode(s, 64))
+            for name in args.sts.split(",")
+        }
+        print(json.dumps(scores))
+        return
+
+    import numpy as np
+
+    workloads = json.loads(args.texts.read_text())
+    encode(workloads["sentences"]["texts"][:64], 32)  # warm-up: first-run allocations
+    speed: dict[str, float] = {}
+    for name, load_ in workloads.items():
+        for batch in (int(b) for b in args.batches.split(",")):
+            start = time.perf_counter()
+            out = encode(load_["texts"], batch)
+            speed[f"{name}@{batch}"] = time.perf_counter() - start
+            if out.shape != (len(load_["texts"]), 384):
+                raise SystemExit(f"{args.stack} returned {out.shape} for {name}")
+    queries = workloads["queries"]["texts"]
+    latencies = []
+    for i in range(args.latency):
+        start = time.perf_counter()
+        encode([queries[i % len(queries)]], 1)
+        latencies.append(time.perf_counter() - start)
+    lat = np.array(latencies) * 1000
+    print(
+        json.dumps(
+            {
+                "seconds": speed,
+                "latency_ms": {
+                    "p50": float(np.percentile(lat, 50)),
+                    "p99": float(np.percentile(lat, 99)),
+                },
+                "load_s": t_load - t_import,
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
