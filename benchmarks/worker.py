@@ -31,6 +31,7 @@ def main() -> None:
     parser.add_argument("--texts", type=Path, help="workloads JSON written by run.py")
     parser.add_argument("--batches", default="32,128")
     parser.add_argument("--latency", type=int, default=100, help="batch-1 calls to time")
+    parser.add_argument("--repeats", type=int, default=1, help="passes over the workloads")
     parser.add_argument("--sts", default="stsb")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--device", default="cpu")
@@ -76,14 +77,15 @@ def main() -> None:
 
     workloads = json.loads(args.texts.read_text())
     encode(workloads["sentences"]["texts"][:64], 32)  # warm-up: first-run allocations
-    speed: dict[str, float] = {}
-    for name, load_ in workloads.items():
-        for batch in (int(b) for b in args.batches.split(",")):
-            start = time.perf_counter()
-            out = encode(load_["texts"], batch)
-            speed[f"{name}@{batch}"] = time.perf_counter() - start
-            if out.shape != (len(load_["texts"]), 384):
-                raise SystemExit(f"{args.stack} returned {out.shape} for {name}")
+    speed: dict[str, list[float]] = {}
+    for _ in range(args.repeats):
+        for name, load_ in workloads.items():
+            for batch in (int(b) for b in args.batches.split(",")):
+                start = time.perf_counter()
+                out = encode(load_["texts"], batch)
+                speed.setdefault(f"{name}@{batch}", []).append(time.perf_counter() - start)
+                if out.shape != (len(load_["texts"]), 384):
+                    raise SystemExit(f"{args.stack} returned {out.shape} for {name}")
     queries = workloads["queries"]["texts"]
     latencies = []
     for i in range(args.latency):
