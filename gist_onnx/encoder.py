@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Sized
 from itertools import islice
 from typing import Any
 
@@ -147,7 +147,8 @@ class GistEncoder:
         chunk_size = batch_size * _CHUNK_BATCHES
         iterator = iter(texts)
         parts: list[npt.NDArray[np.float32]] = []
-        progress = _progress(show_progress_bar)
+        total = len(texts) if isinstance(texts, Sized) else None
+        progress = _progress(show_progress_bar, total)
         start = 0
         while chunk := list(islice(iterator, chunk_size)):
             _check_texts(chunk, start)
@@ -205,10 +206,10 @@ def _check_texts(texts: list[Any], offset: int) -> None:
             )
 
 
-def _progress(show: bool | None) -> Any:
+def _progress(show: bool | None, total: int | None) -> Any:
     if not show:
         return None
     # tqdm comes with huggingface-hub; imported only when a bar is asked for.
     from tqdm.auto import tqdm
 
-    return tqdm(desc="Encoding", unit="text")
+    return tqdm(desc="Encoding", unit="text", total=total)

@@ -1,0 +1,45 @@
+"""Unit tier: the ``gist-onnx`` command and the progress bar."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from gist_onnx import GistEncoder
+from gist_onnx import session as session_mod
+from gist_onnx.cli import main
+from tiny import write_tiny_model
+
+
+def test_info_lists_providers_and_loads_a_model(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["info", "--model", str(write_tiny_model(tmp_path / "m"))]) == 0
+    out = capsys.readouterr().out
+    assert "CPUExecutionProvider" in out
+    assert "GistEncoder(" in out
+
+
+def test_info_reports_the_runtime_clash(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(
+        session_mod, "installed_runtimes", lambda: ["onnxruntime", "onnxruntime-gpu"]
+    )
+    assert main(["info"]) == 1
+    assert session_mod.GPU_FIX in capsys.readouterr().out
+
+
+def test_a_bad_model_is_one_line_and_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["info", "--model", str(tmp_path / "missing")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: Model folder") and err.count("\n") == 1
+
+
+def test_progress_bar_counts_every_text(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    enc = GistEncoder(write_tiny_model(tmp_path / "m"))
+    enc.encode(["hello"] * 5, batch_size=2, show_progress_bar=True)
+    assert "5/5" in capsys.readouterr().err
