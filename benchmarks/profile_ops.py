@@ -1,0 +1,50 @@
+"""Where the graph's time goes: ONNX Runtime's per-operator profile for one workload.
+
+    python benchmarks/profile_ops.py [--variant fp32|int8] [--workload sentences|passages]
+
+Runs gist-onnx on the benchmark workload (benchmarks/.work/, written by run.py) with ONNX
+Runtime's profiler on, and prints each operator type's share of the kernel time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+from pathlib import Path
+
+import onnxruntime as ort
+
+from gist_onnx import GistEncoder
+
+WORK = Path(__file__).resolve().parent / ".work"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--variant", default="fp32")
+    parser.add_argument("--workload", default="sentences")
+    args = parser.parse_args()
+    texts = json.loads((WORK / "workloads.json").read_text())[args.workload]["texts"]
+    encoder = GistEncoder(WORK / "gist-model", variant=args.variant, threads=2)
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 2
+    options.enable_profiling = True
+    options.profile_file_prefix = str(WORK / "ortprofile")
+    encoder.session.session = ort.InferenceSession(
+        str(encoder.files.graph), options, providers=["CPUExecutionProvider"]
+    )
+    encoder.encode(texts)
+    events = json.loads(Path(encoder.session.session.end_profiling()).read_text())
+    per_op: collections.Counter[str] = collections.Counter()
+    for event in events:
+        if event.get("cat") == "Node" and event["name"].endswith("_kernel_time"):
+            per_op[event["args"]["op_name"]] += event["dur"]
+    total = sum(per_op.values())
+    print(f"{args.variant} on {len(texts)} {args.workload}: {total / 1000:.0f} ms of kernel time")
+    for op, micros in per_op.most_common(10):
+        print(f"  {op:28s} {micros / total:6.1%}")
+
+
+if __name__ == "__main__":
+    main()
