@@ -96,7 +96,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--fp16",
         action="store_true",
-        help="also write the fp16 graph model_fp16.onnx (for CUDA; checked only where CUDA runs)",
+        help="also write the fp16 graph model_fp16.onnx (for CUDA; checked on --device)",
     )
     parser.add_argument(
         "--device",
@@ -264,9 +264,9 @@ def export(args: argparse.Namespace) -> int:
     failed = []
     for variant, entry in graphs.items():
         if variant == "fp16" and args.device != "cuda":
-            entry["check"] = {"skipped": "fp16 is checked on CUDA only (--device cuda)"}
-            print("  fp16: not checked (no --device cuda)")
-            continue
+            # ONNX Runtime's CPU kernels run the fp16 graph in fp32 arithmetic: this checks the
+            # converted weights and graph, not CUDA's fp16 arithmetic (--device cuda does).
+            entry["check_note"] = "run on CPU: fp16 weights, fp32 arithmetic"
         result = check_graph(output, variant, PARITY_TEXTS, reference, device=args.device)
         entry["check"] = result.as_dict()
         entry["thresholds"] = THRESHOLDS[variant]
