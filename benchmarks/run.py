@@ -262,8 +262,6 @@ def machine() -> dict[str, Any]:
     cpuinfo = Path("/proc/cpuinfo")
     if cpuinfo.is_file():
         for line in cpuinfo.read_text().splitlines():
-            if line.startswith("model name") and not model:
-                model = line.split(":", 1)[1].strip()
             if line.startswith("model name"):
                 model = line.split(":", 1)[1].strip()
             if line.startswith("flags"):

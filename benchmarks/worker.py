@@ -65,7 +65,8 @@ def main() -> None:
         from sts import load_sts, spearman, sts_dir
 
         folder = sts_dir()
-        assert folder is not None, "STS data not found"
+        if folder is None:
+            raise SystemExit("STS data not found: set GIST_STS_DIR")
         scores = {
             name: spearman(load_sts(name, folder), lambda s: encode(s, 64))
             for name in args.sts.split(",")

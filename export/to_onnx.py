@@ -279,8 +279,13 @@ def export(args: argparse.Namespace) -> int:
         if not result.passed:
             failed.append(variant)
     timings["total_s"] = time.perf_counter() - started
+    files = {
+        str(p.relative_to(output)): sha256(p)
+        for p in sorted(output.rglob("*"))
+        if p.is_file() and p.name != MANIFEST_FILE
+    }
     for entry in graphs.values():
-        entry["sha256"] = sha256(output / entry["file"])
+        entry["sha256"] = files[entry["file"]]
         entry["bytes"] = sum((output / entry[k]).stat().st_size for k in ("file", "data_file"))
     manifest = {
         "format": 1,
@@ -293,11 +298,7 @@ def export(args: argparse.Namespace) -> int:
             "dimension": config.dimension,
         },
         "graphs": graphs,
-        "files": {
-            str(p.relative_to(output)): sha256(p)
-            for p in sorted(output.rglob("*"))
-            if p.is_file() and p.name != MANIFEST_FILE
-        },
+        "files": files,
         "versions": versions(),
         "timings": {k: round(v, 2) for k, v in timings.items()},
         "passed": not failed,

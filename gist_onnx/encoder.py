@@ -176,12 +176,13 @@ class GistEncoder:
         self, texts: list[str], batch_size: int, progress: Any
     ) -> npt.NDArray[np.float32]:
         encodings = self.tokenizer.tokenize(texts)
+        lengths = [len(e) for e in encodings]  # len() is cheap; .ids builds a list each time
         # Longest first: the first batch shows at once whether memory suffices.
-        order = sorted(range(len(texts)), key=lambda i: -len(encodings[i].ids))
+        order = sorted(range(len(texts)), key=lambda i: -lengths[i])
         out = np.empty((len(texts), self.dimension), dtype=np.float32)
         begin = 0
         while begin < len(order):
-            longest = len(encodings[order[begin]].ids)  # sorted: the first is the longest
+            longest = lengths[order[begin]]  # sorted: the first is the longest
             size = max(1, min(batch_size, _TOKENS_PER_RUN // longest))
             rows = order[begin : begin + size]
             begin += size
