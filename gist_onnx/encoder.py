@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Sized
+import queue
+import threading
+from collections.abc import Generator, Iterable, Iterator, Sized
 from itertools import islice
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -13,8 +15,8 @@ import numpy.typing as npt
 from .errors import InvalidInputError, ModelConfigError
 from .files import DEFAULT_MODEL, ModelConfig, ModelFiles, read_config, resolve
 from .pooling import l2_normalize, pool
-from .session import GraphSession, choose_providers
-from .tokenizer import TextTokenizer, load_tokenizer
+from .session import CUDA, GraphSession, choose_providers
+from .tokenizer import Batch, TextTokenizer, load_tokenizer
 
 # Texts tokenized, length-sorted and batched together: large enough that sorting removes most
 # padding, small enough that the tokenizer's per-text objects stay a few MB.
@@ -24,6 +26,16 @@ _CHUNK_BATCHES = 32
 # more short texts per second than runs of 4,096 (batch_size=128 x 32 tokens). A text's vector
 # does not depend on its batch, so this changes speed only.
 _TOKENS_PER_RUN = 512
+# With overlap on, at most this many padded batches wait ahead of the graph.
+_PREFETCH = 8
+
+
+class _Run(NamedTuple):
+    """One graph run: which rows of its chunk it fills; ``chunk`` > 0 opens a chunk of that size."""
+
+    chunk: int
+    rows: list[int]
+    batch: Batch
 
 
 class GistEncoder:
@@ -37,6 +49,9 @@ class GistEncoder:
             it can run, else the CPU; ``provider`` tells which).
         providers: ONNX Runtime providers to use instead of what ``device`` picks.
         threads: ONNX Runtime intra-op threads (default: ONNX Runtime's, one per core).
+        overlap: tokenize and pad the next batches on a background thread while the graph runs
+            the current one. Default: on with CUDA, where the graph outruns the tokenizer; off on
+            the CPU, where both share the same cores (see benchmarks/README.md for the figures).
         revision, cache_dir, local_files_only: passed to the hub download; ``HF_HUB_OFFLINE=1``
             is respected as well.
 
@@ -52,6 +67,7 @@ class GistEncoder:
         device: str = "cpu",
         providers: list[Any] | None = None,
         threads: int | None = None,
+        overlap: bool | None = None,
         revision: str | None = None,
         cache_dir: str | os.PathLike[str] | None = None,
         local_files_only: bool = False,
@@ -84,6 +100,7 @@ class GistEncoder:
                 "config.json / 1_Pooling/config.json gives it."
             )
         self.dimension: int = int(dim)
+        self.overlap: bool = self.provider == CUDA if overlap is None else bool(overlap)
 
     @property
     def variant(self) -> str:
@@ -144,18 +161,23 @@ class GistEncoder:
             )
         if not isinstance(batch_size, int) or batch_size < 1:
             raise InvalidInputError(f"batch_size must be a positive integer, got {batch_size!r}.")
-        chunk_size = batch_size * _CHUNK_BATCHES
-        iterator = iter(texts)
-        parts: list[npt.NDArray[np.float32]] = []
         total = len(texts) if isinstance(texts, Sized) else None
+        runs = self._plan(iter(texts), batch_size)
+        if self.overlap and (total is None or total > batch_size):
+            runs = _prefetch(runs, _PREFETCH)
         progress = _progress(show_progress_bar, total)
-        start = 0
-        while chunk := list(islice(iterator, chunk_size)):
-            _check_texts(chunk, start)
-            parts.append(self._encode_chunk(chunk, batch_size, progress))
-            start += len(chunk)
-        if progress is not None:
-            progress.close()
+        parts: list[npt.NDArray[np.float32]] = []
+        try:
+            for run in runs:
+                if run.chunk:
+                    parts.append(np.empty((run.chunk, self.dimension), dtype=np.float32))
+                parts[-1][run.rows] = self._run(run.batch)
+                if progress is not None:
+                    progress.update(len(run.rows))
+        finally:
+            runs.close()  # stops the producer thread at once if the graph raised
+            if progress is not None:
+                progress.close()
         if not parts:
             return np.zeros((0, self.dimension), dtype=np.float32)
         out = parts[0] if len(parts) == 1 else np.concatenate(parts)
@@ -172,30 +194,83 @@ class GistEncoder:
         )[0]
         return vector
 
-    def _encode_chunk(
-        self, texts: list[str], batch_size: int, progress: Any
-    ) -> npt.NDArray[np.float32]:
-        encodings = self.tokenizer.tokenize(texts)
-        lengths = [len(e) for e in encodings]  # len() is cheap; .ids builds a list each time
-        # Longest first: the first batch shows at once whether memory suffices.
-        order = sorted(range(len(texts)), key=lambda i: -lengths[i])
-        out = np.empty((len(texts), self.dimension), dtype=np.float32)
-        begin = 0
-        while begin < len(order):
-            longest = lengths[order[begin]]  # sorted: the first is the longest
-            size = max(1, min(batch_size, _TOKENS_PER_RUN // longest))
-            rows = order[begin : begin + size]
-            begin += size
-            batch = self.tokenizer.pad([encodings[i] for i in rows])
-            result = self.session.run(batch)
-            if not self.session.info.pooled:
-                result = pool(result, batch.attention_mask, self.config.pooling)
-                if self.config.normalize:
-                    result = l2_normalize(result)
-            out[rows] = result
-            if progress is not None:
-                progress.update(len(rows))
-        return out
+    def _plan(self, texts: Iterator[Any], batch_size: int) -> Generator[_Run, None, None]:
+        """Tokenize texts a chunk at a time, sort each chunk by length and cut it into runs."""
+        chunk_size = batch_size * _CHUNK_BATCHES
+        start = 0
+        while chunk := list(islice(texts, chunk_size)):
+            _check_texts(chunk, start)
+            start += len(chunk)
+            encodings = self.tokenizer.tokenize(chunk)
+            lengths = [len(e) for e in encodings]  # len() is cheap; .ids builds a list each time
+            # Longest first: the first batch shows at once whether memory suffices.
+            order = sorted(range(len(chunk)), key=lambda i: -lengths[i])
+            begin = 0
+            while begin < len(order):
+                longest = lengths[order[begin]]  # sorted: the first is the longest
+                size = max(1, min(batch_size, _TOKENS_PER_RUN // longest))
+                rows = order[begin : begin + size]
+                batch = self.tokenizer.pad([encodings[i] for i in rows])
+                yield _Run(len(chunk) if begin == 0 else 0, rows, batch)
+                begin += size
+
+    def _run(self, batch: Batch) -> npt.NDArray[np.float32]:
+        result = self.session.run(batch)
+        if not self.session.info.pooled:
+            result = pool(result, batch.attention_mask, self.config.pooling)
+            if self.config.normalize:
+                result = l2_normalize(result)
+        return result
+
+
+_DONE = object()
+
+
+def _prefetch(runs: Iterator[_Run], depth: int) -> Generator[_Run, None, None]:
+    """Produce ``runs`` on a background thread, at most ``depth`` ahead of the consumer.
+
+    The graph releases the GIL while it runs, so tokenizing and padding the next batches overlap
+    with it. An error in the producer is raised in the consumer; a consumer that stops early (an
+    error while running the graph, a generator closed) stops the producer.
+    """
+    ahead: queue.Queue[Any] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def produce() -> None:
+        item: Any
+        try:
+            for item in runs:
+                while not stop.is_set():
+                    try:
+                        ahead.put(item, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            item = _DONE
+        except BaseException as exc:  # noqa: BLE001 -- handed to the consumer, which raises it
+            item = exc
+        while not stop.is_set():
+            try:
+                ahead.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    worker = threading.Thread(target=produce, name="gist-onnx-tokenize", daemon=True)
+    worker.start()
+    try:
+        while True:
+            item = ahead.get()
+            if item is _DONE:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        worker.join()
 
 
 def _check_texts(texts: list[Any], offset: int) -> None:

@@ -144,7 +144,8 @@ class GraphSession:
     def __init__(self, graph: Path, *, providers: list[Any], threads: int | None = None) -> None:
         import onnxruntime as ort
 
-        if any((p[0] if isinstance(p, tuple) else p) == CUDA for p in providers):
+        on_cuda = any((p[0] if isinstance(p, tuple) else p) == CUDA for p in providers)
+        if on_cuda:
             preload = getattr(ort, "preload_dlls", None)
             if preload is not None:
                 # Best effort: if CUDA still cannot load, the session check below says so.
@@ -156,6 +157,11 @@ class GraphSession:
                 raise ValueError(f"threads must be at least 1, got {threads}.")
             options.intra_op_num_threads = threads
         options.log_severity_level = 3
+        if on_cuda:
+            # With CUDA the CPU threads only feed the GPU; spinning after each run would take the
+            # cores from the tokenizer that prepares the next batch (GistEncoder's overlap).
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+            options.add_session_config_entry("session.inter_op.allow_spinning", "0")
         try:
             self.session = ort.InferenceSession(
                 str(graph), sess_options=options, providers=providers

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -106,3 +107,46 @@ def test_threads_must_be_positive(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="threads must be at least 1"):
         GistEncoder(folder, threads=0)
     assert GistEncoder(folder, threads=1).encode(["hello"]).shape == (1, DIM)
+
+
+def _tokenize_threads() -> list[str]:
+    return [t.name for t in threading.enumerate() if t.name == "gist-onnx-tokenize"]
+
+
+def test_overlap_gives_the_same_vectors_in_the_same_order(tmp_path: Path) -> None:
+    plain = GistEncoder(write_tiny_model(tmp_path / "m"))
+    overlapped = GistEncoder(tmp_path / "m", overlap=True)
+    assert (plain.overlap, overlapped.overlap) == (False, True)  # CPU default: off
+    words = list(IDS)
+    texts = [" ".join(words[: 1 + (i * 5) % 6]) for i in range(500)]
+    for source in (texts, iter(texts)):  # several chunks, sized or not
+        out = overlapped.encode(source, batch_size=3)
+        np.testing.assert_array_equal(out, plain.encode(texts, batch_size=3))
+    np.testing.assert_allclose(out, expected([ids_of(t) for t in texts]), rtol=1e-5, atol=1e-6)
+    assert _tokenize_threads() == []
+
+
+def test_overlap_raises_a_bad_text_from_a_later_chunk_and_stops(tmp_path: Path) -> None:
+    enc = GistEncoder(write_tiny_model(tmp_path / "m"), overlap=True)
+    texts: list[object] = ["hello"] * 200 + [3.5]
+    with pytest.raises(InvalidInputError, match="Text 200 is a float"):
+        enc.encode(texts, batch_size=2)  # type: ignore[arg-type]
+    assert _tokenize_threads() == []
+
+
+def test_overlap_stops_the_tokenizer_thread_when_the_graph_fails(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    enc = GistEncoder(write_tiny_model(tmp_path / "m"), overlap=True)
+    calls = 0
+
+    def failing(batch: object) -> np.ndarray:
+        nonlocal calls
+        calls += 1
+        raise RuntimeError("graph failed")
+
+    monkeypatch.setattr(enc.session, "run", failing)
+    with pytest.raises(RuntimeError, match="graph failed"):
+        enc.encode(["the cat sat"] * 2000, batch_size=4)
+    assert calls == 1
+    assert _tokenize_threads() == []
