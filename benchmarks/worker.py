@@ -2,21 +2,18 @@
 
     python benchmarks/worker.py MODE --stack NAME --dirs SOURCE GIST PEERS [--texts FILE] ...
 
-MODE is ``speed`` (texts/s per workload and batch size, batch-1 latency), ``quality`` (STS
-Spearman) or ``coldstart`` (import, load and one encode, timed from inside; the parent times the
-whole process and reads its peak RSS). Run by benchmarks/run.py, in the stack's own venv.
+MODE is ``speed`` (texts/s per workload and batch size, batch-1 latency) or ``quality`` (STS
+Spearman). Run by benchmarks/run.py, in the stack's own venv. (Cold start is not measured here:
+run.py starts a bare ``python -c`` that loads the stack and encodes one text.)
 """
 
 from __future__ import annotations
 
+import argparse
+import json
+import sys
 import time
-
-_T0 = time.perf_counter()
-
-import argparse  # noqa: E402
-import json  # noqa: E402
-import sys  # noqa: E402
-from pathlib import Path  # noqa: E402
+from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
@@ -25,7 +22,7 @@ sys.path.insert(0, str(HERE.parent / "export"))
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("mode", choices=("speed", "quality", "coldstart"))
+    parser.add_argument("mode", choices=("speed", "quality"))
     parser.add_argument("--stack", required=True)
     parser.add_argument("--dirs", nargs=3, type=Path, required=True)
     parser.add_argument("--texts", type=Path, help="workloads JSON written by run.py")
@@ -50,17 +47,6 @@ def main() -> None:
         device=args.device,
     )
     t_load = time.perf_counter()
-    if args.mode == "coldstart":
-        encode(["what is the capital of france"], 1)
-        done = time.perf_counter()
-        report = {
-            "import_load_s": t_load - _T0,
-            "first_encode_s": done - t_load,
-            "total_s": done - _T0,
-        }
-        print(json.dumps(report))
-        return
-
     if args.mode == "quality":
         from sts import load_sts, spearman, sts_dir
 

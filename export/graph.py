@@ -127,6 +127,34 @@ def externalize(path: Path) -> Path:
     return data
 
 
+def preoptimize_for_cpu(path: Path) -> int:
+    """Rewrite a CPU-only graph (the int8 one) with ONNX Runtime's extended-level rewrites applied,
+    so that sessions do not redo them at every load; returns the node count after.
+
+    Extended-level rewrites only fuse into ONNX Runtime's contrib operators (no layout or
+    instruction-set specific packing, which is why the session still runs its own passes at
+    load). Measured on 2 cores: the per-row int8 graph goes from 754 to ~490 nodes, session
+    creation from ~60 ms to ~35 ms, cold start from 0.24-0.25 s to 0.21-0.22 s, with identical
+    vectors, speed and peak memory.
+    """
+    import shutil
+    import tempfile
+
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
+    options.log_severity_level = 3
+    with tempfile.TemporaryDirectory() as tmp:
+        optimized = Path(tmp) / path.name
+        options.optimized_model_filepath = str(optimized)
+        ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        shutil.move(optimized, path)
+    import onnx
+
+    return len(onnx.load(str(path), load_external_data=False).graph.node)
+
+
 def fuse(in_path: Path, out_path: Path, *, num_heads: int, hidden_size: int) -> dict[str, int]:
     """Apply ONNX Runtime's BERT fusions offline; returns the fused operator counts.
 
