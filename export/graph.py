@@ -140,6 +140,7 @@ def preoptimize_for_cpu(path: Path) -> int:
     import shutil
     import tempfile
 
+    import onnx
     import onnxruntime as ort
 
     options = ort.SessionOptions()
@@ -150,8 +151,6 @@ def preoptimize_for_cpu(path: Path) -> int:
         options.optimized_model_filepath = str(optimized)
         ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         shutil.move(optimized, path)
-    import onnx
-
     return len(onnx.load(str(path), load_external_data=False).graph.node)
 
 

@@ -236,27 +236,25 @@ def _prefetch(runs: Iterator[_Run], depth: int) -> Generator[_Run, None, None]:
     ahead: queue.Queue[Any] = queue.Queue(maxsize=depth)
     stop = threading.Event()
 
-    def produce() -> None:
-        item: Any
-        try:
-            for item in runs:
-                while not stop.is_set():
-                    try:
-                        ahead.put(item, timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-                if stop.is_set():
-                    return
-            item = _DONE
-        except BaseException as exc:  # noqa: BLE001 -- handed to the consumer, which raises it
-            item = exc
+    def put(item: Any) -> bool:
+        """Queue ``item`` unless the consumer has stopped; False once it has."""
         while not stop.is_set():
             try:
                 ahead.put(item, timeout=0.1)
-                return
+                return True
             except queue.Full:
                 continue
+        return False
+
+    def produce() -> None:
+        try:
+            for run in runs:
+                if not put(run):
+                    return
+        except BaseException as exc:  # noqa: BLE001 -- handed to the consumer, which raises it
+            put(exc)
+            return
+        put(_DONE)
 
     worker = threading.Thread(target=produce, name="gist-onnx-tokenize", daemon=True)
     worker.start()
