@@ -37,6 +37,15 @@ from sts import STS_SETS, load_sts, sts_dir  # noqa: E402
 MAIN_PY = Path(sys.executable)
 PEERS_PY = WORK / "peers" / "bin" / "python"
 GIST_PY = WORK / "gist-venv" / "bin" / "python"  # only what `pip install gist-onnx` brings
+# The same with onnxruntime-gpu in place of onnxruntime, for --device cuda: a venv of its own, so
+# the CPU venv (and its measured size) never holds the GPU build.
+GIST_CUDA_PY = WORK / "gist-venv-cuda" / "bin" / "python"
+
+
+def gist_python(device: str) -> Path:
+    return GIST_CUDA_PY if device == "cuda" else GIST_PY
+
+
 PEERS_REQUIREMENTS = [
     "optimum-onnx[onnxruntime]==0.1.0",
     "sentence-transformers[onnx]",
@@ -93,20 +102,27 @@ def prepare(source: Path, device: str = "cpu") -> tuple[Path, Path]:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-    if not GIST_PY.is_file():
-        log("set-up: a venv with only `pip install gist-onnx` ...")
-        run([sys.executable, "-m", "venv", GIST_PY.parent.parent])
-        run([GIST_PY, "-m", "pip", "install", "--quiet", ROOT])
+    gist_venv(device)
+    return gist_dir, peers_dir
+
+
+def gist_venv(device: str) -> Path:
+    """The python of a venv holding only what `pip install gist-onnx` brings: made on first use,
+    this checkout reinstalled into it on every call."""
+    py = gist_python(device)
+    if not py.is_file():
+        log(f"set-up: a venv with only `pip install gist-onnx` ({device}) ...")
+        run([sys.executable, "-m", "venv", py.parent.parent])
+        run([py, "-m", "pip", "install", "--quiet", ROOT])
+        if device == "cuda":  # the README's GPU install: the GPU build in place of the CPU one
+            run([py, "-m", "pip", "uninstall", "--quiet", "-y", "onnxruntime", "onnxruntime-gpu"])
+            run([py, "-m", "pip", "install", "--quiet", "onnxruntime-gpu>=1.20"])
     # A plain (not editable) install, as users deploy it: refreshed so it runs this checkout.
     run(
-        [GIST_PY, "-m", "pip", "install", "--quiet", "--no-deps", "--force-reinstall", ROOT],
+        [py, "-m", "pip", "install", "--quiet", "--no-deps", "--force-reinstall", ROOT],
         stdout=subprocess.DEVNULL,
     )
-    if device == "cuda":  # the README's GPU install: the GPU build in place of the CPU one
-        gist_pip: list[str | Path] = [GIST_PY, "-m", "pip"]
-        run([*gist_pip, "uninstall", "--quiet", "-y", "onnxruntime", "onnxruntime-gpu"])
-        run([*gist_pip, "install", "--quiet", "onnxruntime-gpu>=1.20"])
-    return gist_dir, peers_dir
+    return py
 
 
 def workloads(quick: bool, gist_dir: Path) -> dict[str, dict[str, Any]]:
@@ -151,12 +167,12 @@ def workloads(quick: bool, gist_dir: Path) -> dict[str, dict[str, Any]]:
 # ---------------------------------------------------------------------------------------- measure
 
 
-def python_for(stack: str, mode: str) -> Path:
+def python_for(stack: str, mode: str, device: str) -> Path:
     venv = STACKS[stack].venv
     if venv == "peers":
         return PEERS_PY
     if venv == "gist" and mode != "quality":  # quality needs scipy, from the main venv
-        return GIST_PY
+        return gist_python(device)
     return MAIN_PY
 
 
@@ -180,10 +196,11 @@ def spawn(cmd: list[str], what: str) -> tuple[dict[str, Any], float, int]:
 
 
 def worker(
-    stack: str, mode: str, dirs: list[Path], *extra: str
+    stack: str, mode: str, dirs: list[Path], device: str, *extra: str
 ) -> tuple[dict[str, Any], float, int]:
     """Run one worker process (benchmarks/worker.py) for ``stack`` in ``mode``."""
-    cmd = [str(python_for(stack, mode)), str(HERE / "worker.py"), mode, "--stack", stack]
+    py = python_for(stack, mode, device)
+    cmd = [str(py), str(HERE / "worker.py"), mode, "--stack", stack, "--device", device]
     return spawn([*cmd, "--dirs", *map(str, dirs), *extra], f"{stack} {mode}")
 
 
@@ -203,7 +220,8 @@ def coldstart(stack: str, dirs: list[Path], device: str) -> tuple[dict[str, Any]
         "encode(['what is the capital of france'], 1)\n"
         "print('{\"import_load_s\": %.6f}' % (t1 - t0))\n"
     )
-    return spawn([str(python_for(stack, "coldstart")), "-c", code], f"{stack} coldstart")
+    py = python_for(stack, "coldstart", device)
+    return spawn([str(py), "-c", code], f"{stack} coldstart")
 
 
 def sgemm_ceiling() -> float:
@@ -232,7 +250,7 @@ def du(path: Path) -> int:
 def sizes(gist_dir: Path) -> dict[str, Any]:
     """Installed size of gist-onnx alone vs sentence-transformers, and a deployable bundle."""
     out: dict[str, Any] = {}
-    gist_venv, st_venv = GIST_PY.parent.parent, WORK / "size-st"
+    gist_venv_dir, st_venv = gist_venv("cpu").parent.parent, WORK / "size-st"
     if not st_venv.is_dir():
         log("sizes: a venv with torch==2.13.0 (CPU) + sentence-transformers ...")
         run([sys.executable, "-m", "venv", st_venv])
@@ -246,7 +264,7 @@ def sizes(gist_dir: Path) -> dict[str, Any]:
     def graph_mb(name: str) -> float:  # the graph and the weights file beside it
         return sum(p.stat().st_size for p in gist_dir.glob(f"{name}*")) / 1e6
 
-    out["gist_venv_mb"] = du(gist_venv) / 1e6
+    out["gist_venv_mb"] = du(gist_venv_dir) / 1e6
     out["st_venv_mb"] = du(st_venv) / 1e6
     out["fp32_model_mb"] = graph_mb("model.onnx") + small / 1e6
     out["int8_model_mb"] = graph_mb("model_int8.onnx") + small / 1e6
@@ -386,15 +404,13 @@ def main() -> int:
         str(texts_file),
         "--latency",
         "50" if args.quick else "200",
-        "--device",
-        args.device,
     ]
     for round_ in range(repeats):
         for stack in stacks:
             if stack in failures or stack in not_run:
                 continue
             try:
-                result, _, _ = worker(stack, "speed", dirs, *extra)
+                result, _, _ = worker(stack, "speed", dirs, args.device, *extra)
                 cold_result, wall, rss = coldstart(stack, dirs, args.device)
             except RuntimeError as exc:
                 failures[stack] = str(exc).splitlines()[-1][:300]
@@ -420,7 +436,7 @@ def main() -> int:
                 continue
             log(f"quality: {stack} ...")
             quality[stack] = worker(
-                stack, "quality", dirs, "--sts", ",".join(STS_SETS), "--device", args.device
+                stack, "quality", dirs, args.device, "--sts", ",".join(STS_SETS)
             )[0]
     size = sizes(gist_dir) if not args.quick else None
     ceiling = sgemm_ceiling()
@@ -433,7 +449,7 @@ def main() -> int:
         "machine": info,
         "versions": {
             "main": versions(MAIN_PY),
-            "gist": versions(GIST_PY),
+            "gist": versions(gist_python(args.device)),
             "peers": versions(PEERS_PY),
         },
         "workloads": {

@@ -109,7 +109,8 @@ def externalize(path: Path) -> Path:
 
     Measured on 2 cores: ONNX Runtime then maps the weights instead of parsing them out of the
     protobuf, which cut session creation from 0.19 s to 0.07 s and peak memory from 186 MiB to
-    106 MiB for the fp32 graph (int8: 0.11 s to 0.08 s, 97 MiB to 78 MiB), at the same speed.
+    106 MiB for the fp32 graph, at the same speed (the int8 graph loaded faster and smaller too;
+    benchmarks/RESULTS.md has the current figures).
     """
     import onnx
 

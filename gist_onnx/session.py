@@ -59,13 +59,18 @@ def _clash_note() -> str:
     )
 
 
+def provider_names(providers: list[Any]) -> list[str]:
+    """The names in a providers list, whose items are names or (name, options) tuples."""
+    return [p[0] if isinstance(p, tuple) else p for p in providers]
+
+
 def choose_providers(device: str, providers: list[Any] | None) -> list[Any]:
     """The execution providers to ask for, from ``device`` unless ``providers`` names them."""
     import onnxruntime as ort
 
     available = ort.get_available_providers()
     if providers is not None:
-        names = [p[0] if isinstance(p, tuple) else p for p in providers]
+        names = provider_names(providers)
         missing = [n for n in names if n not in available]
         if missing:
             raise ProviderUnavailableError(
@@ -144,7 +149,8 @@ class GraphSession:
     def __init__(self, graph: Path, *, providers: list[Any], threads: int | None = None) -> None:
         import onnxruntime as ort
 
-        on_cuda = any((p[0] if isinstance(p, tuple) else p) == CUDA for p in providers)
+        asked = provider_names(providers)
+        on_cuda = CUDA in asked
         if on_cuda:
             preload = getattr(ort, "preload_dlls", None)
             if preload is not None:
@@ -171,9 +177,8 @@ class GraphSession:
                 f"ONNX Runtime could not load {graph}: {exc}. Re-download or re-export the graph "
                 f"(an exported graph keeps its weights in {graph.name}.data beside it)."
             ) from exc
-        asked = [p[0] if isinstance(p, tuple) else p for p in providers]
         self.providers: list[str] = list(self.session.get_providers())
-        if CUDA in asked and CUDA not in self.providers:
+        if on_cuda and CUDA not in self.providers:
             raise ProviderUnavailableError(
                 f"{CUDA} was requested but the session fell back to {self.providers}."
                 + _clash_note()
