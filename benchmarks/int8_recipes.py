@@ -26,14 +26,19 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "export"))
 
-from check import cosines, reference_vectors  # noqa: E402
 from gist_onnx import GistEncoder  # noqa: E402
+from gist_onnx.export.check import cosines, reference_vectors  # noqa: E402
+from gist_onnx.export.graph import export_pooled, fuse  # noqa: E402
+from gist_onnx.export.quantize import activation_ranges, quantize_rowwise  # noqa: E402
+from gist_onnx.export.texts import PARITY_TEXTS  # noqa: E402
+from gist_onnx.export.to_onnx import (  # noqa: E402
+    FP32_MATMULS,
+    SMOOTHING_ALPHA,
+    calibration_batches,
+    copy_configs,
+)
 from gist_onnx.files import read_config  # noqa: E402
-from graph import export_pooled, fuse  # noqa: E402
-from quantize import activation_ranges, quantize_rowwise  # noqa: E402
-from sts import load_sts, sts_dir  # noqa: E402
-from texts import PARITY_TEXTS  # noqa: E402
-from to_onnx import FP32_MATMULS, SMOOTHING_ALPHA, calibration_batches, copy_configs  # noqa: E402
+from sts import load_sts  # noqa: E402
 
 
 def stand_in() -> Path:
@@ -110,11 +115,7 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
     model = args.model or stand_in()
-    data_dir = sts_dir()
-    if data_dir is None:
-        print("error: STS data not found; set GIST_STS_DIR", file=sys.stderr)
-        return 2
-    texts = list(PARITY_TEXTS) + load_sts("stsb", data_dir).sentences
+    texts = list(PARITY_TEXTS) + load_sts("stsb").sentences
     reference = reference_vectors(model, texts)
     results: dict[str, dict[str, Any]] = {}
     with tempfile.TemporaryDirectory() as tmp:

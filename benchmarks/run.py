@@ -31,8 +31,7 @@ sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(ROOT / "export"))
 
 from stacks import STACKS  # noqa: E402
-
-from sts import STS_SETS, load_sts, sts_dir  # noqa: E402
+from sts import available_sets, load_sts  # noqa: E402
 
 MAIN_PY = Path(sys.executable)
 PEERS_PY = WORK / "peers" / "bin" / "python"
@@ -130,14 +129,13 @@ def workloads(quick: bool, gist_dir: Path) -> dict[str, dict[str, Any]]:
     from gist_onnx.files import read_config
     from gist_onnx.tokenizer import load_tokenizer
 
-    folder = sts_dir()
-    if folder is None:
-        raise SystemExit("error: STS data not found; set GIST_STS_DIR")
-    sentences = load_sts("stsb", folder).sentences
+    stsb = load_sts("stsb")
+    sentences = stsb.sentences
     rng = np.random.default_rng(0)
     sentences = [sentences[i] for i in rng.permutation(len(sentences))]
     queries = [" ".join(s.split()[:5]) for s in sentences]
-    pool = [s for name in STS_SETS[1:] for s in load_sts(name, folder).first]
+    # Passages: STS-B sentences strung together (both columns, so each passage mixes topics).
+    pool = stsb.first + stsb.second
     pool = [pool[i] for i in rng.permutation(len(pool))]
     passages, current = [], []
     for sentence in pool:
@@ -436,7 +434,7 @@ def main() -> int:
                 continue
             log(f"quality: {stack} ...")
             quality[stack] = worker(
-                stack, "quality", dirs, args.device, "--sts", ",".join(STS_SETS)
+                stack, "quality", dirs, args.device, "--sts", ",".join(available_sets())
             )[0]
     size = sizes(gist_dir) if not args.quick else None
     ceiling = sgemm_ceiling()

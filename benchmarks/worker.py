@@ -48,14 +48,10 @@ def main() -> None:
     )
     t_load = time.perf_counter()
     if args.mode == "quality":
-        from sts import load_sts, spearman, sts_dir
+        from sts import load_sts, spearman
 
-        folder = sts_dir()
-        if folder is None:
-            raise SystemExit("STS data not found: set GIST_STS_DIR")
         scores = {
-            name: spearman(load_sts(name, folder), lambda s: encode(s, 64))
-            for name in args.sts.split(",")
+            name: spearman(load_sts(name), lambda s: encode(s, 64)) for name in args.sts.split(",")
         }
         print(json.dumps(scores))
         return

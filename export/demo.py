@@ -17,10 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-import to_onnx
 from gist_onnx import GistEncoder
+from gist_onnx.export import to_onnx
 from gist_onnx.files import DEFAULT_MODEL
 
 TEXTS = [

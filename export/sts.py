@@ -1,7 +1,8 @@
 """STS quality: Spearman correlation (x100) between cosine similarity and gold scores.
 
-Used by the tests and the benchmarks on the public STS test sets in ``../shared/data/sts``
-(STS Benchmark and SemEval STS 2012-2016), scored over all rows of a file as MTEB does.
+Used by the tests and the benchmarks on the STS Benchmark test set shipped in ``export/data/sts``
+and, when ``GIST_STS_DIR`` names a folder holding them, the SemEval STS 2012-2016 test sets
+(``sts12_test.tsv`` ... ``sts16_test.tsv``), scored over all rows of a file as MTEB does.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 STS_SETS = ("stsb", "sts12", "sts13", "sts14", "sts15", "sts16")
+SHIPPED = Path(__file__).resolve().parent / "data" / "sts"
 
 
 @dataclass(frozen=True)
@@ -32,22 +34,28 @@ class StsSet:
         return sorted(set(self.first) | set(self.second))
 
 
-def sts_dir() -> Path | None:
-    """Where the STS files are: $GIST_STS_DIR, else ../shared/data/sts beside the repo."""
-    root = Path(__file__).resolve().parent.parent
-    for candidate in (
-        os.environ.get("GIST_STS_DIR"),
-        root.parent / "shared" / "data" / "sts",
-        "/work/shared/data/sts",
-    ):
-        if candidate and (Path(candidate) / "stsb_test.tsv").is_file():
-            return Path(candidate)
+def sts_path(name: str) -> Path | None:
+    """Where ``{name}_test.tsv`` is: in ``$GIST_STS_DIR`` if set and there, else shipped here."""
+    extra = os.environ.get("GIST_STS_DIR")
+    for folder in (Path(extra) if extra else None, SHIPPED):
+        if folder is not None and (folder / f"{name}_test.tsv").is_file():
+            return folder / f"{name}_test.tsv"
     return None
 
 
-def load_sts(name: str, folder: Path) -> StsSet:
-    """Read ``{name}_test.tsv`` from ``folder``."""
-    with (folder / f"{name}_test.tsv").open(encoding="utf-8", newline="") as handle:
+def available_sets(names: Sequence[str] = STS_SETS) -> list[str]:
+    """The STS sets that can be read here: STS-B always, the others with ``GIST_STS_DIR``."""
+    return [name for name in names if sts_path(name) is not None]
+
+
+def load_sts(name: str) -> StsSet:
+    """Read the STS set ``name`` (see :func:`sts_path`)."""
+    path = sts_path(name)
+    if path is None:
+        raise FileNotFoundError(
+            f"{name}_test.tsv is not shipped; set GIST_STS_DIR to a folder that holds it."
+        )
+    with path.open(encoding="utf-8", newline="") as handle:
         rows = list(csv.DictReader(handle, delimiter="\t", quoting=csv.QUOTE_NONE))
     return StsSet(
         name=name,
@@ -80,15 +88,20 @@ def main(argv: list[str] | None = None) -> int:
         prog="python export/sts.py",
         description="STS Spearman (x100) of an exported folder's graphs and of the torch model.",
     )
-    parser.add_argument("folder", type=Path, help="a folder written by export/to_onnx.py")
+    parser.add_argument("folder", type=Path, help="a folder written by gist-onnx export")
     parser.add_argument(
         "--reference", default=None, help="model folder to run with sentence-transformers too"
     )
-    parser.add_argument("--sets", default=",".join(STS_SETS), help="comma-separated STS sets")
+    parser.add_argument(
+        "--sets",
+        default=",".join(available_sets()),
+        help="comma-separated STS sets (default: those available; STS-B is shipped, the others "
+        "are read from GIST_STS_DIR)",
+    )
     args = parser.parse_args(argv)
-    folder = sts_dir()
-    if folder is None:
-        print("error: STS data not found; set GIST_STS_DIR", file=sys.stderr)
+    missing = [name for name in args.sets.split(",") if sts_path(name) is None]
+    if missing:
+        print(f"error: {', '.join(missing)} not found; set GIST_STS_DIR", file=sys.stderr)
         return 2
     from gist_onnx import GistEncoder
 
@@ -104,9 +117,7 @@ def main(argv: list[str] | None = None) -> int:
             list(s), batch_size=64
         )
     results = {
-        label: {
-            name: round(spearman(load_sts(name, folder), fn), 2) for name in args.sets.split(",")
-        }
+        label: {name: round(spearman(load_sts(name), fn), 2) for name in args.sets.split(",")}
         for label, fn in encoders.items()
     }
     names = args.sets.split(",")

@@ -1,6 +1,7 @@
-"""``gist-onnx``: the command line. ``gist-onnx info`` says what this install can run on.
+"""The ``gist-onnx`` command: argument parsing only, one function per subcommand, each handing
+the work to the layer that does it.
 
-User mistakes print one line and exit with code 2, never a traceback.
+User mistakes print one line (``error: ...``) and exit with code 2, never a traceback.
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ import sys
 
 from . import __version__
 from .errors import GistOnnxError
+
+DESCRIPTION = "GIST-all-MiniLM-L6-v2 sentence embeddings on ONNX Runtime, without torch."
 
 
 def _info(args: argparse.Namespace) -> int:
@@ -25,23 +28,44 @@ def _info(args: argparse.Namespace) -> int:
         print(f"problem: {' and '.join(runtimes)} overwrite each other. Fix: {GPU_FIX}")
         return 1
     if args.model is not None:
-        from .encoder import GistEncoder
+        from . import GistEncoder
 
         encoder = GistEncoder(args.model, variant=args.variant, device=args.device)
         print(repr(encoder))
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``gist-onnx`` command."""
-    parser = argparse.ArgumentParser(prog="gist-onnx", description=__doc__.split("\n")[0])
+def _export(argv: list[str]) -> int:
+    # The export has its own parser (and its own --help); it needs the export extra.
+    from .export.to_onnx import main as export_main
+
+    return export_main(argv)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The parser of every subcommand but ``export``, which parses its own arguments."""
+    parser = argparse.ArgumentParser(prog="gist-onnx", description=DESCRIPTION)
     parser.add_argument("--version", action="version", version=f"gist-onnx {__version__}")
-    commands = parser.add_subparsers(dest="command", required=True)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     info = commands.add_parser("info", help="versions, execution providers, install problems")
     info.add_argument("--model", default=None, help="also load this model folder or repo id")
     info.add_argument("--variant", default=None, help="fp32, int8 or fp16 (with --model)")
     info.add_argument("--device", default="cpu", help="cpu, cuda or auto (with --model)")
-    args = parser.parse_args(argv)
+    commands.add_parser(
+        "export",
+        help="export a model to checked ONNX graphs (needs gist-onnx[export]; "
+        "see gist-onnx export --help)",
+        add_help=False,
+    )
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``gist-onnx`` command."""
+    args_list = sys.argv[1:] if argv is None else list(argv)
+    if args_list[:1] == ["export"]:
+        return _export(args_list[1:])
+    args = build_parser().parse_args(args_list)
     try:
         return _info(args)
     except GistOnnxError as exc:

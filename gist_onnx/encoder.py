@@ -12,8 +12,15 @@ from typing import Any, NamedTuple
 import numpy as np
 import numpy.typing as npt
 
-from .errors import InvalidInputError, ModelConfigError
-from .files import DEFAULT_MODEL, ModelConfig, ModelFiles, read_config, resolve
+from .errors import GistOnnxError, InvalidInputError, ModelConfigError
+from .files import (
+    DEFAULT_MODEL,
+    IntegrityCheck,
+    ModelConfig,
+    ModelFiles,
+    read_config,
+    resolve,
+)
 from .pooling import l2_normalize, pool
 from .session import CUDA, GraphSession, choose_providers
 from .tokenizer import Batch, TextTokenizer, load_tokenizer
@@ -42,7 +49,7 @@ class GistEncoder:
     """Encode texts with GIST-all-MiniLM-L6-v2 (or any BERT sentence-transformers model) in ONNX.
 
     Args:
-        model: a local folder (an export of ``export/to_onnx.py``, or any folder holding a graph,
+        model: a local folder (written by ``gist-onnx export``, or any folder holding a graph,
             the tokenizer and the sentence-transformers configs) or a hub repo id.
         variant: ``"fp32"`` (default), ``"int8"`` or ``"fp16"``: which graph of the folder to run.
         device: ``"cpu"`` (default), ``"cuda"`` (raises if CUDA cannot run) or ``"auto"`` (CUDA if
@@ -54,6 +61,9 @@ class GistEncoder:
             the CPU, where both share the same cores (see benchmarks/README.md for the figures).
         revision, cache_dir, local_files_only: passed to the hub download; ``HF_HUB_OFFLINE=1``
             is respected as well.
+        verify_files: check the files read against the sha256 sums of the folder's
+            ``gist_onnx_manifest.json`` (the export writes it) and refuse a mismatch with
+            :class:`ModelFilesError`. The check runs while the session loads; on by default.
 
     Attributes:
         variant, provider, max_seq_length, dimension, pooling, source: what was chosen.
@@ -71,6 +81,7 @@ class GistEncoder:
         revision: str | None = None,
         cache_dir: str | os.PathLike[str] | None = None,
         local_files_only: bool = False,
+        verify_files: bool = True,
     ) -> None:
         chosen_providers = choose_providers(device, providers)
         self.files: ModelFiles = resolve(
@@ -80,13 +91,23 @@ class GistEncoder:
             cache_dir=cache_dir,
             local_files_only=local_files_only,
         )
-        self.config: ModelConfig = read_config(self.files.folder)
-        self.tokenizer: TextTokenizer = load_tokenizer(
-            self.files.folder,
-            max_length=self.config.max_seq_length,
-            do_lower_case=self.config.do_lower_case,
-        )
-        self.session = GraphSession(self.files.graph, providers=chosen_providers, threads=threads)
+        integrity = IntegrityCheck(self.files)
+        if verify_files:
+            integrity.start()
+        try:
+            self.config: ModelConfig = read_config(self.files.folder)
+            self.tokenizer: TextTokenizer = load_tokenizer(
+                self.files.folder,
+                max_length=self.config.max_seq_length,
+                do_lower_case=self.config.do_lower_case,
+            )
+            self.session = GraphSession(
+                self.files.graph, providers=chosen_providers, threads=threads
+            )
+        except GistOnnxError:
+            integrity.wait()  # a corrupted file is the likelier cause: name it if so
+            raise
+        integrity.wait()
         graph_dim = self.session.info.dimension
         if self.config.dimension and graph_dim and graph_dim != self.config.dimension:
             raise ModelConfigError(

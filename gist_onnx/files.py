@@ -176,7 +176,7 @@ def _check_variant(variant: str) -> None:
 def _export_hint(variant: str) -> str:
     flag = {"int8": " --quantize", "fp16": " --fp16"}.get(variant, "")
     return (
-        f"Make one with `python export/to_onnx.py --model <model> --output DIR{flag}` "
+        f"Make one with `gist-onnx export --model <model> --output DIR{flag}` "
         "(needs `pip install 'gist-onnx[export]'`) and pass DIR as the model."
     )
 
@@ -203,7 +203,122 @@ def resolve_local(folder: Path, variant: str) -> ModelFiles:
             f"No tokenizer in {folder}: looked for tokenizer.json and vocab.txt. "
             "Copy the model's tokenizer files next to the graph (the export does this)."
         )
-    return ModelFiles(folder=folder, graph=graph, variant=variant, source=str(folder))
+    files = ModelFiles(folder=folder, graph=graph, variant=variant, source=str(folder))
+    check_readable(files)
+    return files
+
+
+def check_readable(files: ModelFiles) -> None:
+    """Refuse files that exist but that this user may not read, naming them and the fix.
+
+    ONNX Runtime reports an unreadable weights file as ``SystemError : 13``, which reads like a
+    corrupt graph; the real cause is usually a folder written by another user (root in a
+    container build) with owner-only modes.
+    """
+    graph = files.graph
+    candidates = [graph, graph.with_name(graph.name + ".data")]
+    candidates += [files.folder / name for name in (*_CONFIG_FILES, MANIFEST_FILE)]
+    denied = [p for p in candidates if p.exists() and not os.access(p, os.R_OK)]
+    if denied:
+        modes = ", ".join(f"{p} (mode {p.stat().st_mode & 0o777:04o})" for p in denied)
+        raise ModelFilesError(
+            f"Permission denied: this user (uid {os.getuid() if hasattr(os, 'getuid') else '?'}) "
+            f"cannot read {modes}. Make the model folder readable to every user: "
+            f"chmod -R a+rX {files.folder}"
+        )
+
+
+class IntegrityCheck:
+    """Check the files the encoder reads against the sha256 sums of the folder's manifest.
+
+    The export writes every file's sha256 into ``gist_onnx_manifest.json``; a flipped byte in
+    the weights otherwise loads without a word and gives vectors unrelated to the right ones.
+    :meth:`start` hashes on a thread (hashlib releases the GIL), so the check overlaps with the
+    session load instead of adding to the cold start; :meth:`wait` raises what it found.
+    Files the manifest lists but the folder lacks (a bundle ships one graph) are skipped; a
+    folder without a manifest has nothing to check against.
+    """
+
+    def __init__(self, files: ModelFiles) -> None:
+        self.files = files
+        self.problem: str | None = None
+        self._thread: Any = None
+
+    def expected(self) -> list[tuple[Path, str]]:
+        """The (file, sha256) pairs to check; raises if the manifest cannot vouch for the graph."""
+        folder = self.files.folder
+        path = folder / MANIFEST_FILE
+        if not path.is_file():
+            return []
+        manifest = _read_json(path)
+        sums = manifest.get("files") if isinstance(manifest, dict) else None
+        if not isinstance(sums, dict):
+            raise ModelConfigError(
+                f"{path} has no 'files' table of sha256 sums; re-run the export, or delete the "
+                "manifest to load the folder unchecked."
+            )
+        try:
+            graph = self.files.graph.relative_to(folder).as_posix()
+        except ValueError:  # a graph from another repo (the hub's companion graph)
+            graph = None
+        if graph is not None and graph not in sums:
+            raise ModelFilesError(
+                f"{self.files.graph} is not among the files {path} vouches for; it was not "
+                "written by that export. Re-export the folder, or pass verify_files=False."
+            )
+        chosen = {graph, f"{graph}.data"}
+        pairs = []
+        for name, digest in sums.items():
+            if name.endswith((".onnx", ".onnx.data")) and name not in chosen:
+                continue  # another variant's graph: not read, and a bundle leaves it out
+            if (folder / name).is_file():
+                pairs.append((folder / name, str(digest)))
+        return pairs
+
+    def start(self) -> IntegrityCheck:
+        """Start hashing on a background thread; returns self."""
+        import threading
+
+        pairs = self.expected()
+        if pairs:
+            self._thread = threading.Thread(
+                target=self._run, args=(pairs,), name="gist-onnx-verify", daemon=True
+            )
+            self._thread.start()
+        return self
+
+    def _run(self, pairs: list[tuple[Path, str]]) -> None:
+        import hashlib
+
+        bad = []
+        block = bytearray(1 << 20)
+        view = memoryview(block)
+        for path, digest in pairs:
+            sha = hashlib.sha256()
+            try:
+                with path.open("rb", buffering=0) as handle:
+                    while size := handle.readinto(block):
+                        sha.update(view[:size])
+            except OSError as exc:
+                bad.append(f"{path.name} ({exc.strerror or exc})")
+                continue
+            if sha.hexdigest() != digest:
+                bad.append(path.name)
+        if bad:
+            self.problem = (
+                f"{', '.join(bad)} in {self.files.folder} "
+                f"{'does' if len(bad) == 1 else 'do'} not match the sha256 in {MANIFEST_FILE}: "
+                "the file is corrupted or was replaced. Copy or download the folder again, or "
+                "re-export it."
+            )
+
+    def wait(self) -> None:
+        """Wait for the check; raises :class:`ModelFilesError` naming every mismatched file."""
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+        if self.problem is not None:
+            raise ModelFilesError(self.problem)
 
 
 def _hub_get(
@@ -257,6 +372,28 @@ def resolve_hub(
     ``local_files_only`` and the ``HF_HUB_OFFLINE`` environment variable keep this to the cache.
     """
     _check_variant(variant)
+    offline = _offline_reason(local_files_only)
+    if offline is None:
+        from huggingface_hub import constants
+
+        problem = hub_unreachable(constants.ENDPOINT)
+        if problem is not None:
+            # What huggingface_hub itself does on a connection error: serve from the cache.
+            try:
+                return resolve_hub(
+                    repo_id,
+                    variant,
+                    revision=revision,
+                    cache_dir=cache_dir,
+                    local_files_only=True,
+                )
+            except ModelFilesError as exc:
+                raise ModelFilesError(
+                    f"Cannot reach the Hugging Face hub at {constants.ENDPOINT} ({problem}), "
+                    f"and {repo_id!r} is not complete in the local hub cache. Check your "
+                    "connection or proxy (HF_ENDPOINT, HTTPS_PROXY), or pass a local model "
+                    "folder."
+                ) from exc
     kwargs: dict[str, Any] = {
         "revision": revision,
         "cache_dir": cache_dir,
@@ -271,14 +408,15 @@ def resolve_hub(
             # Every file of one revision lands in the same snapshot folder of the cache.
             folder = path.parent
     if folder is None or ("tokenizer.json" not in fetched and "vocab.txt" not in fetched):
-        where = "the local hub cache" if _offline(local_files_only) else "the hub"
         raise ModelFilesError(
-            f"Could not get the tokenizer of {repo_id!r} from {where} (looked for tokenizer.json "
-            "and vocab.txt). "
+            f"Could not get the tokenizer of {repo_id!r} from "
             + (
-                "Run once with internet access, unset HF_HUB_OFFLINE, or pass a local folder."
-                if _offline(local_files_only)
-                else "Check the repo id and your connection, or pass a local folder."
+                f"the local hub cache, the only place looked since {offline} (looked for "
+                "tokenizer.json and vocab.txt). Run once with internet access, or pass a local "
+                "folder."
+                if offline
+                else "the hub (looked for tokenizer.json and vocab.txt). Check the repo id, or "
+                "pass a local folder."
             )
         )
     modules = _read_json(fetched["modules.json"]) if "modules.json" in fetched else None
@@ -313,17 +451,77 @@ def resolve_hub(
         looked += [f"{graph_repo}/{n}" for n in names]
     raise ModelFilesError(
         f"No {variant} graph for {repo_id!r}: looked for {', '.join(looked)}"
-        + (" in the local hub cache. " if _offline(local_files_only) else ". ")
+        + (f" in the local hub cache ({offline}). " if offline else ". ")
         + _export_hint(variant)
     )
 
 
-def _offline(local_files_only: bool) -> bool:
+def _offline_reason(local_files_only: bool) -> str | None:
+    """Why the hub is not asked: what the caller set, in their words; None when it is asked."""
     if local_files_only:
-        return True
+        return "local_files_only=True was passed"
     from huggingface_hub import constants
 
-    return bool(constants.HF_HUB_OFFLINE)
+    if constants.HF_HUB_OFFLINE:
+        name = next(
+            (n for n in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE") if os.environ.get(n)),
+            "HF_HUB_OFFLINE",
+        )
+        return f"{name}={os.environ.get(name, '1')} is set"
+    return None
+
+
+# How long the reachability probe waits for the hub (or the proxy) to accept a connection.
+HUB_PROBE_TIMEOUT_S = 5.0
+
+
+def hub_unreachable(endpoint: str, timeout: float = HUB_PROBE_TIMEOUT_S) -> str | None:
+    """None when a TCP connection to ``endpoint`` (or the proxy it goes through) opens within
+    ``timeout`` seconds, else the reason it did not.
+
+    huggingface_hub retries each file several times with back-off when the hub cannot be reached
+    (measured: 6 files, 36 retry lines, 2 min 21 s before the first error). One connection
+    attempt up front turns that into one clear error within seconds. Name resolution has no
+    timeout of its own, so the attempt runs on a daemon thread that is waited for ``timeout``.
+    """
+    import socket
+    import threading
+    import urllib.parse
+    import urllib.request
+
+    url = urllib.parse.urlsplit(endpoint)
+    host, port = url.hostname or "", url.port or (443 if url.scheme == "https" else 80)
+    proxy = urllib.request.getproxies().get(url.scheme)
+    if proxy and not urllib.request.proxy_bypass(host):
+        parts = urllib.parse.urlsplit(proxy if "://" in proxy else f"http://{proxy}")
+        host, port = parts.hostname or "", parts.port or 8080
+    outcome: list[str | None] = []
+
+    def attempt() -> None:
+        try:
+            socket.create_connection((host, port), timeout=timeout).close()
+            outcome.append(None)
+        except OSError as exc:
+            outcome.append(f"{host}:{port}: {exc.__class__.__name__}: {exc}")
+
+    probe = threading.Thread(target=attempt, name="gist-onnx-hub-probe", daemon=True)
+    probe.start()
+    probe.join(timeout + 0.5)
+    return outcome[0] if outcome else f"{host}:{port}: no answer within {timeout:g} s"
+
+
+def looks_like_path(text: str) -> bool:
+    """Whether ``text`` names a local path rather than a hub repo id (``owner/name``).
+
+    A path starts with ``.``, ``/`` or ``~``, has more than one ``/`` or a backslash, or starts
+    with a folder that exists here (``artifacts/model`` beside an ``artifacts`` folder).
+    """
+    if text.startswith((".", "/", "~")) or text.count("/") > 1 or "\\" in text:
+        return True
+    if os.sep != "/" and os.sep in text:
+        return True
+    head, _, rest = text.partition("/")
+    return bool(rest) and Path(head).expanduser().is_dir()
 
 
 def resolve(
@@ -335,19 +533,18 @@ def resolve(
     local_files_only: bool = False,
 ) -> ModelFiles:
     """Resolve ``model`` (a local folder, or else a hub repo id) to the files the encoder needs."""
+    if model is None or not isinstance(model, (str, os.PathLike)):
+        raise ModelFilesError(
+            f"model must be a folder path or a hub repo id (str), got {type(model).__name__}."
+        )
     path = Path(model).expanduser()
     if path.is_dir():
         return resolve_local(path, variant)
     text = str(model)
-    if (
-        path.is_absolute()
-        or text.startswith((".", "~"))
-        or text.count("/") > 1
-        or (os.sep in text and os.sep != "/")
-    ):
+    if not isinstance(model, str) or looks_like_path(text):
         raise ModelFilesError(
-            f"Model folder {path} does not exist, and {text!r} is not a hub repo id "
-            "(owner/name). Check the path."
+            f"Model folder {path} does not exist (looked in {path.parent.resolve()}), and "
+            f"{text!r} is not a hub repo id (owner/name). Check the path."
         )
     return resolve_hub(
         text,

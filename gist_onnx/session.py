@@ -119,7 +119,7 @@ def inspect_graph(session: Any) -> GraphInfo:
     if unknown or "input_ids" not in inputs:
         raise ModelConfigError(
             f"The graph takes inputs {list(inputs)}; gist-onnx feeds only {list(_KNOWN_INPUTS)} "
-            "(input_ids required). Export it with `python export/to_onnx.py`."
+            "(input_ids required). Export it with `gist-onnx export`."
         )
     outputs = {o.name: o for o in session.get_outputs()}
     for name in ("sentence_embedding", "last_hidden_state", "token_embeddings"):

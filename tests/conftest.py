@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-EXPORT_DIR = ROOT / "export"
+EXPORT_DIR = ROOT / "export"  # the clone's scripts: to_onnx.py, sts.py (and its data), demo.py
 sys.path.insert(0, str(EXPORT_DIR))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -31,8 +31,8 @@ def stand_in_dir() -> Path:
 
 @pytest.fixture(scope="session")
 def exported(tmp_path_factory: pytest.TempPathFactory, stand_in_dir: Path) -> Path:
-    """The stand-in model exported by ``export/to_onnx.py --quantize --fp16``, once per session."""
-    import to_onnx
+    """The stand-in model exported by ``gist-onnx export --quantize --fp16``, once per session."""
+    from gist_onnx.export import to_onnx
 
     out = tmp_path_factory.mktemp("export") / "model"
     code = to_onnx.main(
@@ -47,7 +47,7 @@ def plain_graph_dir(
     tmp_path_factory: pytest.TempPathFactory, exported: Path, stand_in_dir: Path
 ) -> Path:
     """A folder whose graph returns last_hidden_state (the author's published form)."""
-    from graph import export_hidden_states
+    from gist_onnx.export.graph import export_hidden_states
 
     out = tmp_path_factory.mktemp("plain") / "model"
     shutil.copytree(exported, out, ignore=shutil.ignore_patterns("*.onnx", "*manifest*"))

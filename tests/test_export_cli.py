@@ -89,8 +89,7 @@ def test_a_graph_that_misses_its_threshold_fails_the_export(
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    import check
-    import to_onnx
+    from gist_onnx.export import check, to_onnx
 
     impossible = dict(check.THRESHOLDS["fp32"], worst_cosine=1.5)
     monkeypatch.setitem(check.THRESHOLDS, "fp32", impossible)
@@ -99,3 +98,28 @@ def test_a_graph_that_misses_its_threshold_fails_the_export(
     assert "fp32 missed the parity thresholds" in capsys.readouterr().err
     manifest = json.loads((tmp_path / "out" / "gist_onnx_manifest.json").read_text())
     assert manifest["passed"] is False
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        [sys.executable, "-m", "gist_onnx.cli", "export", "--help"],
+        [sys.executable, "-m", "gist_onnx.export", "--help"],
+    ],
+)
+def test_the_export_runs_from_the_package(command: list[str]) -> None:
+    proc = subprocess.run(command, capture_output=True, text=True, check=True)
+    assert proc.stdout.startswith("usage: gist-onnx export")
+    assert "--quantize" in proc.stdout
+
+
+def test_the_command_help_is_plain_text() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "gist_onnx.cli", "--help"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode == 0
+    assert "``" not in proc.stdout
+    assert "export" in proc.stdout and "info" in proc.stdout

@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from gist_onnx import GistEncoder, ModelConfigError, ModelFilesError
+from gist_onnx import files as files_mod
 from gist_onnx.files import read_config, resolve
-from tiny import write_tiny_model
+from tiny import write_manifest, write_tiny_model
 
 
 def test_config_comes_from_the_folder(tmp_path: Path) -> None:
@@ -74,3 +76,95 @@ def test_broken_json_is_reported_with_its_path(tmp_path: Path) -> None:
     (folder / "modules.json").write_text("{not json")
     with pytest.raises(ModelConfigError, match=r"modules\.json"):
         read_config(folder)
+
+
+@pytest.mark.parametrize(
+    "name", ["./gist-model", "~/no-such-gist-model", "a/b/c", "artifact/demo-model", "/nope/m"]
+)
+def test_a_mistyped_folder_fails_at_once_without_the_hub(
+    name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "artifact").mkdir()  # an existing parent makes "artifact/demo-model" a path
+
+    def no_hub(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a path was sent to the hub")
+
+    monkeypatch.setattr(files_mod, "resolve_hub", no_hub)
+    with pytest.raises(ModelFilesError, match=r"Model folder .* does not exist"):
+        GistEncoder(name)
+
+
+def test_model_of_the_wrong_type_is_refused() -> None:
+    with pytest.raises(ModelFilesError, match="got NoneType"):
+        GistEncoder(None)  # type: ignore[arg-type]
+
+
+def test_a_repo_id_is_still_a_repo_id(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert not files_mod.looks_like_path("avsolatorio/GIST-all-MiniLM-L6-v2")
+    assert not files_mod.looks_like_path("gist-modle")
+    (tmp_path / "avsolatorio").mkdir()
+    assert files_mod.looks_like_path("avsolatorio/GIST-all-MiniLM-L6-v2")
+
+
+def test_unreadable_files_are_named_with_the_fix(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Root reads everything, so the refusal itself is checked here with os.access faked; the
+    # real thing (an unprivileged user and a 0600 file) runs in test_deploy.py.
+    folder = write_tiny_model(tmp_path / "m")
+    graph = folder / "model.onnx"
+    monkeypatch.setattr(files_mod.os, "access", lambda path, mode: Path(path) != graph)
+    with pytest.raises(ModelFilesError, match=r"Permission denied.*model\.onnx.*chmod -R a\+rX"):
+        GistEncoder(folder)
+
+
+def test_files_are_checked_against_the_manifest(tmp_path: Path) -> None:
+    folder = write_tiny_model(tmp_path / "m")
+    write_manifest(folder)
+    texts = ["hello world", "the cat sat"]
+    good = GistEncoder(folder).encode(texts)
+
+    tokenizer = folder / "tokenizer.json"
+    tokenizer.write_text(tokenizer.read_text() + " ")  # same tokenizer, other bytes
+    with pytest.raises(ModelFilesError, match=r"tokenizer\.json in .* does not match the sha256"):
+        GistEncoder(folder)
+    # The opt-out loads what is there.
+    np.testing.assert_allclose(GistEncoder(folder, verify_files=False).encode(texts), good)
+
+
+def test_a_graph_the_manifest_does_not_list_is_refused(tmp_path: Path) -> None:
+    folder = write_tiny_model(tmp_path / "m")
+    write_manifest(folder)
+    (folder / "model.onnx").rename(folder / "model_int8.onnx")
+    with pytest.raises(ModelFilesError, match=r"model_int8\.onnx is not among the files"):
+        GistEncoder(folder, variant="int8")
+
+
+def test_files_the_manifest_lists_but_the_folder_lacks_are_skipped(tmp_path: Path) -> None:
+    folder = write_tiny_model(tmp_path / "m")
+    (folder / "vocab.txt").write_text("x\n")
+    write_manifest(folder)
+    (folder / "vocab.txt").unlink()  # a bundle leaves out what it does not read
+    assert GistEncoder(folder).encode(["hello"]).shape == (1, 4)
+
+
+def test_a_corrupted_graph_is_reported_as_corrupted(tmp_path: Path) -> None:
+    folder = write_tiny_model(tmp_path / "m")
+    write_manifest(folder)
+    graph = folder / "model.onnx"
+    graph.write_bytes(graph.read_bytes()[:40])  # ONNX Runtime cannot parse it
+    with pytest.raises(ModelFilesError, match=r"model\.onnx in .* does not match"):
+        GistEncoder(folder)
+
+
+def test_hub_probe_reports_why_within_its_timeout() -> None:
+    import time
+
+    start = time.perf_counter()
+    # Nothing listens on port 9 of the loopback: refused at once.
+    assert "127.0.0.1:9" in str(files_mod.hub_unreachable("http://127.0.0.1:9", timeout=2))
+    # A name that cannot resolve.
+    assert files_mod.hub_unreachable("https://no-such-host.invalid", timeout=2) is not None
+    assert time.perf_counter() - start < 6

@@ -83,7 +83,9 @@ def run(
         check=False,
     )
     assert proc.returncode == 0, proc.stderr
-    return json.loads(proc.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+    result: dict[str, object] = json.loads(proc.stdout.strip().splitlines()[-1])
+    result["stderr"] = proc.stderr
+    return result
 
 
 def test_repo_id_downloads_then_works_offline_from_the_cache(
@@ -125,11 +127,38 @@ def test_revision_is_passed_to_the_hub(hub: FakeHub, tmp_path: Path) -> None:
     assert "revision v9" in str(missing["message"])
 
 
-def test_offline_with_an_empty_cache_says_how_to_fix_it(tmp_path: Path) -> None:
+def test_offline_with_an_empty_cache_names_what_was_set(tmp_path: Path) -> None:
     result = run(None, tmp_path, "acme/minilm-onnx", offline=True)
     assert result["error"] == "ModelFilesError"
     assert "local hub cache" in str(result["message"])
-    assert "HF_HUB_OFFLINE" in str(result["message"])
+    assert "HF_HUB_OFFLINE=1 is set" in str(result["message"])
+    result = run(None, tmp_path, "acme/minilm-onnx", local_files_only=True)
+    assert "local_files_only=True was passed" in str(result["message"])
+    assert "HF_HUB_OFFLINE" not in str(result["message"])
+
+
+def test_unreachable_hub_fails_fast_with_one_message(tmp_path: Path) -> None:
+    import time
+
+    start = time.perf_counter()
+    result = run(None, tmp_path, "acme/minilm-onnx")  # HF_ENDPOINT: nothing listens there
+    elapsed = time.perf_counter() - start
+    assert result["error"] == "ModelFilesError"
+    message = str(result["message"])
+    assert "Cannot reach the Hugging Face hub at http://127.0.0.1:9" in message
+    assert "ConnectionRefusedError" in message
+    assert "Retrying" not in str(result["stderr"])
+    # A fresh interpreter with imports takes about a second; the hub's retries took minutes.
+    assert elapsed < 15, f"{elapsed:.1f} s"
+
+
+def test_unreachable_hub_serves_what_the_cache_has(
+    hub: FakeHub, exported: Path, tmp_path: Path
+) -> None:
+    first = run(hub, tmp_path, "acme/minilm-onnx", variant="int8")
+    again = run(None, tmp_path, "acme/minilm-onnx", variant="int8")  # hub gone, not offline
+    assert again["source"] == first["source"]
+    np.testing.assert_allclose(np.array(again["vectors"]), np.array(first["vectors"]))
 
 
 def test_unknown_repo_and_missing_variant(hub: FakeHub, tmp_path: Path) -> None:

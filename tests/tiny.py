@@ -92,3 +92,17 @@ def expected(ids: list[list[int]], *, normalize: bool = True) -> np.ndarray:
     if normalize:
         out = out / np.linalg.norm(out, axis=1, keepdims=True)
     return out.astype(np.float32)
+
+
+def write_manifest(folder: Path) -> Path:
+    """Write a ``gist_onnx_manifest.json`` listing the sha256 of every file, as the export does."""
+    import hashlib
+
+    files = {
+        p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and p.name != "gist_onnx_manifest.json"
+    }
+    path = folder / "gist_onnx_manifest.json"
+    path.write_text(json.dumps({"format": 1, "files": files}))
+    return path

@@ -56,7 +56,8 @@ def cosines(a: Vectors, b: Vectors) -> Vectors:
     """Row-wise cosine similarity of two (n, dim) arrays."""
     num = (a * b).sum(axis=1)
     den = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
-    return (num / np.maximum(den, 1e-12)).astype(np.float32)
+    out: Vectors = (num / np.maximum(den, 1e-12)).astype(np.float32)
+    return out
 
 
 def check_graph(

@@ -1,6 +1,6 @@
 """Export stage 1: torch model -> ONNX graph with pooling (and normalization) inside, then fused.
 
-Why this way (measured, see ../shared/TRAPS.md and the README):
+Why this way (measured; the README has the figures):
 - transformers' *eager* attention and the TorchScript exporter (``dynamo=False``) give a graph in
   which ONNX Runtime's BERT optimizer fuses Attention and EmbedLayerNormalization; the sdpa path
   and the dynamo exporter do not.
@@ -25,7 +25,7 @@ OUTPUT = "sentence_embedding"
 def _pooling_module(mode: str, normalize: bool) -> Any:
     import torch
 
-    class Pool(torch.nn.Module):  # type: ignore[misc]
+    class Pool(torch.nn.Module):
         """sentence-transformers' Pooling (+ Normalize), written out for the exporter."""
 
         def forward(self, hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -65,7 +65,7 @@ def _export(model_dir: Path, out_path: Path, pool: Any, output: str) -> None:
 
     bert = AutoModel.from_pretrained(str(model_dir), attn_implementation="eager")
 
-    class Embedder(torch.nn.Module):  # type: ignore[misc]
+    class Embedder(torch.nn.Module):
         def __init__(self) -> None:
             super().__init__()
             self.bert = bert
@@ -77,10 +77,13 @@ def _export(model_dir: Path, out_path: Path, pool: Any, output: str) -> None:
             attention_mask: torch.Tensor,
             token_type_ids: torch.Tensor,
         ) -> torch.Tensor:
-            hidden = self.bert(
+            hidden: torch.Tensor = self.bert(
                 input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids
             ).last_hidden_state
-            return hidden if self.pool is None else self.pool(hidden, attention_mask)
+            if self.pool is None:
+                return hidden
+            pooled: torch.Tensor = self.pool(hidden, attention_mask)
+            return pooled
 
     module = Embedder().eval()
     # A padded example, so the exporter traces the masking path with batch and length dynamic.

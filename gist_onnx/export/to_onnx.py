@@ -1,0 +1,360 @@
+"""Export GIST-all-MiniLM-L6-v2 (or any BERT sentence-transformers model) to ONNX for gist-onnx.
+
+    gist-onnx export --output gist-onnx-model --quantize
+
+(also ``python -m gist_onnx.export``, or ``python export/to_onnx.py`` in a clone) writes
+everything ``GistEncoder(DIR)`` needs: the fused fp32 graph with pooling and normalization inside
+(``model.onnx``), optionally the int8 (``model_int8.onnx``) and fp16 (``model_fp16.onnx``)
+graphs, the tokenizer and sentence-transformers configs, and ``gist_onnx_manifest.json`` with the
+source, each file's sha256, versions and the parity figures measured against sentence-transformers.
+Every file is written readable by all users (0644), so a folder exported by root loads in a
+container or function that runs as another user. Exits 1 when a graph misses its parity
+threshold, 2 on a usage error.
+
+Needs ``pip install 'gist-onnx[export]'`` (torch, transformers, sentence-transformers, onnx).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import importlib.metadata
+import json
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from ..files import (
+    DEFAULT_MODEL,
+    GRAPH_FILES,
+    MANIFEST_FILE,
+    ModelConfig,
+    looks_like_path,
+    read_config,
+)
+
+# Files copied from the source model so the output folder is a complete model for gist-onnx.
+COPIED_FILES = (
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "vocab.txt",
+    "config.json",
+    "modules.json",
+    "sentence_bert_config.json",
+    "config_sentence_transformers.json",
+)
+# The int8 recipe, chosen by measurement (README, "int8"): smoothing strength, and the MatMuls
+# kept in fp32 (the first layer's FFN down-projection, the most sensitive to int8 inputs).
+SMOOTHING_ALPHA = 0.65
+FP32_MATMULS = ("layer.0/output/dense/",)
+_PACKAGES = (
+    "gist-onnx",
+    "torch",
+    "transformers",
+    "sentence-transformers",
+    "onnx",
+    "onnxruntime",
+    "tokenizers",
+    "numpy",
+    "huggingface-hub",
+)
+
+
+class UsageError(Exception):
+    """A mistake in how the script was called: shown as one line, exit code 2."""
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="gist-onnx export",
+        description=(
+            "Export a sentence-transformers BERT model (default: GIST-all-MiniLM-L6-v2) to ONNX "
+            "graphs for gist-onnx, and check them against sentence-transformers."
+        ),
+    )
+    parser.add_argument(
+        "--model",
+        default=DEFAULT_MODEL,
+        help=f"hub repo id or local model folder to export (default: {DEFAULT_MODEL})",
+    )
+    parser.add_argument(
+        "--revision", default=None, help="hub revision (branch, tag or commit) of --model"
+    )
+    parser.add_argument(
+        "--output",
+        required=True,
+        type=Path,
+        help="folder to write; created if missing; existing gist-onnx files in it are replaced",
+    )
+    parser.add_argument(
+        "--quantize",
+        action="store_true",
+        help="also write the int8 graph model_int8.onnx (per-row int8, smoothed; for CPUs)",
+    )
+    parser.add_argument(
+        "--fp16",
+        action="store_true",
+        help="also write the fp16 graph model_fp16.onnx (for CUDA; checked on --device)",
+    )
+    parser.add_argument(
+        "--device",
+        default="cpu",
+        choices=("cpu", "cuda"),
+        help="where the parity check runs the graphs (default: cpu)",
+    )
+    return parser.parse_args(argv)
+
+
+def sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def share(path: Path) -> None:
+    """Make ``path`` (and, for a folder, everything under it) readable by every user.
+
+    ``onnx.save`` writes external data files 0600 whatever the umask; a folder exported by root
+    and run as another user (a container's app user, a function's sandbox user) then fails to
+    load. Files become 0644, folders 0755.
+    """
+    items = [path, *path.rglob("*")] if path.is_dir() else [path]
+    for item in items:
+        item.chmod(0o755 if item.is_dir() else 0o644)
+
+
+def versions() -> dict[str, str]:
+    found = {}
+    for name in _PACKAGES:
+        try:
+            found[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            found[name] = "not installed"
+    return found
+
+
+def fetch_model(model: str, revision: str | None) -> tuple[Path, str, str | None]:
+    """Return (local folder, source name, revision) of ``model``, downloading it if a repo id."""
+    path = Path(model).expanduser()
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise UsageError(f"{path} has no config.json: not a transformers model folder.")
+        return path.resolve(), str(path.resolve()), None
+    if looks_like_path(model) or model.count("/") != 1:
+        raise UsageError(f"--model {model!r} is neither an existing folder nor a hub repo id.")
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
+
+    try:
+        folder = snapshot_download(
+            model,
+            revision=revision,
+            allow_patterns=["*.json", "*.txt", "*.safetensors", "*/config.json"],
+            library_name="gist-onnx",
+        )
+    except (HfHubHTTPError, LocalEntryNotFoundError, OSError) as exc:
+        raise UsageError(
+            f"Could not download {model!r} from the hub ({exc.__class__.__name__}). "
+            "Check the id and your connection, or pass a local folder with --model."
+        ) from exc
+    # The snapshot folder is named after the commit it holds.
+    return Path(folder), model, Path(folder).name
+
+
+def copy_configs(source: Path, output: Path) -> None:
+    for name in COPIED_FILES:
+        if (source / name).is_file():
+            shutil.copy2(source / name, output / name)
+    modules = source / "modules.json"
+    if modules.is_file():
+        for module in json.loads(modules.read_text(encoding="utf-8")):
+            sub = str(module.get("path") or "")
+            if sub and (source / sub).is_dir():
+                (output / sub).mkdir(exist_ok=True)
+                for item in (source / sub).glob("*.json"):
+                    shutil.copy2(item, output / sub / item.name)
+
+
+def calibration_batches(output: Path, config: ModelConfig) -> list[dict[str, Any]]:
+    from ..tokenizer import load_tokenizer
+    from .texts import CALIBRATION_TEXTS
+
+    tokenizer = load_tokenizer(output, max_length=config.max_seq_length)
+    feeds = []
+    for start in range(0, len(CALIBRATION_TEXTS), 16):
+        batch = tokenizer(CALIBRATION_TEXTS[start : start + 16])
+        feeds.append(
+            {
+                "input_ids": batch.input_ids,
+                "attention_mask": batch.attention_mask,
+                "token_type_ids": batch.token_type_ids,
+            }
+        )
+    return feeds
+
+
+def cuda_available() -> bool:
+    import onnxruntime as ort
+
+    return "CUDAExecutionProvider" in ort.get_available_providers()
+
+
+def export(args: argparse.Namespace) -> int:
+    started = time.perf_counter()
+    source_dir, source_name, revision = fetch_model(args.model, args.revision)
+    config = read_config(source_dir)
+    hf_config = json.loads((source_dir / "config.json").read_text(encoding="utf-8"))
+    if hf_config.get("model_type") != "bert":
+        raise UsageError(
+            f"{source_name} is a {hf_config.get('model_type')!r} model; this export handles BERT "
+            "models (GIST-all-MiniLM-L6-v2 is one)."
+        )
+    output: Path = args.output
+    output.mkdir(parents=True, exist_ok=True)
+    for names in GRAPH_FILES.values():
+        (output / names[0]).unlink(missing_ok=True)
+        (output / f"{names[0]}.data").unlink(missing_ok=True)
+    copy_configs(source_dir, output)
+
+    from .check import THRESHOLDS, check_graph, reference_vectors
+    from .graph import OPSET, export_pooled, externalize, fuse, preoptimize_for_cpu, to_fp16
+    from .quantize import activation_ranges, quantize_rowwise
+    from .texts import PARITY_TEXTS
+
+    timings: dict[str, float] = {}
+    graphs: dict[str, dict[str, Any]] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        raw = Path(tmp) / "raw.onnx"
+        step = time.perf_counter()
+        print(f"exporting {source_name} (eager attention, pooling={config.pooling}) ...")
+        export_pooled(source_dir, raw, pooling=config.pooling, normalize=config.normalize)
+        fused = fuse(
+            raw,
+            output / "model.onnx",
+            num_heads=int(hf_config["num_attention_heads"]),
+            hidden_size=int(hf_config["hidden_size"]),
+        )
+        timings["fp32_s"] = time.perf_counter() - step
+        graphs["fp32"] = {"file": "model.onnx", "fused_operators": fused}
+        print(f"  fp32 fused: {fused}")
+        if fused.get("Attention", 0) != int(hf_config["num_hidden_layers"]):
+            print("  warning: attention did not fuse in every layer; the graph runs, but slower")
+
+        if args.quantize:
+            step = time.perf_counter()
+            ranges = activation_ranges(raw, calibration_batches(output, config))
+            counts = quantize_rowwise(
+                raw,
+                output / "model_int8.onnx",
+                ranges=ranges,
+                alpha=SMOOTHING_ALPHA,
+                exclude=FP32_MATMULS,
+            )
+            # The int8 graph runs on the CPU only: its load-time rewrites can be done here.
+            counts["nodes_after_preoptimize"] = preoptimize_for_cpu(output / "model_int8.onnx")
+            timings["int8_s"] = time.perf_counter() - step
+            graphs["int8"] = {
+                "file": "model_int8.onnx",
+                "recipe": "per-row int8 activations, per-channel int8 weights, SmoothQuant "
+                f"alpha={SMOOTHING_ALPHA} from {len(ranges)} calibrated activations, "
+                f"int8 word embeddings, fp32 MatMuls: {list(FP32_MATMULS)}",
+                "quantized": counts,
+            }
+            print(f"  int8: {counts}")
+    if args.fp16:
+        step = time.perf_counter()
+        to_fp16(output / "model.onnx", output / "model_fp16.onnx")
+        timings["fp16_s"] = time.perf_counter() - step
+        graphs["fp16"] = {"file": "model_fp16.onnx", "io": "int64 ids in, float32 out"}
+    for entry in graphs.values():
+        entry["data_file"] = externalize(output / entry["file"]).name
+
+    print(f"checking against sentence-transformers on {len(PARITY_TEXTS)} texts ...")
+    reference = reference_vectors(source_dir, PARITY_TEXTS)
+    failed = []
+    for variant, entry in graphs.items():
+        if variant == "fp16" and args.device != "cuda":
+            # ONNX Runtime's CPU kernels run the fp16 graph in fp32 arithmetic: this checks the
+            # converted weights and graph, not CUDA's fp16 arithmetic (--device cuda does).
+            entry["check_note"] = "run on CPU: fp16 weights, fp32 arithmetic"
+        result = check_graph(output, variant, PARITY_TEXTS, reference, device=args.device)
+        entry["check"] = result.as_dict()
+        entry["thresholds"] = THRESHOLDS[variant]
+        status = "ok" if result.passed else "FAILED"
+        print(
+            f"  {variant}: worst cosine {result.worst_cosine:.6f}, mean {result.mean_cosine:.6f}, "
+            f"across batchings worst {result.batch_worst_cosine:.6f} "
+            f"(max |diff| {result.batch_max_abs_diff:.2e}) on {result.provider}: {status}"
+        )
+        if not result.passed:
+            failed.append(variant)
+    timings["total_s"] = time.perf_counter() - started
+    files = {
+        str(p.relative_to(output)): sha256(p)
+        for p in sorted(output.rglob("*"))
+        if p.is_file() and p.name != MANIFEST_FILE
+    }
+    for entry in graphs.values():
+        entry["sha256"] = files[entry["file"]]
+        entry["bytes"] = sum((output / entry[k]).stat().st_size for k in ("file", "data_file"))
+    share(output)
+    manifest = {
+        "format": 1,
+        "source": {"model": source_name, "revision": revision},
+        "opset": OPSET,
+        "config": {
+            "max_seq_length": config.max_seq_length,
+            "pooling": config.pooling,
+            "normalize": config.normalize,
+            "dimension": config.dimension,
+        },
+        "graphs": graphs,
+        "files": files,
+        "versions": versions(),
+        "timings": {k: round(v, 2) for k, v in timings.items()},
+        "passed": not failed,
+    }
+    (output / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+    share(output / MANIFEST_FILE)
+    print(f"wrote {output} in {timings['total_s']:.1f} s")
+    if failed:
+        where = output / MANIFEST_FILE
+        print(
+            f"error: {', '.join(failed)} missed the parity thresholds (see {where})",
+            file=sys.stderr,
+        )
+        return 1
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        import onnx  # noqa: F401
+        import sentence_transformers  # noqa: F401
+        import torch  # noqa: F401
+        import transformers  # noqa: F401
+    except ImportError as exc:
+        print(
+            f"error: the export needs {exc.name}: pip install 'gist-onnx[export]' "
+            "(install torch first if your platform needs a specific build)",
+            file=sys.stderr,
+        )
+        return 2
+    from ..errors import GistOnnxError
+
+    try:
+        return export(args)
+    except (UsageError, GistOnnxError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
