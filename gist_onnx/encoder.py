@@ -145,6 +145,12 @@ class GistEncoder:
         return f"{self.config.pooling} ({where})"
 
     @property
+    def model_name(self) -> str:
+        """The model's name: the hub repo id it was exported from or downloaded as, else the
+        folder's name. Servers report it as the OpenAI ``model``."""
+        return self.files.name
+
+    @property
     def source(self) -> str:
         """Where the graph came from: a file path or ``repo/file`` on the hub."""
         return self.files.source
@@ -215,14 +221,47 @@ class GistEncoder:
         )[0]
         return vector
 
+    def count_tokens(self, texts: Iterable[str]) -> npt.NDArray[np.int64]:
+        """How many tokens the model reads for each text: after truncation at
+        :attr:`max_seq_length`, special tokens included (what ``usage.prompt_tokens`` counts).
+
+        Takes what :meth:`encode` takes and refuses the same inputs.
+        """
+        if isinstance(texts, (str, bytes)):
+            raise InvalidInputError("count_tokens() takes a list (or iterable) of texts.")
+        counts: list[int] = []
+        iterator = iter(texts)
+        while chunk := list(islice(iterator, 1024)):
+            counts.extend(len(e) for e in self._tokenize(chunk, len(counts)))
+        return np.array(counts, dtype=np.int64)
+
+    def _tokenize(self, chunk: list[Any], offset: int) -> list[Any]:
+        """Tokenize one chunk of texts, naming the text (by its index in the call) that fails."""
+        _check_texts(chunk, offset)
+        try:
+            return self.tokenizer.tokenize(chunk)
+        except TypeError:
+            # The tokenizer refuses a whole batch for one str that is not valid Unicode (a lone
+            # surrogate, as from '\udc80' in JSON or surrogateescape decoding) without saying
+            # which: find it. Only this failing path pays for the search.
+            for index, text in enumerate(chunk):
+                try:
+                    text.encode("utf-8")
+                except UnicodeEncodeError as exc:
+                    raise InvalidInputError(
+                        f"Text {offset + index} is not valid Unicode ({exc.reason} at character "
+                        f"{exc.start}); fix or drop it, e.g. text.encode('utf-8', 'replace')"
+                        ".decode('utf-8')."
+                    ) from None
+            raise
+
     def _plan(self, texts: Iterator[Any], batch_size: int) -> Generator[_Run, None, None]:
         """Tokenize texts a chunk at a time, sort each chunk by length and cut it into runs."""
         chunk_size = batch_size * _CHUNK_BATCHES
         start = 0
         while chunk := list(islice(texts, chunk_size)):
-            _check_texts(chunk, start)
+            encodings = self._tokenize(chunk, start)
             start += len(chunk)
-            encodings = self.tokenizer.tokenize(chunk)
             lengths = [len(e) for e in encodings]  # len() is cheap; .ids builds a list each time
             # Longest first: the first batch shows at once whether memory suffices.
             order = sorted(range(len(chunk)), key=lambda i: -lengths[i])

@@ -87,6 +87,7 @@ class ModelFiles:
     graph: Path
     variant: str
     source: str
+    name: str
 
 
 def _read_json(path: Path) -> Any:
@@ -203,9 +204,24 @@ def resolve_local(folder: Path, variant: str) -> ModelFiles:
             f"No tokenizer in {folder}: looked for tokenizer.json and vocab.txt. "
             "Copy the model's tokenizer files next to the graph (the export does this)."
         )
-    files = ModelFiles(folder=folder, graph=graph, variant=variant, source=str(folder))
+    files = ModelFiles(
+        folder=folder, graph=graph, variant=variant, source=str(folder), name=_local_name(folder)
+    )
     check_readable(files)
     return files
+
+
+def _local_name(folder: Path) -> str:
+    """The hub repo id an exported folder came from (its manifest says), else the folder's name."""
+    path = folder / MANIFEST_FILE
+    if os.access(path, os.R_OK):
+        try:
+            source = json.loads(path.read_text(encoding="utf-8"))["source"]["model"]
+        except (OSError, ValueError, KeyError, TypeError):
+            source = None
+        if isinstance(source, str) and source and not looks_like_path(source):
+            return source
+    return folder.resolve().name
 
 
 def check_readable(files: ModelFiles) -> None:
@@ -430,7 +446,11 @@ def resolve_hub(
             # The export keeps the weights beside the graph; the cache puts both in one folder.
             _hub_get(repo_id, f"{name}.data", **kwargs)
             return ModelFiles(
-                folder=folder, graph=graph, variant=variant, source=f"{repo_id}/{name}"
+                folder=folder,
+                graph=graph,
+                variant=variant,
+                source=f"{repo_id}/{name}",
+                name=repo_id,
             )
     looked = [f"{repo_id}/{n}" for n in GRAPH_FILES[variant]]
     companion = GRAPH_COMPANIONS.get(repo_id)
@@ -446,7 +466,11 @@ def resolve_hub(
             )
             if graph is not None:
                 return ModelFiles(
-                    folder=folder, graph=graph, variant=variant, source=f"{graph_repo}/{name}"
+                    folder=folder,
+                    graph=graph,
+                    variant=variant,
+                    source=f"{graph_repo}/{name}",
+                    name=repo_id,
                 )
         looked += [f"{graph_repo}/{n}" for n in names]
     raise ModelFilesError(

@@ -1,0 +1,217 @@
+"""An AWS Lambda handler serving OpenAI-style embeddings: ``gist_onnx.serverless.handler``.
+
+It takes three kinds of events:
+
+- a Lambda Function URL or API Gateway HTTP API event (payload format 2.0),
+- an API Gateway REST API / HTTP API event in payload format 1.0,
+- a direct invocation (``aws lambda invoke``, another function, Step Functions): the event is the
+  request object itself.
+
+Request and response are OpenAI's embeddings shape (see :mod:`gist_onnx.wire`). HTTP events get
+``{"statusCode", "headers", "body"}`` back; a direct invocation gets the response object (or
+``{"error": {...}, "status": N}``). Bad input is a 400 saying what was wrong; a request whose
+response would pass Lambda's 6 MB limit on synchronous responses is refused up front with 413.
+
+Configuration, from the environment:
+
+- ``GIST_ONNX_MODEL``: the model folder (default: ``model/`` in the function's code, where
+  ``gist-onnx bundle`` puts it, found beside the ``gist_onnx`` package or in ``LAMBDA_TASK_ROOT``);
+- ``GIST_ONNX_VARIANT``: ``int8`` or ``fp32`` (default: int8 if the folder has it);
+- ``GIST_ONNX_THREADS``: ONNX Runtime threads (default: the CPUs this function may use);
+- ``GIST_ONNX_MODEL_NAME``: the ``model`` reported in responses (default: the model's name);
+- ``GIST_ONNX_API_KEY``: if set, requests must send ``Authorization: Bearer <key>`` (401 if not).
+
+The encoder is created once per execution environment: during Lambda's init phase when the
+module is imported by the Lambda runtime, else on the first call. Nothing is written anywhere
+(the file system may be read-only) and the Hugging Face cache is never touched for a folder.
+"""
+
+from __future__ import annotations
+
+import base64
+import hmac
+import math
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from . import GistEncoder, GistOnnxError, InvalidInputError
+from .wire import (
+    RequestError,
+    dumps,
+    error_body,
+    max_inputs_within,
+    parse_json,
+    parse_request,
+    response,
+    response_bytes_bound,
+)
+
+# Lambda's limit on a synchronous invocation's response payload. An HTTP event's body travels
+# as a JSON string inside the response object, so keep room for that envelope.
+RESPONSE_LIMIT_BYTES = 6 * 1024 * 1024
+_ENVELOPE_ROOM = 4096
+MODEL_DIR_NAME = "model"
+
+_encoder: GistEncoder | None = None
+
+
+def available_cpus() -> int:
+    """The CPUs this process may use: its affinity mask, capped by a cgroup CPU quota if any."""
+    try:
+        count = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        count = os.cpu_count() or 1
+    try:
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2]
+        if quota != "max":
+            count = min(count, max(1, math.ceil(int(quota) / int(period))))
+    except (OSError, ValueError):
+        pass
+    return max(1, count)
+
+
+def model_folder() -> Path:
+    """Where the model is: ``GIST_ONNX_MODEL``, else the bundle's ``model/`` folder."""
+    configured = os.environ.get("GIST_ONNX_MODEL")
+    if configured:
+        return Path(configured)
+    candidates = [Path(__file__).resolve().parent.parent / MODEL_DIR_NAME]
+    task_root = os.environ.get("LAMBDA_TASK_ROOT")
+    if task_root:
+        candidates.insert(0, Path(task_root) / MODEL_DIR_NAME)
+    for candidate in candidates:
+        if candidate.is_dir():
+            return candidate
+    raise RequestError(
+        "No model folder: set GIST_ONNX_MODEL, or build the function with `gist-onnx bundle`, "
+        f"which puts the model in {MODEL_DIR_NAME}/ (looked in "
+        f"{', '.join(str(c) for c in candidates)}).",
+        status=500,
+    )
+
+
+def get_encoder() -> GistEncoder:
+    """The execution environment's encoder, created on first use."""
+    global _encoder  # noqa: PLW0603 -- one encoder per execution environment, by design
+    if _encoder is None:
+        folder = model_folder()
+        variant = os.environ.get("GIST_ONNX_VARIANT") or (
+            "int8" if (folder / "model_int8.onnx").is_file() else "fp32"
+        )
+        threads = int(os.environ.get("GIST_ONNX_THREADS") or available_cpus())
+        _encoder = GistEncoder(folder, variant=variant, threads=threads)
+    return _encoder
+
+
+def handler(event: Any, context: Any = None) -> dict[str, Any]:
+    """The Lambda entry point: configure ``gist_onnx.serverless.handler`` as the handler."""
+    http = _is_http(event)
+    try:
+        if http:
+            _check_method(event)
+            _check_api_key(event)
+            payload = parse_json(_body(event))
+        else:
+            payload = event
+        status, body = 200, _embed(payload)
+    except RequestError as exc:
+        status, body = exc.status, exc.body()
+    except InvalidInputError as exc:  # from the encoder: a text it cannot take
+        status, body = 400, error_body(str(exc), kind="invalid_request_error")
+    except GistOnnxError as exc:  # the model could not load: the function's set-up, not the caller
+        print(f"gist-onnx: {exc}", file=sys.stderr)
+        status, body = 500, error_body(str(exc), kind="server_error")
+    except Exception as exc:  # noqa: BLE001 -- a 500 with a message, logged, never a traceback page
+        print(f"gist-onnx: internal error: {exc!r}", file=sys.stderr)
+        status = 500
+        body = error_body(f"Internal error: {exc.__class__.__name__}.", kind="server_error")
+    if not http:
+        return body if status == 200 else {**body, "status": status}
+    headers = {"content-type": "application/json"}
+    if status == 405:
+        headers["allow"] = "POST"
+    return {"statusCode": status, "headers": headers, "body": dumps(body), "isBase64Encoded": False}
+
+
+def _embed(payload: Any) -> dict[str, Any]:
+    encoder = get_encoder()
+    request = parse_request(payload, dimension=encoder.dimension)
+    limit = RESPONSE_LIMIT_BYTES - _ENVELOPE_ROOM
+    if response_bytes_bound(len(request.texts), encoder.dimension, request.encoding_format) > limit:
+        fit = max_inputs_within(limit, encoder.dimension, request.encoding_format)
+        hint = (
+            f", or set encoding_format to 'base64' "
+            f"({max_inputs_within(limit, encoder.dimension, 'base64')} fit then)"
+            if request.encoding_format == "float"
+            else ""
+        )
+        raise RequestError(
+            f"{len(request.texts)} inputs make a response larger than Lambda's 6 MB limit on "
+            f"synchronous responses; send at most {fit} inputs per request{hint}.",
+            status=413,
+            param="input",
+        )
+    vectors = encoder.encode(request.texts)
+    counts = encoder.count_tokens(request.texts)
+    name = os.environ.get("GIST_ONNX_MODEL_NAME") or encoder.model_name
+    return response(vectors, counts, model=name, encoding_format=request.encoding_format)
+
+
+def _is_http(event: Any) -> bool:
+    return isinstance(event, dict) and (
+        "requestContext" in event or "httpMethod" in event or "routeKey" in event
+    )
+
+
+def _method(event: dict[str, Any]) -> str:
+    http = (event.get("requestContext") or {}).get("http") or {}
+    return str(http.get("method") or event.get("httpMethod") or "POST").upper()
+
+
+def _check_method(event: dict[str, Any]) -> None:
+    method = _method(event)
+    if method != "POST":
+        raise RequestError(
+            f"{method} is not served: POST an embeddings request (OpenAI's shape).", status=405
+        )
+
+
+def _headers(event: dict[str, Any]) -> dict[str, str]:
+    return {str(k).lower(): str(v) for k, v in (event.get("headers") or {}).items()}
+
+
+def _check_api_key(event: dict[str, Any]) -> None:
+    key = os.environ.get("GIST_ONNX_API_KEY")
+    if not key:
+        return
+    sent = _headers(event).get("authorization", "")
+    scheme, _, token = sent.partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip(), key):
+        raise RequestError(
+            "Missing or wrong API key: send 'Authorization: Bearer <key>'.",
+            status=401,
+            code="invalid_api_key",
+        )
+
+
+def _body(event: dict[str, Any]) -> bytes | str:
+    body = event.get("body")
+    if not isinstance(body, str) or not body:
+        raise RequestError("The request has no body: POST a JSON embeddings request.")
+    if event.get("isBase64Encoded"):
+        try:
+            return base64.b64decode(body, validate=True)
+        except ValueError:
+            raise RequestError("The body is marked base64-encoded but is not base64.") from None
+    return body
+
+
+if "AWS_LAMBDA_RUNTIME_API" in os.environ and "GIST_ONNX_LAZY" not in os.environ:
+    # Imported by the Lambda runtime: load during the init phase, which runs before the first
+    # request (and, with SnapStart or provisioned concurrency, before any request).
+    try:
+        get_encoder()
+    except Exception as exc:  # noqa: BLE001 -- reported again, with a status, on each call
+        print(f"gist-onnx: could not load the model at init: {exc}", file=sys.stderr)
