@@ -35,6 +35,26 @@ def _info(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bundle(args: argparse.Namespace) -> int:
+    from .bundle import build
+
+    report = build(
+        args.model,
+        args.output,
+        variant=args.variant,
+        arch=args.arch,
+        python=args.python,
+        glibc=args.glibc,
+        layout=args.layout,
+        compile_with=args.compile_with,
+        pip_args=tuple(args.pip_arg),
+    )
+    print(report.summary())
+    print("deploy (fill in the role; see the README's 'Serverless' section):")
+    print(report.deploy_commands())
+    return 0
+
+
 def _export(argv: list[str]) -> int:
     # The export has its own parser (and its own --help); it needs the export extra.
     from .export.to_onnx import main as export_main
@@ -51,6 +71,39 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_argument("--model", default=None, help="also load this model folder or repo id")
     info.add_argument("--variant", default=None, help="fp32, int8 or fp16 (with --model)")
     info.add_argument("--device", default="cpu", help="cpu, cuda or auto (with --model)")
+    bundle = commands.add_parser(
+        "bundle",
+        help="zips of runtime + model that AWS Lambda takes as they are",
+        description="Build an AWS Lambda bundle (handler gist_onnx.serverless.handler) from an "
+        "export folder: the runtime installed for the target platform, pruned, with only the "
+        "chosen graph. One function.zip when it fits 50 MB, else layer.zip + function.zip.",
+    )
+    bundle.add_argument("--model", required=True, help="the folder gist-onnx export wrote")
+    bundle.add_argument("--output", required=True, help="folder for the zips and bundle.json")
+    bundle.add_argument("--variant", default="int8", help="int8 (default) or fp32")
+    bundle.add_argument(
+        "--arch", "--platform", dest="arch", default="x86_64", help="x86_64 (default) or aarch64"
+    )
+    bundle.add_argument(
+        "--python", default="3.12", help="the Lambda runtime's Python: 3.12 (default), 3.13, ..."
+    )
+    bundle.add_argument(
+        "--glibc", default=None, help="target glibc, for a Linux other than Lambda's (e.g. 2.36)"
+    )
+    bundle.add_argument(
+        "--layout", default="auto", help="auto (default: one zip if it fits), single or split"
+    )
+    bundle.add_argument(
+        "--compile-with",
+        default=None,
+        help="a Python of the target version to compile .pyc with (default: found on PATH)",
+    )
+    bundle.add_argument(
+        "--pip-arg",
+        action="append",
+        default=[],
+        help="passed to pip, e.g. --pip-arg=--find-links=wheels/ (repeatable)",
+    )
     commands.add_parser(
         "export",
         help="export a model to checked ONNX graphs (needs gist-onnx[export]; "
@@ -67,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
         return _export(args_list[1:])
     args = build_parser().parse_args(args_list)
     try:
-        return _info(args)
+        return _bundle(args) if args.command == "bundle" else _info(args)
     except GistOnnxError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

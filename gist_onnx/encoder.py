@@ -7,6 +7,7 @@ import queue
 import threading
 from collections.abc import Generator, Iterable, Iterator, Sized
 from itertools import islice
+from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -18,6 +19,7 @@ from .files import (
     IntegrityCheck,
     ModelConfig,
     ModelFiles,
+    files_read,
     read_config,
     resolve,
 )
@@ -143,6 +145,12 @@ class GistEncoder:
         """Pooling mode, and where it runs: inside the graph or in numpy."""
         where = "graph" if self.session.info.pooled else "numpy"
         return f"{self.config.pooling} ({where})"
+
+    @property
+    def files_read(self) -> list[Path]:
+        """The model's files this encoder read: graph, weights, tokenizer, configs, manifest.
+        What a deployment has to ship (``gist-onnx bundle`` copies exactly these)."""
+        return files_read(self.files)
 
     @property
     def model_name(self) -> str:

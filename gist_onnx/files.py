@@ -224,6 +224,28 @@ def _local_name(folder: Path) -> str:
     return folder.resolve().name
 
 
+def files_read(files: ModelFiles) -> list[Path]:
+    """The files of the model that the runtime reads, those that exist: the graph and its
+    weights, the tokenizer (``tokenizer.json``, else ``vocab.txt``), the configs, the pooling
+    config named by ``modules.json`` and the manifest."""
+    graph, folder = files.graph, files.folder
+    names = [n for n in _CONFIG_FILES if n != "vocab.txt"]
+    if not (folder / "tokenizer.json").exists():
+        names.append("vocab.txt")
+    names.append(MANIFEST_FILE)
+    modules_path = folder / "modules.json"
+    if os.access(modules_path, os.R_OK):
+        try:
+            modules = json.loads(modules_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            modules = None
+        pool_dir = _pooling_folder(modules if isinstance(modules, list) else None)
+        if pool_dir is not None:
+            names.append(f"{pool_dir}/config.json")
+    paths = [graph, graph.with_name(graph.name + ".data"), *(folder / n for n in names)]
+    return [p for p in paths if p.exists()]
+
+
 def check_readable(files: ModelFiles) -> None:
     """Refuse files that exist but that this user may not read, naming them and the fix.
 
@@ -231,10 +253,7 @@ def check_readable(files: ModelFiles) -> None:
     corrupt graph; the real cause is usually a folder written by another user (root in a
     container build) with owner-only modes.
     """
-    graph = files.graph
-    candidates = [graph, graph.with_name(graph.name + ".data")]
-    candidates += [files.folder / name for name in (*_CONFIG_FILES, MANIFEST_FILE)]
-    denied = [p for p in candidates if p.exists() and not os.access(p, os.R_OK)]
+    denied = [p for p in files_read(files) if not os.access(p, os.R_OK)]
     if denied:
         modes = ", ".join(f"{p} (mode {p.stat().st_mode & 0o777:04o})" for p in denied)
         raise ModelFilesError(

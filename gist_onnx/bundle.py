@@ -1,0 +1,545 @@
+"""``gist-onnx bundle``: an export folder to zips that AWS Lambda takes as they are.
+
+    gist-onnx bundle --model gist-onnx-model --variant int8 --output dist/lambda \\
+        [--arch x86_64|aarch64] [--python 3.12] [--glibc 2.34] [--layout auto|single|split]
+
+What it does, in order:
+
+1. loads the model folder with :class:`GistEncoder` (its files checked against the manifest) and
+   encodes a text: a folder that fails here is refused before anything is built;
+2. installs the runtime (onnxruntime, numpy, tokenizers; not huggingface-hub: the model ships in
+   the bundle) for the *target* platform and Python with ``pip install --platform ...
+   --only-binary=:all: --python-version ... --target``, so an arm64 bundle builds on x86_64;
+3. copies the ``gist_onnx`` package (without its export tool) and removes what the runtime never
+   imports (:data:`PRUNED`, each with its reason; shared libraries are not ``strip``-ped: that
+   breaks numpy's bundled OpenBLAS);
+4. compiles ``.pyc`` files for the target Python (unchecked-hash, so no write is ever needed at
+   run time: Lambda's code folders are read-only and a module without its ``.pyc`` would be
+   compiled again at every cold start);
+5. copies only the chosen graph, its weights, the tokenizer, the sentence-transformers configs and
+   the manifest, every file readable by all;
+6. writes ``function.zip`` (runtime + model) if it fits Lambda's 50 MB direct-upload limit,
+   else ``layer.zip`` (the runtime, under ``python/``) and ``function.zip`` (the model), and checks
+   the 250 MB limit on everything unzipped;
+7. where the target runs on this machine, unzips the result and invokes the handler in a bare
+   interpreter (only the bundle on ``sys.path``).
+
+Lambda's Python runtimes: 3.12 and later run on Amazon Linux 2023 (glibc 2.34); 3.10 and 3.11 on
+Amazon Linux 2 (glibc 2.26), for which onnxruntime publishes no current wheel. ``--glibc`` builds
+for another Linux (a container image, another platform).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import zipfile
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import GistEncoder, GistOnnxError, ModelFilesError, __version__
+
+HANDLER = "gist_onnx.serverless.handler"
+ZIP_LIMIT_BYTES = 50 * 1000 * 1000  # Lambda's direct upload limit (layers too), 50 MB
+UNZIPPED_LIMIT_BYTES = 250 * 1000 * 1000  # function and all its layers, unzipped: 250 MB
+ARCHES = ("x86_64", "aarch64")
+LAYOUTS = ("auto", "single", "split")
+# The glibc of each Lambda Python runtime's Amazon Linux.
+LAMBDA_GLIBC = {"3.10": "2.26", "3.11": "2.26", "3.12": "2.34", "3.13": "2.34", "3.14": "2.34"}
+DEFAULT_PYTHON = "3.12"
+MODEL_DIR = "model"
+# The runtime's requirements that a bundle leaves out: the model ships inside it.
+NOT_BUNDLED = ("huggingface-hub", "huggingface_hub")
+
+# What the bundle removes, relative to the packages folder, and why. A pattern ending in "/" is a
+# folder. Checked by running the bundle: the tests invoke the handler from a pruned bundle.
+PRUNED: tuple[tuple[str, str], ...] = (
+    (
+        "onnxruntime/capi/libonnxruntime.so*",
+        "ONNX Runtime's C API library, for C/C++ users; the Python extension "
+        "(onnxruntime_pybind11_state) has the runtime linked in and never loads it",
+    ),
+    (
+        "onnxruntime/transformers/",
+        "offline graph tooling (the BERT optimizer, fp16 conversion): the export's, never imported "
+        "to run a graph",
+    ),
+    ("onnxruntime/quantization/", "the quantizer: used by the export only"),
+    ("onnxruntime/tools/", "converters and offline utilities, never imported at run time"),
+    ("onnxruntime/datasets/", "sample models for ONNX Runtime's own examples"),
+    ("onnxruntime/backend/", "the ONNX backend-test adapter, not imported by `import onnxruntime`"),
+    ("numpy/f2py/", "the Fortran wrapper generator"),
+    ("numpy/distutils/", "build tooling for C extensions (gone from numpy for Python 3.12+)"),
+    ("numpy/_core/include/", "C headers, for building extensions against numpy"),
+    ("numpy/_core/lib/", "static libraries and pkg-config files, for building extensions"),
+    ("numpy/random/lib/", "a static library, for building extensions"),
+    ("numpy/_pyinstaller/", "PyInstaller hooks"),
+    ("numpy/**/tests/", "numpy's test suites"),
+    ("numpy/_core/_*_tests.*.so", "C extensions that only numpy's test suites load"),
+    ("numpy/_core/_simd.*", "SIMD dispatch tests, loaded only by numpy's test suite"),
+    ("tokenizers/tools/", "the tokenizer visualizer for notebooks"),
+    ("gist_onnx/export/", "the export tool: needs torch, never imported by the runtime"),
+    ("**/*.pyi", "type stubs, read by type checkers only"),
+    ("**/*.pxd", "Cython declarations, for building extensions"),
+    ("**/__pycache__/", "bytecode of the build machine's Python; compiled again for the target"),
+    ("bin/", "console scripts, which a function never runs"),
+)
+
+
+class BundleError(GistOnnxError, RuntimeError):
+    """A bundle could not be built; the message says what failed and what to do."""
+
+
+@dataclass(frozen=True)
+class Target:
+    """The platform a bundle is built for."""
+
+    python: str
+    arch: str
+    glibc: str
+
+    @property
+    def platform_tags(self) -> list[str]:
+        """Every manylinux tag a wheel may carry to run on this target's glibc."""
+        major, minor = (int(x) for x in self.glibc.split("."))
+        tags = [f"manylinux_{major}_{m}_{self.arch}" for m in range(17, minor + 1)]
+        return [*tags, f"manylinux2014_{self.arch}"]
+
+    @property
+    def runs_here(self) -> bool:
+        """Whether this machine can run the target: same Python and architecture, enough glibc."""
+        here_glibc = platform.libc_ver()[1] or "0.0"
+        return (
+            f"{sys.version_info.major}.{sys.version_info.minor}" == self.python
+            and platform.machine() == self.arch
+            and _version(here_glibc) >= _version(self.glibc)
+        )
+
+
+@dataclass
+class Part:
+    """One zip of the bundle."""
+
+    name: str
+    path: str
+    zipped_bytes: int
+    unzipped_bytes: int
+    files: int
+
+
+@dataclass
+class BundleReport:
+    """What was built, with its sizes against Lambda's limits; also written as bundle.json."""
+
+    variant: str
+    target: dict[str, str]
+    layout: str
+    handler: str
+    parts: list[Part]
+    packages: dict[str, str]
+    pruned_bytes: dict[str, int]
+    compiled: str
+    checked_here: str
+    build_seconds: float
+    limits: dict[str, int] = field(
+        default_factory=lambda: {
+            "zip_bytes": ZIP_LIMIT_BYTES,
+            "unzipped_bytes": UNZIPPED_LIMIT_BYTES,
+        }
+    )
+
+    @property
+    def unzipped_bytes(self) -> int:
+        """Everything the function and its layer take once unzipped."""
+        return sum(p.unzipped_bytes for p in self.parts)
+
+    def summary(self) -> str:
+        """The sizes against the limits, the handler and how to deploy, for people."""
+        mb = 1e6
+        lines = [
+            f"gist-onnx bundle: {self.variant} model, Python {self.target['python']}, "
+            f"{self.target['arch']} (glibc {self.target['glibc']}), layout: {self.layout}",
+        ]
+        for part in self.parts:
+            ok = "ok" if part.zipped_bytes <= ZIP_LIMIT_BYTES else "OVER"
+            lines.append(
+                f"  {part.path}: {part.zipped_bytes / mb:.1f} MB zipped (limit 50 MB: {ok}), "
+                f"{part.unzipped_bytes / mb:.1f} MB unzipped, {part.files} files"
+            )
+        ok = "ok" if self.unzipped_bytes <= UNZIPPED_LIMIT_BYTES else "OVER"
+        lines.append(f"  unzipped in all: {self.unzipped_bytes / mb:.1f} MB (limit 250 MB: {ok})")
+        for part in self.parts:
+            if part.zipped_bytes > ZIP_LIMIT_BYTES:
+                lines.append(
+                    f"  {part.path} is over the 50 MB limit of a direct upload: upload it to S3 "
+                    "first (the deploy lines below do); Lambda takes up to 250 MB unzipped that way"
+                )
+        lines.append(f"  packages: {', '.join(f'{k} {v}' for k, v in self.packages.items())}")
+        lines.append(f"  .pyc: {self.compiled}")
+        lines.append(f"  checked here: {self.checked_here}")
+        lines.append(f"handler: {self.handler}")
+        return "\n".join(lines)
+
+    def deploy_commands(self, function_name: str = "gist-onnx") -> str:
+        """The aws CLI lines that deploy this bundle (role and account left to fill in)."""
+        runtime = f"python{self.target['python']}"
+        arch = "arm64" if self.target["arch"] == "aarch64" else "x86_64"
+        lines = []
+        layers = ""
+        for layer in (p for p in self.parts if p.name == "layer"):
+            lines.append(
+                f"aws lambda publish-layer-version --layer-name {function_name}-runtime "
+                f"--zip-file fileb://{layer.path} --compatible-runtimes {runtime} "
+                f"--compatible-architectures {arch}"
+            )
+            layers = " --layers <LayerVersionArn printed by the line above>"
+        function = next(p for p in self.parts if p.name == "function")
+        code = f"--zip-file fileb://{function.path}"
+        if function.zipped_bytes > ZIP_LIMIT_BYTES:
+            key = f"{function_name}/function.zip"
+            lines.append(f"aws s3 cp {function.path} s3://<bucket>/{key}")
+            code = f"--code S3Bucket=<bucket>,S3Key={key}"
+        lines.append(
+            f"aws lambda create-function --function-name {function_name} --runtime {runtime} "
+            f"--architectures {arch} --handler {self.handler} --memory-size 1769 --timeout 30 "
+            f"--role arn:aws:iam::<account>:role/<lambda-role> {code}{layers}"
+        )
+        lines.append(
+            f"aws lambda create-function-url-config --function-name {function_name} "
+            "--auth-type AWS_IAM"
+        )
+        return "\n".join(lines)
+
+
+def build(
+    model: str | os.PathLike[str],
+    output: str | os.PathLike[str],
+    *,
+    variant: str = "int8",
+    arch: str = "x86_64",
+    python: str = DEFAULT_PYTHON,
+    glibc: str | None = None,
+    layout: str = "auto",
+    compile_with: str | None = None,
+    pip_args: tuple[str, ...] = (),
+    log: Callable[[str], None] = print,
+) -> BundleReport:
+    """Build a Lambda bundle of ``model`` into ``output``; see the module docstring."""
+    started = time.perf_counter()
+    target = _target(arch, python, glibc)
+    if variant not in ("int8", "fp32"):
+        raise BundleError(
+            f"--variant {variant!r}: a bundle runs on Lambda's CPUs, so int8 (smallest, fastest "
+            "there) or fp32. fp16 is for CUDA."
+        )
+    if layout not in LAYOUTS:
+        raise BundleError(f"--layout {layout!r}: choose one of {', '.join(LAYOUTS)}.")
+    folder = Path(model).expanduser()
+    if not folder.is_dir():
+        raise ModelFilesError(
+            f"--model {folder} is not a folder; pass the folder `gist-onnx export` wrote."
+        )
+    encoder = GistEncoder(folder, variant=variant)  # integrity check, load, and one encode
+    reference = encoder.encode(["gist-onnx bundle check"])[0]
+    out = Path(output)
+    if out.exists() and not out.is_dir():
+        raise BundleError(f"--output {out} exists and is not a folder.")
+
+    with tempfile.TemporaryDirectory(prefix="gist-onnx-bundle-") as tmp:
+        stage = Path(tmp)
+        packages_dir, model_dir = stage / "packages", stage / MODEL_DIR
+        log(f"installing the runtime for Python {target.python} on {target.arch} ...")
+        versions = _install_runtime(packages_dir, target, pip_args)
+        _copy_package(packages_dir / "gist_onnx")
+        pruned = _prune(packages_dir)
+        compiled = _compile(packages_dir, target, compile_with)
+        log(f"  .pyc: {compiled}")
+        _copy_model(folder, encoder, model_dir)
+
+        out.mkdir(parents=True, exist_ok=True)
+        for stale in ("function.zip", "layer.zip"):
+            (out / stale).unlink(missing_ok=True)
+        log("zipping ...")
+        parts = _write_zips(packages_dir, model_dir, out, layout)
+        chosen = "split" if any(p.name == "layer" for p in parts) else "single"
+        checked = _check_here(parts, target, reference, variant)
+
+    report = BundleReport(
+        variant=variant,
+        target=asdict(target),
+        layout=chosen,
+        handler=HANDLER,
+        parts=parts,
+        packages=versions,
+        pruned_bytes=pruned,
+        compiled=compiled,
+        checked_here=checked,
+        build_seconds=round(time.perf_counter() - started, 1),
+    )
+    record = asdict(report) | {"unzipped_bytes": report.unzipped_bytes, "gist_onnx": __version__}
+    (out / "bundle.json").write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+    if report.unzipped_bytes > UNZIPPED_LIMIT_BYTES:
+        raise BundleError(
+            f"The bundle takes {report.unzipped_bytes / 1e6:.0f} MB unzipped, over Lambda's 250 MB "
+            "limit; use a container image."
+        )
+    return report
+
+
+def _version(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(x) for x in text.split("."))
+    except ValueError:
+        return (0,)
+
+
+def _target(arch: str, python: str, glibc: str | None) -> Target:
+    if arch not in ARCHES:
+        raise BundleError(f"--arch {arch!r}: choose x86_64 or aarch64 (Lambda's arm64).")
+    parts = python.split(".")
+    if len(parts) != 2 or not all(p.isdigit() for p in parts) or parts[0] != "3":
+        raise BundleError(f"--python {python!r}: give a version such as 3.12.")
+    if glibc is None:
+        if python not in LAMBDA_GLIBC:
+            raise BundleError(
+                f"Lambda has no python{python} runtime that gist-onnx knows; choose one of "
+                f"{', '.join(LAMBDA_GLIBC)} or give --glibc for another Linux."
+            )
+        glibc = LAMBDA_GLIBC[python]
+    if len(_version(glibc)) != 2 or _version(glibc) < (2, 17):
+        raise BundleError(f"--glibc {glibc!r}: give a version such as 2.34 (2.17 or later).")
+    return Target(python=python, arch=arch, glibc=glibc)
+
+
+def runtime_requirements() -> list[str]:
+    """The runtime's requirements, as this gist-onnx declares them, less huggingface-hub."""
+    import importlib.metadata
+    import re
+
+    try:
+        declared = importlib.metadata.requires("gist-onnx") or []
+    except importlib.metadata.PackageNotFoundError:
+        raise BundleError(
+            "gist-onnx's metadata is missing: install it (pip install -e . in a clone) so the "
+            "bundle knows which runtime versions to install."
+        ) from None
+    out = []
+    for requirement in declared:
+        if "extra ==" in requirement:
+            continue
+        name = re.split(r"[\s<>=!~;\[]", requirement, maxsplit=1)[0]
+        if name.lower().replace("_", "-") not in NOT_BUNDLED:
+            out.append(requirement.split(";")[0].strip())
+    return out
+
+
+def _install_runtime(target_dir: Path, target: Target, pip_args: tuple[str, ...]) -> dict[str, str]:
+    command = [
+        sys.executable,
+        "-m",
+        "pip",
+        "install",
+        "--quiet",
+        "--disable-pip-version-check",
+        "--no-deps",
+        "--no-compile",
+        "--only-binary=:all:",
+        "--implementation",
+        "cp",
+        "--python-version",
+        target.python,
+        "--target",
+        str(target_dir),
+        *(arg for tag in target.platform_tags for arg in ("--platform", tag)),
+        *pip_args,
+        *runtime_requirements(),
+    ]
+    proc = subprocess.run(command, capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        errors = [line for line in proc.stderr.splitlines() if line.startswith("ERROR")]
+        hint = ""
+        if target.glibc == "2.26":
+            hint = (
+                f" Lambda's python{target.python} runs on Amazon Linux 2 (glibc 2.26), for which "
+                "onnxruntime publishes no current wheel: use --python 3.12 or later."
+            )
+        raise BundleError(
+            f"pip could not install the runtime for Python {target.python} on {target.arch} "
+            f"(glibc {target.glibc}): {' '.join(errors) or proc.stderr.strip()[-300:]}.{hint}"
+        )
+    versions = {}
+    for info in sorted(target_dir.glob("*.dist-info")):
+        name, _, version = info.name[: -len(".dist-info")].partition("-")
+        versions[name] = version
+    return versions
+
+
+def _copy_package(destination: Path) -> None:
+    source = Path(__file__).resolve().parent
+    shutil.copytree(
+        source, destination, ignore=shutil.ignore_patterns("__pycache__", "export", "*.pyc")
+    )
+
+
+def _matches(root: Path, pattern: str) -> Iterator[Path]:
+    folder = pattern.endswith("/")
+    for path in sorted(root.glob(pattern.rstrip("/"))):
+        if folder == path.is_dir():
+            yield path
+
+
+def _size(path: Path) -> int:
+    if path.is_file():
+        return path.stat().st_size
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+def _prune(root: Path) -> dict[str, int]:
+    removed: dict[str, int] = {}
+    for pattern, _reason in PRUNED:
+        total = 0
+        for path in list(_matches(root, pattern)):
+            if not path.exists():  # inside a folder removed by an earlier match
+                continue
+            total += _size(path)
+            if path.is_dir():
+                shutil.rmtree(path)
+            else:
+                path.unlink()
+        removed[pattern] = total
+    return removed
+
+
+def _compile(root: Path, target: Target, compile_with: str | None) -> str:
+    """Compile .pyc files with an interpreter of the target's version, if one is at hand."""
+    here = f"{sys.version_info.major}.{sys.version_info.minor}"
+    candidates = [compile_with] if compile_with else []
+    if here == target.python:
+        candidates.append(sys.executable)
+    candidates.append(shutil.which(f"python{target.python}") or "")
+    for candidate in filter(None, candidates):
+        probe = subprocess.run(
+            [candidate, "-c", "import sys; print(f'{sys.version_info[0]}.{sys.version_info[1]}')"],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if probe.stdout.strip() != target.python:
+            continue
+        subprocess.run(
+            [
+                candidate,
+                "-m",
+                "compileall",
+                "-q",
+                "-j",
+                "0",
+                "--invalidation-mode",
+                "unchecked-hash",
+                str(root),
+            ],
+            capture_output=True,
+            check=False,
+        )
+        return f"compiled with {candidate} (unchecked-hash)"
+    return (
+        f"not compiled: no Python {target.python} found (pass --compile-with PATH); every cold "
+        "start will compile the modules it imports"
+    )
+
+
+def _copy_model(model: Path, encoder: GistEncoder, destination: Path) -> None:
+    """Copy what the encoder read, and nothing else, keeping the folder's layout."""
+    source = model.resolve()
+    for path in encoder.files_read:
+        target = destination / path.resolve().relative_to(source)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, target)
+
+
+def _files(root: Path) -> list[Path]:
+    return sorted(p for p in root.rglob("*") if p.is_file())
+
+
+def _zip(path: Path, sources: list[tuple[Path, str]]) -> tuple[int, int]:
+    """Write ``path`` from (folder, prefix) pairs; returns (unzipped bytes, file count)."""
+    unzipped = files = 0
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED, compresslevel=6) as archive:
+        for folder, prefix in sources:
+            for item in _files(folder):
+                name = prefix + item.relative_to(folder).as_posix()
+                info = zipfile.ZipInfo(name, date_time=(2020, 1, 1, 0, 0, 0))
+                info.external_attr = 0o100644 << 16  # readable by the function's user
+                info.compress_type = zipfile.ZIP_DEFLATED
+                with item.open("rb") as handle:
+                    archive.writestr(info, handle.read(), compresslevel=6)
+                unzipped += item.stat().st_size
+                files += 1
+    return unzipped, files
+
+
+def _write_zips(packages: Path, model: Path, out: Path, layout: str) -> list[Part]:
+    if layout in ("auto", "single"):
+        path = out / "function.zip"
+        unzipped, files = _zip(path, [(packages, ""), (model, f"{MODEL_DIR}/")])
+        size = path.stat().st_size
+        if size <= ZIP_LIMIT_BYTES or layout == "single":
+            return [Part("function", str(path), size, unzipped, files)]
+        path.unlink()
+    parts = []
+    for name, sources in (
+        ("layer", [(packages, "python/")]),  # Lambda puts /opt/python on sys.path
+        ("function", [(model, f"{MODEL_DIR}/")]),
+    ):
+        path = out / f"{name}.zip"
+        unzipped, files = _zip(path, sources)
+        parts.append(Part(name, str(path), path.stat().st_size, unzipped, files))
+    return parts
+
+
+SMOKE = """
+import json, sys
+sys.path[:0] = json.loads(sys.argv[1])
+from gist_onnx.serverless import handler
+body = handler({"input": ["gist-onnx bundle check"]}, None)
+print(json.dumps({"vector": body["data"][0]["embedding"],
+                  "hub": "huggingface_hub" in sys.modules}))
+"""
+
+
+def _check_here(parts: list[Part], target: Target, reference: Any, variant: str) -> str:
+    """Unzip the bundle as Lambda lays it out and invoke the handler in a bare interpreter."""
+    if not target.runs_here:
+        return "no: this machine cannot run the target (another Python, architecture or glibc)"
+    import numpy as np
+
+    with tempfile.TemporaryDirectory(prefix="gist-onnx-bundle-check-") as tmp:
+        task, opt = Path(tmp) / "task", Path(tmp) / "opt"
+        for part in parts:
+            with zipfile.ZipFile(part.path) as archive:
+                archive.extractall(opt if part.name == "layer" else task)
+        paths = [str(task), str(opt / "python")]
+        env = {"PATH": os.environ.get("PATH", ""), "LAMBDA_TASK_ROOT": str(task)}
+        env["GIST_ONNX_VARIANT"] = variant
+        proc = subprocess.run(
+            [sys.executable, "-I", "-S", "-c", SMOKE, json.dumps(paths)],
+            capture_output=True,
+            text=True,
+            env=env,
+            check=False,
+        )
+    if proc.returncode != 0:
+        raise BundleError(f"The bundle does not run here: {proc.stderr.strip()[-600:]}")
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    vector = np.asarray(result["vector"], dtype=np.float32)
+    if float(np.dot(vector, reference)) < 0.99999:
+        raise BundleError("The bundle ran here but its vector differs from the model folder's.")
+    return "yes: the handler ran from the unzipped bundle in a bare interpreter (python -I -S)"
