@@ -52,6 +52,7 @@ PEERS_REQUIREMENTS = [
     "scipy",
 ]
 H, LAYERS = 384, 6
+SERVERLESS_START, SERVERLESS_END = "<!-- serverless:start -->", "<!-- serverless:end -->"
 
 
 def log(message: str) -> None:
@@ -246,7 +247,7 @@ def du(path: Path) -> int:
 
 
 def sizes(gist_dir: Path) -> dict[str, Any]:
-    """Installed size of gist-onnx alone vs sentence-transformers, and a deployable bundle."""
+    """Installed size of gist-onnx alone vs sentence-transformers (bundles: serverless.py)."""
     out: dict[str, Any] = {}
     gist_venv_dir, st_venv = gist_venv("cpu").parent.parent, WORK / "size-st"
     if not st_venv.is_dir():
@@ -267,42 +268,6 @@ def sizes(gist_dir: Path) -> dict[str, Any]:
     out["fp32_model_mb"] = graph_mb("model.onnx") + small / 1e6
     out["int8_model_mb"] = graph_mb("model_int8.onnx") + small / 1e6
     out["st_model_mb"] = du(stand_in()) / 1e6
-    # Deployable bundles, as for a serverless zip: `pip install --target` (no pip, no setuptools,
-    # no .pyc). "slim" leaves out huggingface-hub and what only it needs: gist-onnx imports it
-    # only to download, so a bundle that ships its model folder runs without it.
-    bundles: dict[str, list[str | Path]] = {
-        "full": [ROOT],
-        "slim": ["--no-deps", ROOT, "onnxruntime", "numpy", "tokenizers"],
-    }
-    for name, spec in bundles.items():
-        target = WORK / f"bundle-{name}"
-        if not target.is_dir():
-            log(f"sizes: the {name} bundle ...")
-            run(
-                [
-                    MAIN_PY,
-                    "-m",
-                    "pip",
-                    "install",
-                    "--quiet",
-                    "--no-compile",
-                    "--target",
-                    target,
-                    *spec,
-                ]
-            )
-        out[f"bundle_{name}_mb"] = du(target) / 1e6 + out["int8_model_mb"]
-        top = sorted((du(p) if p.is_dir() else p.stat().st_size, p.name) for p in target.iterdir())
-        out[f"bundle_{name}_largest"] = [f"{n} {b / 1e6:.0f} MB" for b, n in top[::-1][:5]]
-        # Prove the bundle runs: a bare interpreter (-S: no site-packages) with only the bundle.
-        check = (
-            f"import sys; sys.path.insert(0, {str(target)!r}); from gist_onnx import GistEncoder; "
-            f"print(GistEncoder({str(gist_dir)!r}, variant='int8').encode(['a text']).shape)"
-        )
-        proc = subprocess.run(
-            [sys.executable, "-S", "-c", check], capture_output=True, text=True, check=False
-        )
-        out[f"bundle_{name}_runs"] = proc.returncode == 0 and "(1, 384)" in proc.stdout
     return out
 
 
@@ -463,7 +428,13 @@ def main() -> int:
         "elapsed_s": time.perf_counter() - started,
     }
     (args.output.with_name("results.json")).write_text(json.dumps(results, indent=1) + "\n")
-    args.output.write_text(report(results, stacks, " ".join(sys.argv[1:])))
+    text = report(results, stacks, " ".join(sys.argv[1:]))
+    # The serverless section is written by benchmarks/serverless.py: kept as it is.
+    old = args.output.read_text() if args.output.is_file() else ""
+    if SERVERLESS_START in old and SERVERLESS_END in old:
+        kept = old[old.index(SERVERLESS_START) : old.index(SERVERLESS_END) + len(SERVERLESS_END)]
+        text = text.rstrip("\n") + "\n\n" + kept + "\n"
+    args.output.write_text(text)
     log(f"wrote {args.output} in {results['elapsed_s']:.0f} s")
     return 0
 
@@ -578,20 +549,10 @@ def report(r: dict[str, Any], stacks: list[str], argv: str) -> str:
             f"- venv with torch 2.13.0 (CPU) + sentence-transformers: {z['st_venv_mb']:.0f} MB; "
             f"with the model {z['st_venv_mb'] + z['st_model_mb']:.0f} MB",
         ]
-        for name, what in (
-            ("full", "`pip install --target B gist-onnx`"),
-            (
-                "slim",
-                "`pip install --target B --no-deps gist-onnx onnxruntime numpy tokenizers` "
-                "(no huggingface-hub: the model folder ships in the bundle)",
-            ),
-        ):
-            runs = "runs" if z[f"bundle_{name}_runs"] else "DOES NOT RUN"
-            lines.append(
-                f"- deployable bundle, {name}: {what} plus the int8 model, unpacked: "
-                f"{z[f'bundle_{name}_mb']:.0f} MB ({runs} from a bare interpreter with only the "
-                f"bundle on its path); largest parts: " + ", ".join(z[f"bundle_{name}_largest"])
-            )
+        lines.append(
+            "- serverless bundles (`gist-onnx bundle`): see the Serverless section below, written "
+            "by `python benchmarks/serverless.py`"
+        )
     lines += ["", "## Stacks", ""]
     for s in stacks:
         st = STACKS[s]

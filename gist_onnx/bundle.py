@@ -449,7 +449,7 @@ def _compile(root: Path, target: Target, compile_with: str | None) -> str:
             capture_output=True,
             check=False,
         )
-        return f"compiled with {candidate} (unchecked-hash)"
+        return f"compiled with Python {target.python} (unchecked-hash)"
     return (
         f"not compiled: no Python {target.python} found (pass --compile-with PATH); every cold "
         "start will compile the modules it imports"

@@ -23,7 +23,8 @@ Configuration, from the environment:
 
 The encoder is created once per execution environment: during Lambda's init phase when the
 module is imported by the Lambda runtime, else on the first call. Nothing is written anywhere
-(the file system may be read-only) and the Hugging Face cache is never touched for a folder.
+(the file system may be read-only; ONNX Runtime's telemetry store is turned off) and the Hugging
+Face cache is never touched for a folder.
 """
 
 from __future__ import annotations
@@ -35,6 +36,12 @@ import os
 import sys
 from pathlib import Path
 from typing import Any
+
+# ONNX Runtime (1.32) keeps a telemetry database and a device id under ~/.cache/Microsoft when it
+# loads, unless told not to: a function must not write outside /tmp (its home may be read-only),
+# and a failed write logs a warning at every cold start. Set before onnxruntime is imported (the
+# encoder imports it lazily); a deployment that wants the telemetry sets ORT_DISABLE_TELEMETRY=0.
+os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
 
 from . import GistEncoder, GistOnnxError, InvalidInputError
 from .wire import (

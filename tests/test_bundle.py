@@ -83,6 +83,8 @@ def test_int8_bundle_runs_read_only_as_an_unprivileged_user(exported: Path) -> N
             env={"LAMBDA_TASK_ROOT": str(task)},
         )
         assert proc.returncode == 0, proc.stderr
+        # No write attempted outside the bundle either: ONNX Runtime's telemetry store is off.
+        assert "telemetry" not in proc.stderr, proc.stderr
         result = json.loads(proc.stdout.strip().splitlines()[-1])
         encoder = GistEncoder(exported, variant="int8")
         assert result["status"] == 200
