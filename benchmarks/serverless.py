@@ -11,8 +11,10 @@ peak memory and warm latency of the int8 bundle run as Lambda runs it.
   `-I -S` (only the bundle on sys.path) in a fresh process per run, with AWS_LAMBDA_RUNTIME_API
   set so the handler module loads the model at import, as in Lambda's init phase. Measured from
   just before the process is started to the moment the first invocation (one short query, a
-  Function URL event) has returned; peak RSS as the process reports it. On 2 CPUs, and pinned
-  to 1 CPU (a 1,769 MB function has one vCPU). Medians over the runs.
+  Function URL event) has returned; peak RSS as the process reports it. On 2 CPUs; pinned to 1
+  CPU (a 1,769 MB function has one vCPU); with the manifest check off; and without the .pyc
+  files (what a bundle built with no Python of the target version at hand costs). Settings
+  interleaved, medians over the runs.
 - Warm: in one process, 500 invocations of one short query through a Function URL event (JSON
   parsed, encoded, JSON written); p50 and p99.
 
@@ -24,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import shutil
 import statistics
@@ -162,7 +165,9 @@ print(json.dumps({"start": start, "out": proc.stdout, "err": proc.stderr[-800:],
 """
 
 
-def one_run(paths: list[str], task: str, warm: int, cpus: str | None) -> dict[str, Any]:
+def one_run(
+    paths: list[str], task: str, warm: int, cpus: str | None, extra_env: dict[str, str]
+) -> dict[str, Any]:
     code = (
         CHILD.replace("PATHS", repr(paths))
         .replace("EVENT", repr(function_url_event()))
@@ -174,8 +179,13 @@ def one_run(paths: list[str], task: str, warm: int, cpus: str | None) -> dict[st
         # Set in Lambda: the handler module then loads the model at import (the init phase).
         # Nothing listens there; the handler is called directly.
         "AWS_LAMBDA_RUNTIME_API": "127.0.0.1:9",
+        **extra_env,
     }
     command = [system_python(), "-I", "-S", "-c", code]
+    if os.geteuid() == 0 and shutil.which("setpriv"):
+        # As Lambda does, run as a user who cannot write the code folders: root could, and would
+        # cache .pyc files there that the next run then finds.
+        command = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", *command]
     if cpus is not None:
         command = ["taskset", "-c", cpus, *command]
     launched = subprocess.run(
@@ -199,23 +209,45 @@ def one_run(paths: list[str], task: str, warm: int, cpus: str | None) -> dict[st
     }
 
 
-def cold_starts(paths: list[str], task: str, runs: int) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    settings = {"2 CPUs": None}
+def without_pyc(root: Path) -> list[str]:
+    """A copy of the unzipped bundle under ``root`` without its .pyc files (a bundle built with no
+    Python of the target version at hand), read-only like Lambda's code folders, so that nothing
+    gets cached; returns its sys.path entries."""
+    copy = root / "no-pyc"
+    for part in ("task", "opt"):
+        shutil.copytree(root / part, copy / part)
+    for cache in list(copy.rglob("__pycache__")):
+        shutil.rmtree(cache)
+    for path in [copy, *copy.rglob("*")]:
+        path.chmod(0o555 if path.is_dir() else 0o444)
+    return [str(copy / "task"), str(copy / "opt" / "python")]
+
+
+def cold_starts(paths: list[str], task: str, runs: int, root: Path) -> dict[str, Any]:
+    """Cold starts per setting, the settings interleaved run by run; warm latency once each."""
+    settings: dict[str, tuple[list[str], str | None, dict[str, str]]] = {
+        "2 CPUs": (paths, None, {}),
+    }
     if shutil.which("taskset"):
-        settings["1 CPU"] = "0"
-    for label, cpus in settings.items():
-        log(f"cold start, {label}: {runs} fresh processes ...")
-        samples = [one_run(paths, task, 0, cpus) for _ in range(runs)]
+        settings["1 CPU"] = (paths, "0", {})
+    settings["2 CPUs, manifest check off"] = (paths, None, {"GIST_ONNX_VERIFY_FILES": "0"})
+    settings["2 CPUs, no .pyc in the bundle"] = (without_pyc(root), None, {})
+    samples: dict[str, list[dict[str, Any]]] = {label: [] for label in settings}
+    log(f"cold start: {runs} rounds of {len(settings)} settings, a fresh process each ...")
+    for _ in range(runs):
+        for label, (where, cpus, env) in settings.items():
+            samples[label].append(one_run(where, task, 0, cpus, env))
+    out: dict[str, Any] = {}
+    for label, (where, cpus, env) in settings.items():
         out[label] = {
-            key: statistics.median(s[key] for s in samples)
+            key: statistics.median(s[key] for s in samples[label])
             for key in ("cold_s", "interpreter_s", "init_s", "first_invoke_s", "peak_rss_mib")
         }
         out[label]["runs"] = runs
-        log(f"  median {out[label]['cold_s'] * 1000:.0f} ms, {out[label]['peak_rss_mib']:.0f} MiB")
-        warm = one_run(paths, task, 500, cpus)["warm_ms"]
+        warm = one_run(where, task, 500, cpus, env)["warm_ms"]
         out[label]["warm_p50_ms"] = statistics.median(warm)
         out[label]["warm_p99_ms"] = sorted(warm)[int(len(warm) * 0.99) - 1]
+        log(f"  {label}: median {out[label]['cold_s'] * 1000:.0f} ms")
     return out
 
 
@@ -255,7 +287,7 @@ def render(r: dict[str, Any]) -> str:
         f"phase, first invocation of one short query through a Function URL event; median of "
         f"{r['runs']} runs; page cache warm):",
         "",
-        "| CPUs | cold start | interpreter | init (imports + model load) | first invocation | "
+        "| setting | cold start | interpreter | init (imports + model load) | first invocation | "
         "peak RSS | warm p50 | warm p99 |",
         "|---|---|---|---|---|---|---|---|",
     ]
@@ -295,8 +327,9 @@ def main() -> int:
     model = model_folder(args.model)
     bundles = bundle_sizes(model, args.compile_with)
     with tempfile.TemporaryDirectory() as tmp:
+        Path(tmp).chmod(0o755)  # readable by the unprivileged user the runs use
         paths, task = local_bundle(model, Path(tmp))
-        cold = cold_starts(paths, task, args.runs)
+        cold = cold_starts(paths, task, args.runs, Path(tmp))
     sys.path.insert(0, str(HERE))
     from run import machine
 

@@ -19,6 +19,7 @@ Configuration, from the environment:
 - ``GIST_ONNX_VARIANT``: ``int8`` or ``fp32`` (default: int8 if the folder has it);
 - ``GIST_ONNX_THREADS``: ONNX Runtime threads (default: the CPUs this function may use);
 - ``GIST_ONNX_MODEL_NAME``: the ``model`` reported in responses (default: the model's name);
+- ``GIST_ONNX_VERIFY_FILES``: ``0`` skips checking the model's files against its manifest;
 - ``GIST_ONNX_API_KEY``: if set, requests must send ``Authorization: Bearer <key>`` (401 if not).
 
 The encoder is created once per execution environment: during Lambda's init phase when the
@@ -108,7 +109,8 @@ def get_encoder() -> GistEncoder:
             "int8" if (folder / "model_int8.onnx").is_file() else "fp32"
         )
         threads = int(os.environ.get("GIST_ONNX_THREADS") or available_cpus())
-        _encoder = GistEncoder(folder, variant=variant, threads=threads)
+        verify = os.environ.get("GIST_ONNX_VERIFY_FILES", "1") != "0"
+        _encoder = GistEncoder(folder, variant=variant, threads=threads, verify_files=verify)
     return _encoder
 
 
