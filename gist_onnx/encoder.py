@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import operator
 import os
 import queue
 import threading
-from collections.abc import Generator, Iterable, Iterator, Sized
+from collections.abc import Generator, Iterable, Iterator, Mapping, Sized
 from itertools import islice
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -102,6 +103,7 @@ class GistEncoder:
                 self.files.folder,
                 max_length=self.config.max_seq_length,
                 do_lower_case=self.config.do_lower_case,
+                config=self.config,
             )
             self.session = GraphSession(
                 self.files.graph, providers=chosen_providers, threads=threads
@@ -116,6 +118,8 @@ class GistEncoder:
                 f"The graph {self.files.graph} returns vectors of {graph_dim} but the model folder "
                 f"says {self.config.dimension}; the graph belongs to another model. Re-export it."
             )
+        if self.session.info.pooled:
+            _check_graph_pooling(self.config, self.files.graph)
         dim = graph_dim or self.config.dimension
         if dim is None:
             raise ModelConfigError(
@@ -189,35 +193,35 @@ class GistEncoder:
         ``normalize_embeddings`` L2-normalizes the result; the GIST model normalizes anyway (its
         modules.json ends in Normalize), as sentence-transformers does.
         """
-        if isinstance(texts, (str, bytes)):
-            raise InvalidInputError(
-                "encode() takes a list (or iterable) of texts and returns one row per text; for a "
-                "single text use encode_one(text), or encode([text])."
-            )
-        if not isinstance(batch_size, int) or batch_size < 1:
-            raise InvalidInputError(f"batch_size must be a positive integer, got {batch_size!r}.")
-        total = len(texts) if isinstance(texts, Sized) else None
-        runs = self._plan(iter(texts), batch_size)
+        iterator, total = _texts(texts, "encode")
+        batch_size = _positive_int(batch_size, "batch_size")
+        runs = self._plan(iterator, batch_size)
         if self.overlap and (total is None or total > batch_size):
             runs = _prefetch(runs, _PREFETCH)
         progress = _progress(show_progress_bar, total)
-        parts: list[npt.NDArray[np.float32]] = []
+        normalize = normalize_embeddings and not self.config.normalize
+        # One output array, filled in place: allocated whole when the number of texts is known,
+        # else grown as chunks arrive (see _grow), so that it is never held twice.
+        out = np.empty((total or 0, self.dimension), dtype=np.float32)
+        filled = start = 0
         try:
             for run in runs:
                 if run.chunk:
-                    parts.append(np.empty((run.chunk, self.dimension), dtype=np.float32))
-                parts[-1][run.rows] = self._run(run.batch)
+                    start, filled = filled, filled + run.chunk
+                    if filled > len(out):
+                        out = _grow(out, filled)
+                vectors = self._run(run.batch)
+                out[[start + row for row in run.rows]] = (
+                    l2_normalize(vectors) if normalize else vectors
+                )
                 if progress is not None:
                     progress.update(len(run.rows))
         finally:
             runs.close()  # stops the producer thread at once if the graph raised
             if progress is not None:
                 progress.close()
-        if not parts:
-            return np.zeros((0, self.dimension), dtype=np.float32)
-        out = parts[0] if len(parts) == 1 else np.concatenate(parts)
-        if normalize_embeddings and not self.config.normalize:
-            out = l2_normalize(out)
+        if filled < len(out):  # an iterable whose len() promised more than it gave
+            out.resize((filled, self.dimension), refcheck=False)
         return out
 
     def encode_one(self, text: str, normalize_embeddings: bool = True) -> npt.NDArray[np.float32]:
@@ -235,13 +239,29 @@ class GistEncoder:
 
         Takes what :meth:`encode` takes and refuses the same inputs.
         """
-        if isinstance(texts, (str, bytes)):
-            raise InvalidInputError("count_tokens() takes a list (or iterable) of texts.")
-        counts: list[int] = []
-        iterator = iter(texts)
-        while chunk := list(islice(iterator, 1024)):
-            counts.extend(len(e) for e in self._tokenize(chunk, len(counts)))
+        counts = [
+            len(e) for _, encodings in self._tokenized(texts, "count_tokens") for e in encodings
+        ]
         return np.array(counts, dtype=np.int64)
+
+    def truncated(self, texts: Iterable[str]) -> npt.NDArray[np.bool_]:
+        """For each text, whether it is longer than :attr:`max_seq_length` tokens, so that its
+        vector represents only its beginning (sentence-transformers truncates the same way)."""
+        flags = [
+            self.tokenizer.truncated(text, encoding)
+            for chunk, encodings in self._tokenized(texts, "truncated")
+            for text, encoding in zip(chunk, encodings, strict=True)
+        ]
+        return np.array(flags, dtype=np.bool_)
+
+    def _tokenized(
+        self, texts: Iterable[str], method: str
+    ) -> Generator[tuple[list[str], list[Any]], None, None]:
+        iterator, _ = _texts(texts, method)
+        offset = 0
+        while chunk := list(islice(iterator, 1024)):
+            yield chunk, self._tokenize(chunk, offset)
+            offset += len(chunk)
 
     def _tokenize(self, chunk: list[Any], offset: int) -> list[Any]:
         """Tokenize one chunk of texts, naming the text (by its index in the call) that fails."""
@@ -339,12 +359,75 @@ def _prefetch(runs: Iterator[_Run], depth: int) -> Generator[_Run, None, None]:
         worker.join()
 
 
+def _check_graph_pooling(config: ModelConfig, graph: Path) -> None:
+    """A graph that pools inside does what the export built it to do: refuse configs that ask
+    for something else (they would be reported, and silently not done)."""
+    asked = (config.pooling, config.normalize)
+    built = (config.exported_pooling, config.exported_normalize)
+    if None not in built and built != asked:
+        raise ModelConfigError(
+            f"{graph} pools by {built[0]} {'and' if built[1] else 'without'} normalizing inside "
+            f"(gist_onnx_manifest.json), but the folder's configs ask for {asked[0]} pooling "
+            f"{'and' if asked[1] else 'without'} normalizing (1_Pooling/config.json, "
+            "modules.json). Re-export the folder with the configs you want."
+        )
+
+
+def _grow(out: npt.NDArray[np.float32], rows: int) -> npt.NDArray[np.float32]:
+    """``out`` with room for at least ``rows`` rows, grown in place where the allocator can.
+
+    Growth is by an eighth at least: numpy zero-fills what it adds (so the spare rows count in
+    memory), and large blocks are grown by remapping pages, not copying them, so small steps
+    cost little. Peak memory stays near the output's own size.
+    """
+    target = max(rows, len(out) + len(out) // 8)
+    out.resize((target, out.shape[1]), refcheck=False)
+    return out
+
+
+def _texts(texts: Any, method: str) -> tuple[Iterator[Any], int | None]:
+    """An iterator over ``texts`` and their number if known; refuses what is not a sequence of
+    texts in a defined order."""
+    if isinstance(texts, (str, bytes)):
+        raise InvalidInputError(
+            f"{method}() takes a list (or iterable) of texts and returns one row per text; for a "
+            "single text use encode_one(text), or pass [text]."
+        )
+    if isinstance(texts, (set, frozenset, Mapping)):
+        raise InvalidInputError(
+            f"{method}() got a {type(texts).__name__}, whose order is not the caller's; pass a "
+            "list (e.g. sorted(texts)) so that row i is the vector of text i."
+        )
+    if isinstance(texts, np.ndarray) and texts.ndim != 1:
+        raise InvalidInputError(
+            f"{method}() takes a 1-d array of texts, got an array of shape {texts.shape}."
+        )
+    try:
+        iterator = iter(texts)
+    except TypeError:
+        raise InvalidInputError(
+            f"{method}() takes a list (or iterable) of str, got {type(texts).__name__}."
+        ) from None
+    return iterator, len(texts) if isinstance(texts, Sized) else None
+
+
+def _positive_int(value: Any, name: str) -> int:
+    """``value`` as an int if it is a positive integer (numpy integers too; not a bool)."""
+    try:
+        number = operator.index(value) if not isinstance(value, bool) else None
+    except TypeError:
+        number = None
+    if number is None or number < 1:
+        raise InvalidInputError(f"{name} must be a positive integer, got {value!r}.")
+    return number
+
+
 def _check_texts(texts: list[Any], offset: int) -> None:
     for index, text in enumerate(texts):
         if not isinstance(text, str):
             raise InvalidInputError(
-                f"Text {offset + index} is a {type(text).__name__}, not a str; convert it first "
-                "(None and numbers are not encoded silently)."
+                f"Text {offset + index} is of type {type(text).__name__}, not str; convert it "
+                "first (None and numbers are not encoded silently)."
             )
 
 

@@ -77,6 +77,14 @@ class ModelConfig:
     pooling: str
     normalize: bool
     dimension: int | None
+    # What the tokenizer has to fit (config.json, tokenizer_config.json); None where not said.
+    vocab_size: int | None = None
+    pad_token_id: int | None = None
+    tokenizer_lowercase: bool | None = None
+    special_tokens: tuple[str, ...] = ()
+    # How the export built a graph that pools inside (gist_onnx_manifest.json), if it did.
+    exported_pooling: str | None = None
+    exported_normalize: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -102,7 +110,7 @@ def _read_json(path: Path) -> Any:
 
 def _pooling_folder(modules: list[dict[str, Any]] | None) -> str | None:
     for module in modules or []:
-        if str(module.get("type", "")).endswith("Pooling"):
+        if isinstance(module, dict) and str(module.get("type", "")).endswith("Pooling"):
             return str(module.get("path") or "") or None
     return None
 
@@ -111,8 +119,13 @@ def read_config(folder: Path) -> ModelConfig:
     """Read max length, lower-casing, pooling and normalization from a model folder."""
     modules_path = folder / "modules.json"
     modules = _read_json(modules_path) if modules_path.is_file() else None
-    if modules is not None and not isinstance(modules, list):
-        raise ModelConfigError(f"{modules_path} should hold a list of modules; re-download it.")
+    if modules is not None and (
+        not isinstance(modules, list) or not all(isinstance(m, dict) for m in modules)
+    ):
+        raise ModelConfigError(
+            f'{modules_path} should hold a list of module objects ({{"type": ..., "path": '
+            "...}); re-download it."
+        )
     normalize = any(str(m.get("type", "")).endswith("Normalize") for m in modules or [])
 
     st_path = folder / "sentence_bert_config.json"
@@ -131,9 +144,16 @@ def read_config(folder: Path) -> ModelConfig:
             if isinstance(v, int) and 0 < v < 1_000_000
         ]
         max_len = min(limits) if limits else 512
-    if not isinstance(max_len, int) or max_len < 2:
+    if not isinstance(max_len, int) or isinstance(max_len, bool) or max_len < 2:
         raise ModelConfigError(
             f"max_seq_length in {st_path} is {max_len!r}; it must be an integer of at least 2."
+        )
+    positions = hf_config.get("max_position_embeddings")
+    if isinstance(positions, int) and max_len > positions:
+        raise ModelConfigError(
+            f"max_seq_length in {st_path} is {max_len}, but the model has position embeddings "
+            f"for {positions} tokens ({hf_path}): longer texts would fail inside the graph. Set "
+            f"max_seq_length to {positions} or less."
         )
 
     pooling = "mean"
@@ -160,13 +180,43 @@ def read_config(folder: Path) -> ModelConfig:
             )
         pooling = chosen[0]
         dimension = pool_config.get("word_embedding_dimension", dimension)
+    exported = _exported_config(folder)
+    lowercase = tok_config.get("do_lower_case")
     return ModelConfig(
         max_seq_length=max_len,
         do_lower_case=bool(st_config.get("do_lower_case", False)),
         pooling=pooling,
         normalize=normalize,
         dimension=int(dimension) if isinstance(dimension, int) else None,
+        vocab_size=_int_or_none(hf_config.get("vocab_size")),
+        pad_token_id=_int_or_none(hf_config.get("pad_token_id")),
+        tokenizer_lowercase=lowercase if isinstance(lowercase, bool) else None,
+        special_tokens=tuple(
+            str(tok_config[k])
+            for k in ("cls_token", "sep_token", "pad_token", "unk_token")
+            if isinstance(tok_config.get(k), str)
+        ),
+        exported_pooling=exported.get("pooling")
+        if isinstance(exported.get("pooling"), str)
+        else None,
+        exported_normalize=(
+            exported.get("normalize") if isinstance(exported.get("normalize"), bool) else None
+        ),
     )
+
+
+def _int_or_none(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _exported_config(folder: Path) -> dict[str, Any]:
+    """The manifest's record of how the export built its graphs (empty without a manifest)."""
+    path = folder / MANIFEST_FILE
+    if not path.is_file():
+        return {}
+    manifest = _read_json(path)
+    config = manifest.get("config") if isinstance(manifest, dict) else None
+    return config if isinstance(config, dict) else {}
 
 
 def _check_variant(variant: str) -> None:
@@ -329,16 +379,17 @@ class IntegrityCheck:
         block = bytearray(1 << 20)
         view = memoryview(block)
         for path, digest in pairs:
+            name = path.relative_to(self.files.folder).as_posix()
             sha = hashlib.sha256()
             try:
                 with path.open("rb", buffering=0) as handle:
                     while size := handle.readinto(block):
                         sha.update(view[:size])
             except OSError as exc:
-                bad.append(f"{path.name} ({exc.strerror or exc})")
+                bad.append(f"{name} ({exc.strerror or exc})")
                 continue
             if sha.hexdigest() != digest:
-                bad.append(path.name)
+                bad.append(name)
         if bad:
             self.problem = (
                 f"{', '.join(bad)} in {self.files.folder} "

@@ -17,7 +17,8 @@ Configuration, from the environment:
 - ``GIST_ONNX_MODEL``: the model folder (default: ``model/`` in the function's code, where
   ``gist-onnx bundle`` puts it, found beside the ``gist_onnx`` package or in ``LAMBDA_TASK_ROOT``);
 - ``GIST_ONNX_VARIANT``: ``int8`` or ``fp32`` (default: int8 if the folder has it);
-- ``GIST_ONNX_THREADS``: ONNX Runtime threads (default: the CPUs this function may use);
+- ``GIST_ONNX_THREADS``: ONNX Runtime threads (default: the encoder's, one per CPU this function
+  may use);
 - ``GIST_ONNX_MODEL_NAME``: the ``model`` reported in responses (default: the model's name);
 - ``GIST_ONNX_VERIFY_FILES``: ``0`` skips checking the model's files against its manifest;
 - ``GIST_ONNX_API_KEY``: if set, requests must send ``Authorization: Bearer <key>`` (401 if not).
@@ -32,7 +33,6 @@ from __future__ import annotations
 
 import base64
 import hmac
-import math
 import os
 import sys
 from pathlib import Path
@@ -65,21 +65,6 @@ MODEL_DIR_NAME = "model"
 _encoder: GistEncoder | None = None
 
 
-def available_cpus() -> int:
-    """The CPUs this process may use: its affinity mask, capped by a cgroup CPU quota if any."""
-    try:
-        count = len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        count = os.cpu_count() or 1
-    try:
-        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2]
-        if quota != "max":
-            count = min(count, max(1, math.ceil(int(quota) / int(period))))
-    except (OSError, ValueError):
-        pass
-    return max(1, count)
-
-
 def model_folder() -> Path:
     """Where the model is: ``GIST_ONNX_MODEL``, else the bundle's ``model/`` folder."""
     configured = os.environ.get("GIST_ONNX_MODEL")
@@ -108,7 +93,8 @@ def get_encoder() -> GistEncoder:
         variant = os.environ.get("GIST_ONNX_VARIANT") or (
             "int8" if (folder / "model_int8.onnx").is_file() else "fp32"
         )
-        threads = int(os.environ.get("GIST_ONNX_THREADS") or available_cpus())
+        configured = os.environ.get("GIST_ONNX_THREADS")
+        threads = int(configured) if configured else None  # default: one per usable CPU
         verify = os.environ.get("GIST_ONNX_VERIFY_FILES", "1") != "0"
         _encoder = GistEncoder(folder, variant=variant, threads=threads, verify_files=verify)
     return _encoder

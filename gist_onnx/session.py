@@ -99,6 +99,57 @@ def choose_providers(device: str, providers: list[Any] | None) -> list[Any]:
     return [CPU]
 
 
+def usable_cpus() -> int:
+    """The CPUs this process may run on: its affinity mask, capped by a cgroup v2 CPU quota (a
+    container's or a function's ``--cpus``), which ONNX Runtime's own default does not read."""
+    import math
+    import os
+
+    try:
+        count = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        count = os.cpu_count() or 1
+    try:
+        with open("/sys/fs/cgroup/cpu.max", encoding="ascii") as handle:
+            quota, period = handle.read().split()[:2]
+        if quota != "max":
+            count = min(count, max(1, math.ceil(int(quota) / int(period))))
+    except (OSError, ValueError):
+        pass
+    return max(1, count)
+
+
+def choose_threads(threads: Any) -> int | None:
+    """ONNX Runtime's intra-op threads: ``threads`` checked and capped at the usable CPUs; by
+    default ONNX Runtime's own choice, unless the process may use fewer CPUs than the machine
+    has (a container, a pinned process), where one thread per usable CPU avoids oversubscribing.
+
+    Measured: ``threads=1000`` took 55 s to create the session and made a one-text encode 100x
+    slower, so more threads than usable CPUs are capped, with a warning.
+    """
+    import operator
+    import os
+
+    usable = usable_cpus()
+    if threads is None:
+        return usable if usable < (os.cpu_count() or usable) else None
+    try:
+        number = None if isinstance(threads, bool) else operator.index(threads)
+    except TypeError:
+        number = None
+    if number is None or number < 1:
+        raise ModelConfigError(f"threads must be a positive integer, got {threads!r}.")
+    if number > usable:
+        warnings.warn(
+            f"threads={number} is more than the {usable} CPUs this process may use; using "
+            f"{usable} (more threads only contend for the same cores).",
+            RuntimeWarning,
+            stacklevel=4,
+        )
+        return usable
+    return number
+
+
 @dataclass(frozen=True)
 class GraphInfo:
     """What a graph takes and returns."""
@@ -158,9 +209,8 @@ class GraphSession:
                 with contextlib.suppress(Exception):
                     preload()
         options = ort.SessionOptions()
+        threads = choose_threads(threads)
         if threads is not None:
-            if threads < 1:
-                raise ValueError(f"threads must be at least 1, got {threads}.")
             options.intra_op_num_threads = threads
         options.log_severity_level = 3
         if on_cuda:

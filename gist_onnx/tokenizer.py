@@ -8,6 +8,7 @@ cuts them.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +19,7 @@ import numpy.typing as npt
 from tokenizers import Tokenizer, normalizers
 
 from .errors import ModelConfigError, ModelFilesError
+from .files import ModelConfig
 
 
 @dataclass(frozen=True)
@@ -34,6 +36,15 @@ def _has_lowercase(normalizer: object) -> bool:
     return "Lowercase" in text or "lowercase=True" in text
 
 
+# A long text is first cut to this many characters per token of max_length, at most (see
+# TextTokenizer.tokenize): English runs 4-5 characters a token, so most texts past the limit are
+# settled by the first cut and the rest by one or two doublings.
+_CHARS_PER_TOKEN = 8
+# Characters after which a BERT word has surely ended: ASCII whitespace, ASCII punctuation (the
+# pre-tokenizer splits it off) and CJK ideographs (the normalizer puts spaces around them).
+_WORD_END = re.compile(r"[ \t\n\r!-/:-@\[-`{-~\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
+
+
 class TextTokenizer:
     """A ``tokenizers.Tokenizer`` that truncates at the model's max length and pads per batch."""
 
@@ -41,10 +52,64 @@ class TextTokenizer:
         self.backend = tokenizer
         self.pad_token_id = pad_token_id
         self.max_length = max_length
+        # Cutting long texts before tokenizing is exact only where words end where _WORD_END
+        # says they do: BERT's pre-tokenizer.
+        self.cuts_long_texts = "BertPreTokenizer" in repr(tokenizer.pre_tokenizer)
 
     def tokenize(self, texts: Sequence[str]) -> list[Any]:
-        """Tokenize ``texts`` (truncated, unpadded) in one parallel call; returns Encodings."""
-        return list(self.backend.encode_batch(list(texts), add_special_tokens=True))
+        """Tokenize ``texts`` (truncated, unpadded) in parallel calls; returns Encodings.
+
+        The tokenizer encodes a whole text even when it keeps only its first ``max_length``
+        tokens, and keeps the rest as overflowing pieces: 600 texts of 100 KB took 4.7 GiB. So a
+        text longer than ``max_length * 8`` characters is encoded cut to that length first. The
+        result is the uncut text's exactly when the cut text fills ``max_length`` and a word ends
+        between its last kept token and the cut (words before the cut are then whole, and
+        WordPiece encodes each word on its own); otherwise the cut doubles and the text is encoded
+        again, up to the whole text.
+        """
+        texts = list(texts)
+        if not self.cuts_long_texts:
+            return list(self.backend.encode_batch(texts, add_special_tokens=True))
+        first = self.max_length * _CHARS_PER_TOKEN
+        cuts = {i: first for i, text in enumerate(texts) if len(text) > first}
+        out = self.backend.encode_batch(
+            [text[: cuts[i]] if i in cuts else text for i, text in enumerate(texts)],
+            add_special_tokens=True,
+        )
+        while cuts:
+            cuts = {
+                i: cut * 2 for i, cut in cuts.items() if not self._settled(texts[i], out[i], cut)
+            }
+            again = list(cuts)
+            encoded = self.backend.encode_batch(
+                [texts[i][: cuts[i]] for i in again], add_special_tokens=True
+            )
+            for i, encoding in zip(again, encoded, strict=True):
+                out[i] = encoding
+            cuts = {i: cut for i, cut in cuts.items() if cut < len(texts[i])}
+        return list(out)
+
+    def _settled(self, text: str, encoding: Any, cut: int) -> bool:
+        """Whether ``encoding`` of ``text[:cut]`` is what the whole text encodes to."""
+        if len(encoding) < self.max_length:
+            return False  # the cut text does not fill max_length: more of the text is needed
+        end = _end_of_last_token(encoding)
+        return end is None or _WORD_END.search(text, end, cut) is not None
+
+    def truncated(self, text: str, encoding: Any) -> bool:
+        """Whether ``encoding`` (from :meth:`tokenize`) left tokens of ``text`` out."""
+        if encoding.overflowing:
+            return True
+        if len(encoding) < self.max_length:
+            return False
+        # Filled exactly, perhaps from a cut text: does anything after the last kept token make a
+        # token? Looked at a window at a time, so a long tail costs little memory.
+        end = _end_of_last_token(encoding) or 0
+        window = self.max_length * _CHARS_PER_TOKEN
+        for start in range(end, len(text), window):
+            if len(self.backend.encode(text[start : start + window], add_special_tokens=False)):
+                return True
+        return False
 
     def pad(self, encodings: Sequence[Any]) -> Batch:
         """Stack encodings into one batch padded on the right to its longest member."""
@@ -65,10 +130,24 @@ class TextTokenizer:
         return self.pad(self.tokenize(texts))
 
 
-def load_tokenizer(folder: Path, *, max_length: int, do_lower_case: bool = False) -> TextTokenizer:
+def _end_of_last_token(encoding: Any) -> int | None:
+    """Where (in characters of the text) the last token that is not a special token ends."""
+    specials = encoding.special_tokens_mask
+    last = next((i for i in range(len(specials) - 1, -1, -1) if not specials[i]), None)
+    return None if last is None else int(encoding.offsets[last][1])
+
+
+def load_tokenizer(
+    folder: Path,
+    *,
+    max_length: int,
+    do_lower_case: bool = False,
+    config: ModelConfig | None = None,
+) -> TextTokenizer:
     """Load the folder's tokenizer, set to truncate at ``max_length`` and not to pad.
 
-    Padding is left to :func:`pad`, which pads each batch to its own longest text.
+    Padding is left to :func:`pad`, which pads each batch to its own longest text. With
+    ``config``, the tokenizer is checked against the model it feeds (see :func:`check_fits`).
     """
     path = folder / "tokenizer.json"
     if path.is_file():
@@ -99,7 +178,47 @@ def load_tokenizer(folder: Path, *, max_length: int, do_lower_case: bool = False
     tokenizer.no_padding()
     tokenizer.no_truncation()
     tokenizer.enable_truncation(max_length=max_length)
+    if config is not None:
+        check_fits(tokenizer, pad_token_id, config, folder)
     return TextTokenizer(tokenizer, pad_token_id, max_length)
+
+
+# Models may round their embedding table up past the tokenizer's vocabulary (to a multiple of 64
+# or 128, for speed); a larger gap means the tokenizer belongs to another model.
+_VOCAB_SLACK = 128
+
+
+def check_fits(tokenizer: Tokenizer, pad_token_id: int, config: ModelConfig, folder: Path) -> None:
+    """Refuse a tokenizer that does not belong to the model: a vocabulary that does not match the
+    model's (ids past its embedding table fail inside the graph; a much smaller one gives
+    vectors unrelated to the right ones without a word), another padding id, special tokens it
+    lacks, or lower-casing the model's tokenizer config does not have."""
+    size = tokenizer.get_vocab_size(with_added_tokens=True)
+    where = f"the tokenizer in {folder}"
+    if config.vocab_size is not None and not 0 <= config.vocab_size - size < _VOCAB_SLACK:
+        raise ModelConfigError(
+            f"{where} has {size} tokens but the model's vocabulary (config.json vocab_size) is "
+            f"{config.vocab_size}: it belongs to another model. Copy the model's own "
+            "tokenizer.json (the export does)."
+        )
+    if config.pad_token_id is not None and pad_token_id != config.pad_token_id:
+        raise ModelConfigError(
+            f"{where} pads with id {pad_token_id} but the model's pad_token_id (config.json) is "
+            f"{config.pad_token_id}: it belongs to another model."
+        )
+    missing = [t for t in config.special_tokens if tokenizer.token_to_id(t) is None]
+    if missing:
+        raise ModelConfigError(
+            f"{where} lacks the special tokens {missing} that tokenizer_config.json names: it "
+            "belongs to another model."
+        )
+    if config.tokenizer_lowercase and not (
+        config.do_lower_case or _has_lowercase(tokenizer.normalizer)
+    ):
+        raise ModelConfigError(
+            f"tokenizer_config.json in {folder} says the model is uncased (do_lower_case) but "
+            f"{where} does not lower-case: it belongs to another model."
+        )
 
 
 def _wordpiece_from_vocab(folder: Path) -> Tokenizer:

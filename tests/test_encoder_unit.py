@@ -66,7 +66,7 @@ def test_lone_string_is_refused_and_encode_one_gives_a_vector(tiny: GistEncoder)
 
 
 def test_non_string_items_are_refused_with_their_index(tiny: GistEncoder) -> None:
-    with pytest.raises(InvalidInputError, match="Text 1 is a NoneType"):
+    with pytest.raises(InvalidInputError, match="Text 1 is of type NoneType"):
         tiny.encode(["hello", None])  # type: ignore[list-item]
     with pytest.raises(InvalidInputError, match="batch_size must be a positive integer"):
         tiny.encode(["hello"], batch_size=0)
@@ -102,11 +102,25 @@ def test_repr_and_attributes_show_what_was_chosen(tiny: GistEncoder) -> None:
         assert part in text
 
 
-def test_threads_must_be_positive(tmp_path: Path) -> None:
+@pytest.mark.parametrize("threads", [0, -1, 2.5, "2", True])
+def test_threads_must_be_a_positive_integer(tmp_path: Path, threads: object) -> None:
     folder = write_tiny_model(tmp_path / "m")
-    with pytest.raises(ValueError, match="threads must be at least 1"):
-        GistEncoder(folder, threads=0)
-    assert GistEncoder(folder, threads=1).encode(["hello"]).shape == (1, DIM)
+    with pytest.raises(ValueError, match="threads must be a positive integer"):
+        GistEncoder(folder, threads=threads)  # type: ignore[arg-type]
+
+
+def test_threads_past_the_usable_cpus_are_capped_with_a_warning(tmp_path: Path) -> None:
+    import time
+
+    from gist_onnx.session import usable_cpus
+
+    folder = write_tiny_model(tmp_path / "m")
+    assert GistEncoder(folder, threads=np.int64(1)).encode(["hello"]).shape == (1, DIM)
+    start = time.perf_counter()
+    with pytest.warns(RuntimeWarning, match=f"using {usable_cpus()}"):
+        enc = GistEncoder(folder, threads=1000)
+    assert time.perf_counter() - start < 5  # 1,000 threads took 55 s to start
+    assert enc.encode(["hello"]).shape == (1, DIM)
 
 
 def _tokenize_threads() -> list[str]:
@@ -129,7 +143,7 @@ def test_overlap_gives_the_same_vectors_in_the_same_order(tmp_path: Path) -> Non
 def test_overlap_raises_a_bad_text_from_a_later_chunk_and_stops(tmp_path: Path) -> None:
     enc = GistEncoder(write_tiny_model(tmp_path / "m"), overlap=True)
     texts: list[object] = ["hello"] * 200 + [3.5]
-    with pytest.raises(InvalidInputError, match="Text 200 is a float"):
+    with pytest.raises(InvalidInputError, match="Text 200 is of type float"):
         enc.encode(texts, batch_size=2)  # type: ignore[arg-type]
     assert _tokenize_threads() == []
 

@@ -207,9 +207,3 @@ def test_the_bundle_layout_is_found_without_configuration(
     model.rename(tmp_path / "task" / "model")
     monkeypatch.setenv("LAMBDA_TASK_ROOT", str(tmp_path / "task"))
     assert serverless.model_folder() == tmp_path / "task" / "model"
-
-
-def test_available_cpus_is_positive_and_within_affinity() -> None:
-    import os
-
-    assert 1 <= serverless.available_cpus() <= len(os.sched_getaffinity(0))
