@@ -438,6 +438,12 @@ def _hub_get(
         )
     except (EntryNotFoundError, LocalEntryNotFoundError):
         return None
+    except PermissionError as exc:
+        raise ModelFilesError(
+            f"Cannot write the Hugging Face cache ({exc.filename or cache_dir or 'HF_HUB_CACHE'}): "
+            "permission denied. Point HF_HUB_CACHE (or cache_dir=) at a folder this user can "
+            "write, or pass a local model folder."
+        ) from exc
     except (RepositoryNotFoundError, RevisionNotFoundError, HFValidationError) as exc:
         raise ModelFilesError(
             f"{repo_id!r} (revision {revision or 'main'}) is neither a local folder nor a hub repo "

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -82,8 +83,17 @@ def test_manifest_records_source_hashes_versions_and_figures(
         assert manifest["versions"][package] != "not installed"
 
 
+def _tree(folder: Path) -> dict[str, str]:
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
+
+
 @pytest.mark.parity
-def test_a_graph_that_misses_its_threshold_fails_the_export(
+def test_a_graph_that_misses_its_threshold_leaves_the_earlier_export(
+    exported: Path,
     stand_in_dir: Path,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
@@ -91,13 +101,88 @@ def test_a_graph_that_misses_its_threshold_fails_the_export(
 ) -> None:
     from gist_onnx.export import check, to_onnx
 
+    out = tmp_path / "out"
+    shutil.copytree(exported, out)
+    before = _tree(out)
     impossible = dict(check.THRESHOLDS["fp32"], worst_cosine=1.5)
     monkeypatch.setitem(check.THRESHOLDS, "fp32", impossible)
-    code = to_onnx.main(["--model", str(stand_in_dir), "--output", str(tmp_path / "out")])
+    code = to_onnx.main(["--model", str(stand_in_dir), "--output", str(out)])
     assert code == 1
-    assert "fp32 missed the parity thresholds" in capsys.readouterr().err
-    manifest = json.loads((tmp_path / "out" / "gist_onnx_manifest.json").read_text())
+    err = capsys.readouterr().err
+    assert "fp32 missed the parity thresholds" in err and "was left as it was" in err
+    assert _tree(out) == before
+    manifest = json.loads((tmp_path / "out.failed" / "gist_onnx_manifest.json").read_text())
     assert manifest["passed"] is False
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "out.failed"]
+
+
+@pytest.mark.model
+def test_an_export_stopped_half_way_leaves_the_earlier_export(
+    exported: Path, stand_in_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from gist_onnx.export import to_onnx
+
+    out = tmp_path / "out"
+    shutil.copytree(exported, out)
+    before = _tree(out)
+
+    def stopped(args: object, output: Path, **kwargs: object) -> list[str]:
+        (output / "model_int8.onnx").write_bytes(b"half")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(to_onnx, "write_export", stopped)
+    with pytest.raises(KeyboardInterrupt):
+        to_onnx.main(["--model", str(stand_in_dir), "--output", str(out), "--quantize"])
+    assert _tree(out) == before
+    assert [p.name for p in tmp_path.iterdir()] == ["out"]  # no partial folder left behind
+
+
+@pytest.mark.model
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        ("file", "is a file; pass a folder"),
+        ("model", "holds the model being exported"),
+        ("foreign", "holds files that are not a gist-onnx export"),
+    ],
+)
+def test_output_mistakes_are_one_line_and_exit_2(
+    stand_in_dir: Path, tmp_path: Path, make: str, message: str
+) -> None:
+    out = tmp_path / "out"
+    if make == "file":
+        out.write_text("x")
+    elif make == "model":
+        out = stand_in_dir
+    else:
+        out.mkdir()
+        (out / "notes.txt").write_text("mine")
+    proc = subprocess.run(
+        [sys.executable, SCRIPT, "--model", str(stand_in_dir), "--output", str(out)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.startswith("error: ") and proc.stderr.count("\n") == 1
+    assert message in proc.stderr
+
+
+@pytest.mark.model
+def test_an_unwritable_output_parent_is_one_line_and_exit_2(stand_in_dir: Path) -> None:
+    from unprivileged import run_as_nobody, shared_dir, skip_unless_possible, venv_paths
+
+    skip_unless_possible()
+    locked = shared_dir()  # 0755, owned by root: nobody cannot write in it
+    code = (
+        "import sys; from gist_onnx.export.to_onnx import main; "
+        f"sys.exit(main(['--model', {str(stand_in_dir)!r}, '--output', "
+        f"{str(locked / 'sub' / 'out')!r}]))"
+    )
+    proc = run_as_nobody(code, venv_paths(), timeout=300)
+    shutil.rmtree(locked)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.startswith("error: Cannot create") and "Traceback" not in proc.stderr
 
 
 @pytest.mark.parametrize(

@@ -168,3 +168,22 @@ def test_unknown_repo_and_missing_variant(hub: FakeHub, tmp_path: Path) -> None:
     no_int8 = run(hub, tmp_path, DEFAULT_MODEL, variant="int8")
     assert no_int8["error"] == "ModelFilesError"
     assert "--quantize" in str(no_int8["message"])
+
+
+def test_an_unwritable_cache_is_named_with_the_fix(hub: FakeHub) -> None:
+    from unprivileged import run_as_nobody, shared_dir, skip_unless_possible, venv_paths
+
+    skip_unless_possible()
+    locked = shared_dir()  # owned by root, 0755: nobody cannot write the cache there
+    proc = run_as_nobody(
+        SCRIPT,
+        venv_paths(),
+        env={"HF_ENDPOINT": hub.url, "HF_HUB_CACHE": str(locked / "hub")},
+        args=[json.dumps({"args": ["acme/minilm-onnx"], "kwargs": {}, "texts": TEXTS})],
+    )
+    shutil.rmtree(locked)
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result["error"] == "ModelFilesError"
+    assert "Cannot write the Hugging Face cache" in result["message"]
+    assert "HF_HUB_CACHE" in result["message"]

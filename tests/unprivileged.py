@@ -38,9 +38,13 @@ def shared_dir() -> Path:
 
 
 def run_as_nobody(
-    code: str, paths: list[Path], env: dict[str, str] | None = None, timeout: float = 120
+    code: str,
+    paths: list[Path],
+    env: dict[str, str] | None = None,
+    timeout: float = 120,
+    args: list[str] | None = None,
 ) -> subprocess.CompletedProcess[str]:
-    """Run ``code`` as nobody with only ``paths`` on sys.path; returns the finished process."""
+    """Run ``code`` as nobody with only ``paths`` on sys.path (``args`` in sys.argv[1:])."""
     prelude = f"import sys; sys.path[:0] = {[str(p) for p in paths]!r}\n"
     return subprocess.run(
         [
@@ -53,6 +57,7 @@ def run_as_nobody(
             "-S",
             "-c",
             prelude + code,
+            *(args or []),
         ],
         capture_output=True,
         text=True,

@@ -20,6 +20,7 @@ import argparse
 import hashlib
 import importlib.metadata
 import json
+import os
 import shutil
 import sys
 import tempfile
@@ -29,7 +30,6 @@ from typing import Any
 
 from ..files import (
     DEFAULT_MODEL,
-    GRAPH_FILES,
     MANIFEST_FILE,
     ModelConfig,
     looks_like_path,
@@ -88,7 +88,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--output",
         required=True,
         type=Path,
-        help="folder to write; created if missing; existing gist-onnx files in it are replaced",
+        help="folder to write; created if missing; an earlier export there is replaced once the "
+        "new one has passed its checks",
     )
     parser.add_argument(
         "--quantize",
@@ -205,9 +206,51 @@ def cuda_available() -> bool:
     return "CUDAExecutionProvider" in ort.get_available_providers()
 
 
+def check_output(output: Path, source: Path) -> Path:
+    """The folder to write, checked before any work: a usage error says what is wrong."""
+    output = output.expanduser()
+    if output.exists() and not output.is_dir():
+        raise UsageError(f"--output {output} is a file; pass a folder (new, or an earlier export).")
+    resolved, source = output.resolve(), source.resolve()
+    if resolved == source or resolved in source.parents:
+        raise UsageError(
+            f"--output {output} holds the model being exported (--model {source}); write the "
+            "export to another folder."
+        )
+    if output.is_dir() and any(output.iterdir()) and not (output / MANIFEST_FILE).is_file():
+        raise UsageError(
+            f"--output {output} holds files that are not a gist-onnx export; it would be "
+            "replaced whole, so pass a new or empty folder."
+        )
+    try:
+        output.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(
+            f"Cannot create {output.parent}: {exc.strerror or exc}. Pass an --output you can "
+            "write to."
+        ) from None
+    if not os.access(output.parent, os.W_OK | os.X_OK):
+        raise UsageError(f"Cannot write into {output.parent}: permission denied.")
+    return output
+
+
+def swap_in(staging: Path, output: Path) -> None:
+    """Put the finished export in place of ``output`` (an earlier export, if any)."""
+    if output.exists():
+        old = output.with_name(f".{output.name}.old-{os.getpid()}")
+        output.rename(old)
+        staging.rename(output)
+        shutil.rmtree(old)
+    else:
+        staging.rename(output)
+
+
 def export(args: argparse.Namespace) -> int:
+    """Export into a new folder beside ``--output`` and swap it in only when every check passed:
+    an export that fails or is stopped half-way leaves an earlier export as it was."""
     started = time.perf_counter()
     source_dir, source_name, revision = fetch_model(args.model, args.revision)
+    output = check_output(args.output, source_dir)
     config = read_config(source_dir)
     hf_config = json.loads((source_dir / "config.json").read_text(encoding="utf-8"))
     if hf_config.get("model_type") != "bert":
@@ -215,11 +258,49 @@ def export(args: argparse.Namespace) -> int:
             f"{source_name} is a {hf_config.get('model_type')!r} model; this export handles BERT "
             "models (GIST-all-MiniLM-L6-v2 is one)."
         )
-    output: Path = args.output
-    output.mkdir(parents=True, exist_ok=True)
-    for names in GRAPH_FILES.values():
-        (output / names[0]).unlink(missing_ok=True)
-        (output / f"{names[0]}.data").unlink(missing_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{output.name}.partial-", dir=output.parent))
+    try:
+        failed = write_export(
+            args,
+            staging,
+            source_dir=source_dir,
+            source_name=source_name,
+            revision=revision,
+            config=config,
+            hf_config=hf_config,
+        )
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    elapsed = time.perf_counter() - started
+    if failed:
+        kept = output.with_name(f"{output.name}.failed")
+        shutil.rmtree(kept, ignore_errors=True)
+        staging.rename(kept)
+        print(
+            f"error: {', '.join(failed)} missed the parity thresholds (see "
+            f"{kept / MANIFEST_FILE}); {output} was left as it was",
+            file=sys.stderr,
+        )
+        return 1
+    swap_in(staging, output)
+    print(f"wrote {output} in {elapsed:.1f} s")
+    return 0
+
+
+def write_export(
+    args: argparse.Namespace,
+    output: Path,
+    *,
+    source_dir: Path,
+    source_name: str,
+    revision: str | None,
+    config: ModelConfig,
+    hf_config: dict[str, Any],
+) -> list[str]:
+    """Write the graphs, configs and manifest into ``output``; returns the variants that missed
+    their parity thresholds."""
+    started = time.perf_counter()
     copy_configs(source_dir, output)
 
     from .check import THRESHOLDS, check_graph, reference_vectors
@@ -322,15 +403,7 @@ def export(args: argparse.Namespace) -> int:
     }
     (output / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
     share(output / MANIFEST_FILE)
-    print(f"wrote {output} in {timings['total_s']:.1f} s")
-    if failed:
-        where = output / MANIFEST_FILE
-        print(
-            f"error: {', '.join(failed)} missed the parity thresholds (see {where})",
-            file=sys.stderr,
-        )
-        return 1
-    return 0
+    return failed
 
 
 def main(argv: list[str] | None = None) -> int:
