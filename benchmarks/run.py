@@ -30,6 +30,7 @@ WORK = HERE / ".work"
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(ROOT / "export"))
 
+import sections  # noqa: E402
 from stacks import STACKS  # noqa: E402
 from sts import available_sets, load_sts  # noqa: E402
 
@@ -52,7 +53,6 @@ PEERS_REQUIREMENTS = [
     "scipy",
 ]
 H, LAYERS = 384, 6
-SERVERLESS_START, SERVERLESS_END = "<!-- serverless:start -->", "<!-- serverless:end -->"
 
 
 def log(message: str) -> None:
@@ -429,11 +429,10 @@ def main() -> int:
     }
     (args.output.with_name("results.json")).write_text(json.dumps(results, indent=1) + "\n")
     text = report(results, stacks, " ".join(sys.argv[1:]))
-    # The serverless section is written by benchmarks/serverless.py: kept as it is.
+    # The sections serverless.py and memory.py write are kept as they are.
     old = args.output.read_text() if args.output.is_file() else ""
-    if SERVERLESS_START in old and SERVERLESS_END in old:
-        kept = old[old.index(SERVERLESS_START) : old.index(SERVERLESS_END) + len(SERVERLESS_END)]
-        text = text.rstrip("\n") + "\n\n" + kept + "\n"
+    if sections.kept(old):
+        text = text.rstrip("\n") + "\n\n" + sections.kept(old) + "\n"
     args.output.write_text(text)
     log(f"wrote {args.output} in {results['elapsed_s']:.0f} s")
     return 0

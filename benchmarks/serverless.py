@@ -38,9 +38,11 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import sections
+
 HERE = Path(__file__).resolve().parent
 WORK = HERE / ".work"
-START, END = "<!-- serverless:start -->", "<!-- serverless:end -->"
 QUERY = "what is the capital of France?"
 
 CHILD = """
@@ -254,7 +256,6 @@ def cold_starts(paths: list[str], task: str, runs: int, root: Path) -> dict[str,
 def render(r: dict[str, Any]) -> str:
     mb = 1e6
     lines = [
-        START,
         "## Serverless (AWS Lambda)",
         "",
         f"Written by `python benchmarks/serverless.py` ({r['date']}; {r['machine']}).",
@@ -297,19 +298,7 @@ def render(r: dict[str, Any]) -> str:
             f"{c['init_s'] * 1000:.0f} ms | {c['first_invoke_s'] * 1000:.1f} ms | "
             f"{c['peak_rss_mib']:.0f} MiB | {c['warm_p50_ms']:.2f} ms | {c['warm_p99_ms']:.2f} ms |"
         )
-    lines += [END]
     return "\n".join(lines) + "\n"
-
-
-def write_section(results: Path, section: str) -> None:
-    text = results.read_text() if results.is_file() else ""
-    if START in text and END in text:
-        before, rest = text.split(START, 1)
-        after = rest.split(END, 1)[1].lstrip("\n")
-        text = before + section + ("\n" + after if after else "")
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    results.write_text(text)
 
 
 def main() -> int:
@@ -343,7 +332,7 @@ def main() -> int:
         "cold": cold,
     }
     (HERE / "serverless.json").write_text(json.dumps(r, indent=2) + "\n")
-    write_section(HERE / "RESULTS.md", render(r))
+    sections.write(HERE / "RESULTS.md", "serverless", render(r))
     print(render(r))
     return 0
 

@@ -376,11 +376,11 @@ def _check_graph_pooling(config: ModelConfig, graph: Path) -> None:
 def _grow(out: npt.NDArray[np.float32], rows: int) -> npt.NDArray[np.float32]:
     """``out`` with room for at least ``rows`` rows, grown in place where the allocator can.
 
-    Growth is by an eighth at least: numpy zero-fills what it adds (so the spare rows count in
-    memory), and large blocks are grown by remapping pages, not copying them, so small steps
-    cost little. Peak memory stays near the output's own size.
+    Large blocks grow by remapping their pages, not by copying them, so small steps cost little;
+    numpy zero-fills what it adds, so spare rows count in memory: growing by 1/32 keeps the peak
+    within ~3% of the output's own size.
     """
-    target = max(rows, len(out) + len(out) // 8)
+    target = max(rows, len(out) + len(out) // 32)
     out.resize((target, out.shape[1]), refcheck=False)
     return out
 

@@ -72,6 +72,14 @@ class TextTokenizer:
             return list(self.backend.encode_batch(texts, add_special_tokens=True))
         first = self.max_length * _CHARS_PER_TOKEN
         cuts = {i: first for i, text in enumerate(texts) if len(text) > first}
+        for i in cuts:
+            # The tokenizer refuses text that is not valid Unicode (a lone surrogate); the part
+            # cut off must not hide it, or the same text would pass or fail by its length.
+            if not texts[i].isascii():
+                try:
+                    texts[i].encode("utf-8")
+                except UnicodeEncodeError:
+                    raise TypeError(f"text {i} is not valid Unicode") from None
         out = self.backend.encode_batch(
             [text[: cuts[i]] if i in cuts else text for i, text in enumerate(texts)],
             add_special_tokens=True,

@@ -67,6 +67,13 @@ def test_a_text_that_is_not_unicode_is_named_by_its_index(tiny: GistEncoder) -> 
         tiny.count_tokens(texts)
 
 
+def test_a_surrogate_past_the_truncation_is_refused_too(tiny: GistEncoder) -> None:
+    # Found by the property tier: a long text is cut before tokenizing, and the cut hid it.
+    texts = ["fine", "hello " * 5_000 + "bad\udc80"]
+    with pytest.raises(InvalidInputError, match="Text 1 is not valid Unicode"):
+        tiny.encode(texts)
+
+
 class Lying:
     """A sized iterable whose len() is not what it yields."""
 

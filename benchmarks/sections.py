@@ -1,0 +1,40 @@
+"""Sections of RESULTS.md that a script other than run.py writes, between markers of their own.
+
+Each script rewrites only its section (`write`); run.py rewrites the rest of the file and keeps
+every marked section as it was (`kept`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+NAMES = ("serverless", "memory")
+
+
+def markers(name: str) -> tuple[str, str]:
+    """The start and end markers of section ``name``."""
+    return f"<!-- {name}:start -->", f"<!-- {name}:end -->"
+
+
+def write(results: Path, name: str, body: str) -> None:
+    """Put ``body`` (markdown, without the markers) in section ``name`` of ``results``."""
+    start, end = markers(name)
+    section = f"{start}\n{body.strip()}\n{end}\n"
+    text = results.read_text() if results.is_file() else ""
+    if start in text and end in text:
+        before, rest = text.split(start, 1)
+        after = rest.split(end, 1)[1].lstrip("\n")
+        text = before + section + ("\n" + after if after else "")
+    else:
+        text = text.rstrip("\n") + "\n\n" + section
+    results.write_text(text)
+
+
+def kept(old: str) -> str:
+    """Every marked section of ``old`` (an earlier RESULTS.md), in order, markers included."""
+    out = []
+    for name in NAMES:
+        start, end = markers(name)
+        if start in old and end in old:
+            out.append(old[old.index(start) : old.index(end) + len(end)])
+    return "\n\n".join(out)
