@@ -12,6 +12,7 @@ from .encoder import GistEncoder
 from .errors import (
     GistOnnxError,
     InvalidInputError,
+    MissingExtraError,
     ModelConfigError,
     ModelFilesError,
     ProviderUnavailableError,
@@ -23,6 +24,7 @@ __all__ = [
     "GistEncoder",
     "GistOnnxError",
     "InvalidInputError",
+    "MissingExtraError",
     "ModelConfigError",
     "ModelFilesError",
     "ProviderUnavailableError",

@@ -55,6 +55,36 @@ def _bundle(args: argparse.Namespace) -> int:
     return 0
 
 
+def _serve(args: argparse.Namespace) -> int:
+    import os
+
+    from .serve import Limits, serve
+
+    limits = Limits(
+        max_inputs=args.max_inputs,
+        max_body_bytes=args.max_body_bytes,
+        max_chars=args.max_chars,
+        truncate_chars=args.truncate_chars,
+        max_queue_texts=args.max_queue,
+        max_batch_texts=args.max_batch,
+        batch_wait_ms=args.batch_wait_ms,
+    )
+    serve(
+        args.model,
+        variant=args.variant,
+        device=args.device,
+        threads=args.threads,
+        host=args.host,
+        port=args.port,
+        api_key=args.api_key or os.environ.get("GIST_ONNX_API_KEY") or None,
+        limits=limits,
+        batching=not args.no_batching,
+        model_name=args.model_name,
+        access_log=not args.quiet,
+    )
+    return 0
+
+
 def _export(argv: list[str]) -> int:
     # The export has its own parser (and its own --help); it needs the export extra.
     from .export.to_onnx import main as export_main
@@ -104,6 +134,39 @@ def build_parser() -> argparse.ArgumentParser:
         default=[],
         help="passed to pip, e.g. --pip-arg=--find-links=wheels/ (repeatable)",
     )
+    serve = commands.add_parser(
+        "serve",
+        help="an OpenAI-compatible embeddings server (needs gist-onnx[server])",
+        description="Serve POST /v1/embeddings (OpenAI's shape), /tokenize, /v1/models, /health "
+        "and /metrics, batching concurrent requests into one graph run.",
+    )
+    serve.add_argument("--model", required=True, help="model folder (or hub repo id)")
+    serve.add_argument("--variant", default=None, help="fp32 (default), int8 or fp16")
+    serve.add_argument("--device", default="cpu", help="cpu (default), cuda or auto")
+    serve.add_argument("--threads", type=int, default=None, help="ONNX Runtime threads")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8080, help="port (8080)")
+    serve.add_argument(
+        "--api-key", default=None, help="require 'Authorization: Bearer KEY' (or GIST_ONNX_API_KEY)"
+    )
+    serve.add_argument("--model-name", default=None, help="the model id responses report")
+    serve.add_argument("--max-inputs", type=int, default=2048, help="texts per request (413)")
+    serve.add_argument(
+        "--max-body-bytes", type=int, default=8 * 1024 * 1024, help="request body (413)"
+    )
+    serve.add_argument("--max-chars", type=int, default=100_000, help="characters per text (413)")
+    serve.add_argument(
+        "--truncate-chars", action="store_true", help="cut longer texts to --max-chars, not 413"
+    )
+    serve.add_argument("--max-queue", type=int, default=4096, help="texts waiting (429 past it)")
+    serve.add_argument("--max-batch", type=int, default=256, help="texts per graph batch")
+    serve.add_argument(
+        "--batch-wait-ms", type=float, default=2.0, help="wait for more texts when busy (2 ms)"
+    )
+    serve.add_argument(
+        "--no-batching", action="store_true", help="one request per graph run (for comparison)"
+    )
+    serve.add_argument("--quiet", action="store_true", help="no access log")
     commands.add_parser(
         "export",
         help="export a model to checked ONNX graphs (needs gist-onnx[export]; "
@@ -120,7 +183,8 @@ def main(argv: list[str] | None = None) -> int:
         return _export(args_list[1:])
     args = build_parser().parse_args(args_list)
     try:
-        return _bundle(args) if args.command == "bundle" else _info(args)
+        handlers = {"bundle": _bundle, "serve": _serve, "info": _info}
+        return handlers[args.command](args)
     except GistOnnxError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

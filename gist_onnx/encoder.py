@@ -244,6 +244,11 @@ class GistEncoder:
         ]
         return np.array(counts, dtype=np.int64)
 
+    def token_ids(self, texts: Iterable[str]) -> list[list[int]]:
+        """The token ids the model reads for each text (special tokens included, truncated)."""
+        tokenized = self._tokenized(texts, "token_ids")
+        return [list(encoding.ids) for _, encodings in tokenized for encoding in encodings]
+
     def truncated(self, texts: Iterable[str]) -> npt.NDArray[np.bool_]:
         """For each text, whether it is longer than :attr:`max_seq_length` tokens, so that its
         vector represents only its beginning (sentence-transformers truncates the same way)."""

@@ -6,7 +6,8 @@
     ├── ModelFilesError (FileNotFoundError)      a file the model needs is missing
     ├── ModelConfigError (ValueError)            a model file is there but cannot be used
     ├── ProviderUnavailableError (RuntimeError)  the requested execution provider cannot run
-    └── InvalidInputError (TypeError, ValueError) what was passed to ``encode`` is not text
+    ├── InvalidInputError (TypeError, ValueError) what was passed to ``encode`` is not text
+    └── MissingExtraError (ImportError)          a feature's extra is not installed
 
 Every message says what was looked for and what to do next.
 """
@@ -16,6 +17,7 @@ from __future__ import annotations
 __all__ = [
     "GistOnnxError",
     "InvalidInputError",
+    "MissingExtraError",
     "ModelConfigError",
     "ModelFilesError",
     "ProviderUnavailableError",
@@ -40,3 +42,14 @@ class ProviderUnavailableError(GistOnnxError, RuntimeError):
 
 class InvalidInputError(GistOnnxError, TypeError, ValueError):
     """The input to ``encode`` is not a sequence of strings."""
+
+
+class MissingExtraError(GistOnnxError, ImportError):
+    """A feature needs packages of an extra that is not installed; the message names the
+    ``pip install 'gist-onnx[extra]'`` line."""
+
+    def __init__(self, feature: str, extra: str, missing: str) -> None:
+        super().__init__(
+            f"{feature} needs {missing}, which is not installed: pip install 'gist-onnx[{extra}]'"
+        )
+        self.extra = extra

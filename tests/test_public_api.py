@@ -11,6 +11,7 @@ def test_all_is_pinned() -> None:
             "GistEncoder",
             "GistOnnxError",
             "InvalidInputError",
+            "MissingExtraError",
             "ModelConfigError",
             "ModelFilesError",
             "ProviderUnavailableError",
@@ -22,6 +23,7 @@ def test_all_is_pinned() -> None:
 def test_errors_share_one_root_and_refine_builtins() -> None:
     for name in (
         "InvalidInputError",
+        "MissingExtraError",
         "ModelConfigError",
         "ModelFilesError",
         "ProviderUnavailableError",
@@ -31,6 +33,7 @@ def test_errors_share_one_root_and_refine_builtins() -> None:
     assert issubclass(gist_onnx.ModelConfigError, ValueError)
     assert issubclass(gist_onnx.InvalidInputError, TypeError)
     assert issubclass(gist_onnx.ProviderUnavailableError, RuntimeError)
+    assert issubclass(gist_onnx.MissingExtraError, ImportError)
 
 
 def test_version_matches_the_installed_distribution() -> None:

@@ -1,0 +1,71 @@
+"""``gist-onnx serve``: an OpenAI-compatible embeddings server that batches across requests.
+
+    gist-onnx serve --model gist-onnx-model --variant int8 --port 8080
+
+Starlette and uvicorn (ASGI), orjson for the JSON (it writes 32 x 384 floats in ~0.5 ms where
+the standard library takes ~12 ms: at small requests that decides the request rate); all from
+the ``server`` extra: ``pip install 'gist-onnx[server]'``. Modules: ``app`` (routes, auth,
+errors, access log), ``batching`` (the queue and its worker), ``limits`` (what a request may
+hold), ``metrics`` (``/metrics``).
+"""
+
+from __future__ import annotations
+
+import os
+
+from .. import GistEncoder, MissingExtraError
+from .limits import Limits
+
+__all__ = ["Limits", "serve"]
+
+
+def _require() -> None:
+    for module in ("starlette", "uvicorn", "orjson"):
+        try:
+            __import__(module)
+        except ImportError:
+            raise MissingExtraError("gist-onnx serve", "server", module) from None
+
+
+def serve(
+    model: str | os.PathLike[str],
+    *,
+    variant: str | None = None,
+    device: str = "cpu",
+    threads: int | None = None,
+    host: str = "127.0.0.1",
+    port: int = 8080,
+    api_key: str | None = None,
+    limits: Limits | None = None,
+    batching: bool = True,
+    model_name: str | None = None,
+    access_log: bool = True,
+    graceful_timeout_s: int = 30,
+) -> None:
+    """Load the model, then serve it until SIGINT or SIGTERM (which drain the requests in
+    flight, up to ``graceful_timeout_s``, then exit). The port opens once the model is loaded,
+    so ``/health`` answering means ready."""
+    _require()
+    import uvicorn
+
+    from .app import create_app
+
+    encoder = GistEncoder(model, variant=variant, device=device, threads=threads)
+    app = create_app(
+        encoder,
+        limits=limits,
+        api_key=api_key,
+        batching=batching,
+        model_name=model_name,
+        access_log=access_log,
+    )
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        access_log=False,  # the app writes its own: one structured line per request
+        log_level="warning",
+        timeout_graceful_shutdown=graceful_timeout_s,
+        lifespan="on",
+    )
+    uvicorn.Server(config).run()

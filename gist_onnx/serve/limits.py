@@ -1,0 +1,57 @@
+"""The server's limits, their defaults, and the status each one answers with.
+
+| limit | default | when passed |
+|---|---|---|
+| ``max_inputs``: texts per request | 2048 (OpenAI's) | 413 |
+| ``max_body_bytes``: request body | 8 MiB | 413 |
+| ``max_chars``: characters per text | 100,000 | 413, or cut to it with ``truncate_chars`` |
+| ``max_queue_texts``: texts waiting for the graph | 4096 | 429 with Retry-After |
+| ``max_batch_texts``: texts per graph batch | 256 | (batches are cut there) |
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..wire import RequestError
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one request, and the queue, may hold."""
+
+    max_inputs: int = 2048
+    max_body_bytes: int = 8 * 1024 * 1024
+    max_chars: int = 100_000
+    truncate_chars: bool = False
+    max_queue_texts: int = 4096
+    max_batch_texts: int = 256
+    batch_wait_ms: float = 2.0
+
+    def check_body_size(self, size: int) -> None:
+        """413 for a body larger than ``max_body_bytes``."""
+        if size > self.max_body_bytes:
+            raise RequestError(
+                f"The request body is larger than this server's limit of {self.max_body_bytes} "
+                "bytes; send fewer texts per request.",
+                status=413,
+            )
+
+    def fit_chars(self, texts: list[str]) -> list[str]:
+        """``texts``, each within ``max_chars``: cut to it if ``truncate_chars``, else 413.
+
+        The model reads 256 tokens at most (about 1,000-1,500 characters of English), so a cut
+        at 100,000 characters does not change a vector; it only bounds the work per text.
+        """
+        too_long = [i for i, text in enumerate(texts) if len(text) > self.max_chars]
+        if not too_long:
+            return texts
+        if self.truncate_chars:
+            return [text[: self.max_chars] for text in texts]
+        first = too_long[0]
+        raise RequestError(
+            f"'input[{first}]' has {len(texts[first])} characters; this server takes at most "
+            f"{self.max_chars} per text (the model reads only its first 256 tokens anyway).",
+            status=413,
+            param=f"input[{first}]",
+        )
