@@ -182,9 +182,7 @@ def main() -> int:
         "alternating": alternating,
         "calls": args.calls,
     }
-    (HERE / "memory.json").write_text(json.dumps(r, indent=2) + "\n")
-    sections.write(HERE / "RESULTS.md", "memory", render(r))
-    print(render(r))
+    sections.publish("memory", r, render(r))
     return 0
 
 

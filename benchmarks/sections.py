@@ -6,9 +6,11 @@ every marked section as it was (`kept`).
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import Any
 
-NAMES = ("serverless", "memory")
+NAMES = ("serverless", "memory", "server")
 
 
 def markers(name: str) -> tuple[str, str]:
@@ -38,3 +40,11 @@ def kept(old: str) -> str:
         if start in old and end in old:
             out.append(old[old.index(start) : old.index(end) + len(end)])
     return "\n\n".join(out)
+
+
+def publish(name: str, results: dict[str, Any], body: str) -> None:
+    """Write ``results`` to benchmarks/{name}.json and ``body`` to its section of RESULTS.md."""
+    here = Path(__file__).resolve().parent
+    (here / f"{name}.json").write_text(json.dumps(results, indent=2) + "\n")
+    write(here / "RESULTS.md", name, body)
+    print(body)

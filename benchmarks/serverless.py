@@ -331,9 +331,7 @@ def main() -> int:
         "bundles": bundles,
         "cold": cold,
     }
-    (HERE / "serverless.json").write_text(json.dumps(r, indent=2) + "\n")
-    sections.write(HERE / "RESULTS.md", "serverless", render(r))
-    print(render(r))
+    sections.publish("serverless", r, render(r))
     return 0
 
 

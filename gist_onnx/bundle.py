@@ -87,6 +87,7 @@ PRUNED: tuple[tuple[str, str], ...] = (
     ("numpy/_core/_simd.*", "SIMD dispatch tests, loaded only by numpy's test suite"),
     ("tokenizers/tools/", "the tokenizer visualizer for notebooks"),
     ("gist_onnx/export/", "the export tool: needs torch, never imported by the runtime"),
+    ("gist_onnx/serve/", "the HTTP server: a function is served by its handler instead"),
     ("**/*.pyi", "type stubs, read by type checkers only"),
     ("**/*.pxd", "Cython declarations, for building extensions"),
     ("**/__pycache__/", "bytecode of the build machine's Python; compiled again for the target"),

@@ -62,6 +62,9 @@ class GistEncoder:
         overlap: tokenize and pad the next batches on a background thread while the graph runs
             the current one. Default: on with CUDA, where the graph outruns the tokenizer; off on
             the CPU, where both share the same cores (see benchmarks/README.md for the figures).
+        spinning: let ONNX Runtime's threads spin between runs, waiting for the next (default: on
+            for the CPU, where it is fastest for back-to-back batches; off with CUDA). Off suits a
+            process that does other work between runs: ``gist-onnx serve`` turns it off.
         revision, cache_dir, local_files_only: passed to the hub download; ``HF_HUB_OFFLINE=1``
             is respected as well.
         verify_files: check the files read against the sha256 sums of the folder's
@@ -81,6 +84,7 @@ class GistEncoder:
         providers: list[Any] | None = None,
         threads: int | None = None,
         overlap: bool | None = None,
+        spinning: bool | None = None,
         revision: str | None = None,
         cache_dir: str | os.PathLike[str] | None = None,
         local_files_only: bool = False,
@@ -106,7 +110,7 @@ class GistEncoder:
                 config=self.config,
             )
             self.session = GraphSession(
-                self.files.graph, providers=chosen_providers, threads=threads
+                self.files.graph, providers=chosen_providers, threads=threads, spinning=spinning
             )
         except GistOnnxError:
             integrity.wait()  # a corrupted file is the likelier cause: name it if so

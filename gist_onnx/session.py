@@ -197,7 +197,14 @@ def inspect_graph(session: Any) -> GraphInfo:
 class GraphSession:
     """An ONNX Runtime session over one graph, fed from a :class:`Batch`."""
 
-    def __init__(self, graph: Path, *, providers: list[Any], threads: int | None = None) -> None:
+    def __init__(
+        self,
+        graph: Path,
+        *,
+        providers: list[Any],
+        threads: int | None = None,
+        spinning: bool | None = None,
+    ) -> None:
         import onnxruntime as ort
 
         asked = provider_names(providers)
@@ -213,9 +220,12 @@ class GraphSession:
         if threads is not None:
             options.intra_op_num_threads = threads
         options.log_severity_level = 3
-        if on_cuda:
-            # With CUDA the CPU threads only feed the GPU; spinning after each run would take the
-            # cores from the tokenizer that prepares the next batch (GistEncoder's overlap).
+        if spinning is None:
+            spinning = not on_cuda
+        if not spinning:
+            # With CUDA the CPU threads only feed the GPU, and in a server the event loop needs
+            # the cores between runs: threads that spin after each run would take them from the
+            # tokenizer preparing the next batch (GistEncoder's overlap) or from the requests.
             options.add_session_config_entry("session.intra_op.allow_spinning", "0")
             options.add_session_config_entry("session.inter_op.allow_spinning", "0")
         try:

@@ -164,3 +164,13 @@ def test_overlap_stops_the_tokenizer_thread_when_the_graph_fails(
         enc.encode(["the cat sat"] * 2000, batch_size=4)
     assert calls == 1
     assert _tokenize_threads() == []
+
+
+@pytest.mark.parametrize("spinning", [True, False, None])
+def test_spinning_changes_nothing_but_how_threads_wait(
+    tmp_path: Path, spinning: bool | None
+) -> None:
+    folder = write_tiny_model(tmp_path / "m")
+    reference = GistEncoder(folder).encode(["hello world", "the cat"])
+    out = GistEncoder(folder, spinning=spinning).encode(["hello world", "the cat"])
+    np.testing.assert_array_equal(out, reference)

@@ -25,6 +25,11 @@ RUNTIME = [
     "bundle.py",
     "cli.py",
     "py.typed",
+    "serve/__init__.py",
+    "serve/app.py",
+    "serve/batching.py",
+    "serve/limits.py",
+    "serve/metrics.py",
 ]
 EXPORT = ["__init__.py", "__main__.py", "check.py", "graph.py", "quantize.py", "texts.py"]
 

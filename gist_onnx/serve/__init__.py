@@ -50,7 +50,9 @@ def serve(
 
     from .app import create_app
 
-    encoder = GistEncoder(model, variant=variant, device=device, threads=threads)
+    # The event loop parses and answers requests while the graph runs: ONNX Runtime's threads
+    # must not spin on the cores between runs.
+    encoder = GistEncoder(model, variant=variant, device=device, threads=threads, spinning=False)
     app = create_app(
         encoder,
         limits=limits,
