@@ -25,6 +25,7 @@ from .files import (
     resolve,
 )
 from .pooling import l2_normalize, pool
+from .precision import quantize_embeddings
 from .session import CUDA, GraphSession, choose_providers
 from .tokenizer import Batch, TextTokenizer, load_tokenizer
 
@@ -185,7 +186,11 @@ class GistEncoder:
         batch_size: int = 32,
         normalize_embeddings: bool = True,
         show_progress_bar: bool | None = None,
-    ) -> npt.NDArray[np.float32]:
+        *,
+        precision: str = "float32",
+        convert_to_numpy: bool = True,
+        convert_to_tensor: bool = False,
+    ) -> npt.NDArray[Any]:
         """Encode texts into a float32 array of shape (number of texts, dimension), in input order.
 
         ``texts`` is a list or any iterable of str. A lone str is refused (use :meth:`encode_one`)
@@ -196,7 +201,22 @@ class GistEncoder:
 
         ``normalize_embeddings`` L2-normalizes the result; the GIST model normalizes anyway (its
         modules.json ends in Normalize), as sentence-transformers does.
+
+        ``precision`` quantizes the output as sentence-transformers does: ``"int8"``,
+        ``"uint8"``, ``"binary"`` or ``"ubinary"`` (see :mod:`gist_onnx.precision`, which also
+        takes calibration ranges). ``convert_to_numpy`` and ``convert_to_tensor`` are accepted
+        for sentence-transformers' callers: the result is always a numpy array (gist-onnx never
+        imports torch; ``torch.from_numpy`` makes a tensor of it without a copy).
         """
+        if convert_to_tensor or not convert_to_numpy:
+            raise InvalidInputError(
+                "gist-onnx returns numpy arrays (it never imports torch): drop convert_to_tensor "
+                "/ convert_to_numpy=False and wrap the result with torch.from_numpy(...)."
+            )
+        if precision != "float32":
+            return quantize_embeddings(
+                self.encode(texts, batch_size, normalize_embeddings, show_progress_bar), precision
+            )
         iterator, total = _texts(texts, "encode")
         batch_size = _positive_int(batch_size, "batch_size")
         runs = self._plan(iterator, batch_size)
@@ -227,6 +247,24 @@ class GistEncoder:
         if filled < len(out):  # an iterable whose len() promised more than it gave
             out.resize((filled, self.dimension), refcheck=False)
         return out
+
+    def similarity(
+        self, a: npt.NDArray[np.floating[Any]], b: npt.NDArray[np.floating[Any]]
+    ) -> npt.NDArray[np.float32]:
+        """Cosine similarity of every row of ``a`` with every row of ``b``: shape (len(a),
+        len(b)), as sentence-transformers' ``similarity`` (cosine, its default)."""
+        a2 = np.atleast_2d(np.asarray(a, dtype=np.float32))
+        b2 = np.atleast_2d(np.asarray(b, dtype=np.float32))
+        if a2.shape[-1] != b2.shape[-1]:
+            raise InvalidInputError(
+                f"similarity() needs vectors of one size, got {a2.shape[-1]} and {b2.shape[-1]}."
+            )
+        scores: npt.NDArray[np.float32] = l2_normalize(a2) @ l2_normalize(b2).T
+        return scores
+
+    def get_sentence_embedding_dimension(self) -> int:
+        """The size of the vectors (sentence-transformers' name for :attr:`dimension`)."""
+        return self.dimension
 
     def encode_one(self, text: str, normalize_embeddings: bool = True) -> npt.NDArray[np.float32]:
         """Encode one text into a float32 vector of shape (dimension,)."""
