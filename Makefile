@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet torch==2.13.0
-	$(PY) -m pip install --quiet -e '.[export,server,dev]'
+	$(PY) -m pip install --quiet -e '.[export,server,files,dev]'
 	touch $(STAMP)
 
 setup: $(STAMP)

@@ -85,6 +85,33 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _embed(args: argparse.Namespace) -> int:
+    from . import GistEncoder
+    from .embed import embed_file
+
+    encoder = GistEncoder(
+        args.model, variant=args.variant, device=args.device, threads=args.threads
+    )
+    report = embed_file(
+        encoder,
+        args.input,
+        args.output,
+        input_format=args.input_format,
+        output_format=args.output_format,
+        key=args.field or args.column or "text",
+        on_bad=args.on_bad,
+        batch_size=args.batch_size,
+        progress=not args.quiet and sys.stderr.isatty(),
+    )
+    if report.skipped:
+        shown = ", ".join(map(str, report.skipped[:20]))
+        more = f" and {len(report.skipped) - 20} more" if len(report.skipped) > 20 else ""
+        print(f"skipped {len(report.skipped)} bad rows: lines {shown}{more}", file=sys.stderr)
+    if not args.quiet and args.output != "-":
+        print(f"embedded {report.embedded} texts into {args.output}", file=sys.stderr)
+    return 0
+
+
 def _export(argv: list[str]) -> int:
     # The export has its own parser (and its own --help); it needs the export extra.
     from .export.to_onnx import main as export_main
@@ -134,6 +161,32 @@ def build_parser() -> argparse.ArgumentParser:
         default=[],
         help="passed to pip, e.g. --pip-arg=--find-links=wheels/ (repeatable)",
     )
+    embed = commands.add_parser(
+        "embed",
+        help="embed the texts of a file (txt, jsonl, csv, parquet) into a file (npy, parquet, "
+        "jsonl)",
+        description="Embed every text of INPUT into OUTPUT, streamed (memory stays bounded "
+        "whatever the file's size). - reads stdin / writes jsonl to stdout.",
+    )
+    embed.add_argument("input", help="a .txt, .jsonl, .csv or .parquet file, or - for stdin")
+    embed.add_argument(
+        "-o", "--output", required=True, help="a .npy, .parquet or .jsonl file, or -"
+    )
+    embed.add_argument(
+        "--model", default=None, help="model folder or hub repo id (default: the GIST model)"
+    )
+    embed.add_argument("--variant", default=None, help="fp32 (default), int8 or fp16")
+    embed.add_argument("--device", default="cpu", help="cpu (default), cuda or auto")
+    embed.add_argument("--threads", type=int, default=None, help="ONNX Runtime threads")
+    embed.add_argument("--batch-size", type=int, default=32, help="texts per batch (32)")
+    embed.add_argument("--field", default=None, help="jsonl: the field holding the text (text)")
+    embed.add_argument("--column", default=None, help="csv/parquet: the column (text)")
+    embed.add_argument("--input-format", default=None, help="txt, jsonl, csv or parquet")
+    embed.add_argument("--output-format", default=None, help="npy, jsonl or parquet")
+    embed.add_argument(
+        "--on-bad", default="fail", help="a bad row: fail (default, naming its line) or skip"
+    )
+    embed.add_argument("--quiet", action="store_true", help="no progress bar or summary")
     serve = commands.add_parser(
         "serve",
         help="an OpenAI-compatible embeddings server (needs gist-onnx[server])",
@@ -183,7 +236,7 @@ def main(argv: list[str] | None = None) -> int:
         return _export(args_list[1:])
     args = build_parser().parse_args(args_list)
     try:
-        handlers = {"bundle": _bundle, "serve": _serve, "info": _info}
+        handlers = {"bundle": _bundle, "serve": _serve, "embed": _embed, "info": _info}
         return handlers[args.command](args)
     except GistOnnxError as exc:
         print(f"error: {exc}", file=sys.stderr)
