@@ -1,7 +1,7 @@
 # Two commands do all the set-up on a fresh machine:
 #   make demo   export the model, encode and compare a few texts
 #   make test   run the test suite (what .ci/run runs)
-# Both create .venv on first use. torch==2.13.0 goes in first: on the project's machines it is a
+# Both create .venv on first use (every extra, so that every test tier runs). torch==2.13.0 goes in first: on the project's machines it is a
 # CPU build on local disk, and the export extra's torch range then pulls nothing more.
 
 PYTHON ?= python3
@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet torch==2.13.0
-	$(PY) -m pip install --quiet -e '.[export,server,files,dev]'
+	$(PY) -m pip install --quiet -e '.[export,server,files,pandas,ray,langchain,llama-index,chroma,dev]'
 	touch $(STAMP)
 
 setup: $(STAMP)

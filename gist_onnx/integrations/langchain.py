@@ -1,0 +1,42 @@
+"""LangChain: ``GistEmbeddings``, an ``Embeddings`` for vector stores and retrievers.
+
+from gist_onnx.integrations.langchain import GistEmbeddings
+embeddings = GistEmbeddings("/models/gist", variant="int8")
+store = InMemoryVectorStore.from_texts(texts, embeddings)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from typing import Any
+
+from .. import GistEncoder, MissingExtraError
+
+try:
+    from langchain_core.embeddings import Embeddings
+except ImportError as exc:  # pragma: no cover - exercised where langchain-core is absent
+    raise MissingExtraError("GistEmbeddings", "langchain", "langchain-core") from exc
+
+
+class GistEmbeddings(Embeddings):
+    """LangChain embeddings computed by a :class:`GistEncoder` (arguments are its own)."""
+
+    def __init__(self, model: str | os.PathLike[str] | None = None, **encoder_kwargs: Any) -> None:
+        args = () if model is None else (model,)
+        self.encoder = GistEncoder(*args, **encoder_kwargs)
+
+    def embed_documents(self, texts: list[str]) -> list[list[float]]:
+        vectors: list[list[float]] = self.encoder.encode(list(texts)).tolist()
+        return vectors
+
+    def embed_query(self, text: str) -> list[float]:
+        vector: list[float] = self.encoder.encode_one(text).tolist()
+        return vector
+
+    async def aembed_documents(self, texts: list[str]) -> list[list[float]]:
+        # The graph releases the GIL: a thread keeps the event loop free meanwhile.
+        return await asyncio.to_thread(self.embed_documents, texts)
+
+    async def aembed_query(self, text: str) -> list[float]:
+        return await asyncio.to_thread(self.embed_query, text)

@@ -1,0 +1,130 @@
+"""Integrations tier: each adapter against its real package (installed by `make setup`; a test
+skips where its package is absent): pandas/Dask, Ray Data, LangChain, LlamaIndex, Chroma."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from gist_onnx import GistEncoder
+
+pytestmark = [pytest.mark.model, pytest.mark.integrations]
+
+DOCS = [
+    "Paris is the capital and largest city of France.",
+    "Sourdough bread rises slowly with a wild yeast starter.",
+    "The Pacific is the largest and deepest ocean on Earth.",
+    "A guitar has six strings, tuned E A D G B E.",
+]
+QUERY = "What is the capital of France?"
+
+
+@pytest.fixture(scope="module")
+def encoder(exported: Path) -> GistEncoder:
+    return GistEncoder(exported, variant="int8")
+
+
+def test_pandas_series_and_dask_map_partitions(exported: Path, encoder: GistEncoder) -> None:
+    pd = pytest.importorskip("pandas")
+    from gist_onnx.integrations.pandas import embed_series
+
+    texts = pd.Series(DOCS * 5, index=range(100, 120), name="text")
+    out = embed_series(texts, model=exported, variant="int8")
+    assert list(out.index) == list(texts.index)
+    np.testing.assert_allclose(np.stack(out.to_list()), encoder.encode(texts.tolist()), atol=1e-6)
+
+    dd = pytest.importorskip("dask.dataframe")
+    distributed = pytest.importorskip("dask.distributed")
+    with (
+        distributed.LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+        ) as cluster,
+        distributed.Client(cluster),
+    ):
+        frame = dd.from_pandas(pd.DataFrame({"text": DOCS * 5}), npartitions=4)
+        vectors = (
+            frame["text"]
+            .map_partitions(embed_series, model=str(exported), variant="int8", meta=("text", "O"))
+            .compute()
+        )
+    np.testing.assert_allclose(np.stack(vectors.to_list()), encoder.encode(DOCS * 5), atol=1e-6)
+
+
+# Ray 2.60's Ray Data sets deprecated options of its own (use_push_based_shuffle, use_polars...)
+# as it starts: its warnings, not ours.
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+def test_ray_data_map_batches_on_a_local_cluster(exported: Path, encoder: GistEncoder) -> None:
+    ray = pytest.importorskip("ray")
+    from gist_onnx.integrations.ray import GistEmbedder
+
+    texts = [f"{doc} ({i})" for i, doc in enumerate(DOCS * 25)]
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        ds = ray.data.from_items([{"text": t, "n": i} for i, t in enumerate(texts)])
+        rows = ds.map_batches(
+            GistEmbedder,
+            fn_constructor_kwargs={"model": str(exported), "variant": "int8"},
+            concurrency=2,
+            num_cpus=0.5,  # two actors at 1 CPU each on 2 CPUs leave none for reading: they hang
+            batch_size=16,
+            batch_format="numpy",
+        ).take_all()
+    finally:
+        ray.shutdown()
+    rows.sort(key=lambda row: row["n"])
+    assert [row["text"] for row in rows] == texts
+    np.testing.assert_allclose(
+        np.stack([row["embedding"] for row in rows]), encoder.encode(texts), atol=1e-6
+    )
+
+
+def test_langchain_embeddings_and_a_vector_store(exported: Path, encoder: GistEncoder) -> None:
+    pytest.importorskip("langchain_core")
+    from langchain_core.vectorstores import InMemoryVectorStore
+
+    from gist_onnx.integrations.langchain import GistEmbeddings
+
+    embeddings = GistEmbeddings(exported, variant="int8")
+    np.testing.assert_allclose(embeddings.embed_documents(DOCS), encoder.encode(DOCS), atol=1e-6)
+    np.testing.assert_allclose(embeddings.embed_query(QUERY), encoder.encode_one(QUERY), atol=1e-6)
+    assert asyncio.run(embeddings.aembed_query(QUERY)) == embeddings.embed_query(QUERY)
+    assert asyncio.run(embeddings.aembed_documents(DOCS)) == embeddings.embed_documents(DOCS)
+    store = InMemoryVectorStore.from_texts(DOCS, embeddings)
+    assert store.similarity_search(QUERY, k=1)[0].page_content == DOCS[0]
+
+
+def test_llama_index_embedding_and_retrieval(exported: Path, encoder: GistEncoder) -> None:
+    pytest.importorskip("llama_index.core")
+    from llama_index.core import Document, VectorStoreIndex
+
+    from gist_onnx.integrations.llama_index import GistEmbedding
+
+    model = GistEmbedding(model=str(exported), variant="int8")
+    np.testing.assert_allclose(
+        model.get_query_embedding(QUERY), encoder.encode_one(QUERY), atol=1e-6
+    )
+    np.testing.assert_allclose(
+        model.get_text_embedding_batch(DOCS), encoder.encode(DOCS), atol=1e-6
+    )
+    assert asyncio.run(model.aget_query_embedding(QUERY)) == model.get_query_embedding(QUERY)
+    index = VectorStoreIndex.from_documents([Document(text=d) for d in DOCS], embed_model=model)
+    best = index.as_retriever(similarity_top_k=1).retrieve(QUERY)[0]
+    assert best.node.get_content() == DOCS[0]
+
+
+def test_chroma_collection_add_and_query(exported: Path, encoder: GistEncoder) -> None:
+    chromadb = pytest.importorskip("chromadb")
+    from gist_onnx.integrations.chroma import GistEmbeddingFunction
+
+    function = GistEmbeddingFunction(model=str(exported), variant="int8")
+    assert GistEmbeddingFunction.name() == "gist-onnx"
+    rebuilt = GistEmbeddingFunction.build_from_config(function.get_config())
+    np.testing.assert_allclose(rebuilt(DOCS), encoder.encode(DOCS), atol=1e-6)
+    client = chromadb.EphemeralClient()
+    docs = client.create_collection("docs", embedding_function=function)
+    docs.add(ids=[str(i) for i in range(len(DOCS))], documents=DOCS)
+    found = docs.query(query_texts=[QUERY], n_results=1)
+    assert found["documents"][0][0] == DOCS[0]
