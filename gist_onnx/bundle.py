@@ -88,6 +88,7 @@ PRUNED: tuple[tuple[str, str], ...] = (
     ("tokenizers/tools/", "the tokenizer visualizer for notebooks"),
     ("gist_onnx/export/", "the export tool: needs torch, never imported by the runtime"),
     ("gist_onnx/serve/", "the HTTP server: a function is served by its handler instead"),
+    ("gist_onnx/integrations/", "framework adapters: their frameworks are not in a bundle"),
     ("**/*.pyi", "type stubs, read by type checkers only"),
     ("**/*.pxd", "Cython declarations, for building extensions"),
     ("**/__pycache__/", "bytecode of the build machine's Python; compiled again for the target"),

@@ -30,6 +30,13 @@ RUNTIME = [
     "serve/batching.py",
     "serve/limits.py",
     "serve/metrics.py",
+    "embed.py",
+    "precision.py",
+    "integrations/ray.py",
+    "integrations/pandas.py",
+    "integrations/langchain.py",
+    "integrations/llama_index.py",
+    "integrations/chroma.py",
 ]
 EXPORT = ["__init__.py", "__main__.py", "check.py", "graph.py", "quantize.py", "texts.py"]
 
