@@ -1,4 +1,5 @@
-"""The runtime never imports torch, transformers, optimum or sentence-transformers.
+"""The runtime never imports torch, transformers, optimum or sentence-transformers, nor what the
+extras bring (the server's, the adapters' and the files' packages): a plain encode pays for none.
 
 Proved in a fresh interpreter where importing any of them raises, as on a slim deployment where
 they are not installed, and by checking sys.modules after encoding.
@@ -15,7 +16,21 @@ import pytest
 
 from tiny import write_tiny_model
 
-FORBIDDEN = ("torch", "transformers", "optimum", "sentence_transformers")
+FORBIDDEN = (
+    "torch",
+    "transformers",
+    "optimum",
+    "sentence_transformers",
+    "starlette",
+    "uvicorn",
+    "orjson",
+    "pandas",
+    "pyarrow",
+    "ray",
+    "langchain_core",
+    "llama_index",
+    "chromadb",
+)
 
 SCRIPT = """
 import importlib.abc, json, sys
