@@ -51,6 +51,8 @@ PEERS_REQUIREMENTS = [
     "optimum-onnx[onnxruntime]==0.1.0",
     "sentence-transformers[onnx]",
     "fastembed",
+    "ctranslate2",
+    "openvino",
     "scipy",
 ]
 H, LAYERS = 384, 6
@@ -84,12 +86,33 @@ def prepare(source: Path, device: str = "cpu") -> tuple[Path, Path]:
             ],
             stdout=subprocess.DEVNULL,
         )
+    pip: list[str | Path] = [PEERS_PY, "-m", "pip", "install", "--quiet"]
     if not PEERS_PY.is_file():
         log("set-up: creating the peers venv (torch==2.13.0 first, then the peers) ...")
         run([sys.executable, "-m", "venv", WORK / "peers"])
-        pip: list[str | Path] = [PEERS_PY, "-m", "pip", "install", "--quiet"]
         run([*pip, "torch==2.13.0"])
+    installed = WORK / "peers" / "requirements.txt"  # what the venv holds: new peers join it
+    if not installed.is_file() or installed.read_text() != "\n".join(PEERS_REQUIREMENTS):
         run([*pip, *PEERS_REQUIREMENTS])
+        installed.write_text("\n".join(PEERS_REQUIREMENTS))
+    ct2_dir = WORK / "ct2-model"
+    if not (ct2_dir / "int8_float32" / "model.bin").is_file():
+        log("set-up: CTranslate2 conversions (int8_float32, float32) ...")
+        converter = PEERS_PY.parent / "ct2-transformers-converter"
+        for quantization in ("int8_float32", "float32"):
+            run(
+                [
+                    converter,
+                    "--model",
+                    source,
+                    "--output_dir",
+                    ct2_dir / quantization,
+                    "--quantization",
+                    quantization,
+                    "--force",
+                ],
+                stdout=subprocess.DEVNULL,
+            )
     if not (peers_dir / "onnx" / "model_qint8_avx512_vnni.onnx").is_file():
         log("set-up: the peers' own ONNX exports ...")
         run(
@@ -422,7 +445,9 @@ def main() -> int:
         "not_run": not_run,
         "elapsed_s": time.perf_counter() - started,
     }
-    (args.output.with_name("results.json")).write_text(json.dumps(results, indent=1) + "\n")
+    # RESULTS.md keeps its raw figures in results.json; another report in <name>.json beside it.
+    raw = "results.json" if args.output.name == "RESULTS.md" else f"{args.output.stem}.json"
+    (args.output.with_name(raw)).write_text(json.dumps(results, indent=1) + "\n")
     text = report(results, stacks, " ".join(sys.argv[1:]))
     # The sections serverless.py and memory.py write are kept as they are.
     old = args.output.read_text() if args.output.is_file() else ""

@@ -11,10 +11,12 @@ has scipy).
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -73,6 +75,36 @@ STACKS: dict[str, Stack] = {
             "fp32",
             "onnx/model.onnx, numpy mean pooling, length-sorted batches",
         ),
+        Stack(
+            "ct2-int8",
+            "CTranslate2 int8_float32",
+            "peers",
+            "int8",
+            "ct2-transformers-converter --quantization int8_float32; the same tokenizer and "
+            "length-sorted batches as gist-onnx, numpy mean pooling",
+        ),
+        Stack(
+            "ct2-fp32",
+            "CTranslate2 float32",
+            "peers",
+            "fp32",
+            "ct2-transformers-converter --quantization float32; the same batches",
+        ),
+        Stack(
+            "openvino-fp32",
+            "OpenVINO fp32",
+            "peers",
+            "fp32",
+            "our model.onnx, INFERENCE_PRECISION_HINT f32; the same batches",
+        ),
+        Stack(
+            "openvino-bf16",
+            "OpenVINO bf16",
+            "peers",
+            "bf16",
+            "our model.onnx, INFERENCE_PRECISION_HINT bf16 (its default where the CPU has "
+            "AVX512-BF16 or AMX); the same batches",
+        ),
         Stack("gist-fp32", "gist-onnx fp32", "gist", "fp32", "model.onnx (fused)"),
         Stack("gist-int8", "gist-onnx int8", "gist", "int8", "model_int8.onnx"),
         Stack(
@@ -126,6 +158,10 @@ def load(
             model.encode(list(texts), batch_size=batch, convert_to_numpy=True), dtype=np.float32
         )
 
+    if name.startswith("ct2-"):
+        return _ctranslate2(peers_dir.parent / "ct2-model", gist_dir, name[4:], threads)
+    if name.startswith("openvino-"):
+        return _openvino(gist_dir, name[9:], threads)
     if name == "fastembed":
         return _fastembed(peers_dir, threads)
     if name == "optimum":
@@ -200,6 +236,89 @@ def _optimum(peers_dir: Path, threads: int) -> Encode:
             mask = enc["attention_mask"][:, :, None].astype(np.float32)
             pooled = (hidden * mask).sum(1) / np.maximum(mask.sum(1), 1e-9)
             out[rows] = pooled / np.linalg.norm(pooled, axis=1, keepdims=True)
+        return out
+
+    return encode
+
+
+@functools.lru_cache(maxsize=1)
+def _gist_tokenizer(gist_dir: Path) -> Any:
+    """gist-onnx's tokenizer of ``gist_dir``, loaded once (the peers' venv imports it from the
+    checkout)."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    from gist_onnx.files import read_config
+    from gist_onnx.tokenizer import load_tokenizer
+
+    return load_tokenizer(gist_dir, max_length=read_config(gist_dir).max_seq_length)
+
+
+def _batches(gist_dir: Path, texts: Sequence[str], batch: int) -> Any:
+    """gist-onnx's tokenizer and batching for the stacks that run another engine on the same
+    model: length-sorted, at most ``batch`` texts and 512 padded tokens a run; yields (rows,
+    padded Batch)."""
+    tokenizer = _gist_tokenizer(gist_dir)
+    encodings = tokenizer.tokenize(list(texts))
+    order = sorted(range(len(texts)), key=lambda i: -len(encodings[i]))
+    begin = 0
+    while begin < len(order):
+        size = max(1, min(batch, 512 // len(encodings[order[begin]])))
+        rows = order[begin : begin + size]
+        yield rows, tokenizer.pad([encodings[i] for i in rows])
+        begin += size
+
+
+def _ctranslate2(ct2_root: Path, gist_dir: Path, kind: str, threads: int) -> Encode:
+    import ctranslate2
+
+    compute = {"int8": "int8_float32", "fp32": "float32"}[kind]
+    encoder = ctranslate2.Encoder(
+        str(ct2_root / compute), device="cpu", compute_type=compute, intra_threads=threads
+    )
+
+    def encode(texts: Sequence[str], batch: int) -> np.ndarray:
+        out = np.empty((len(texts), 384), dtype=np.float32)
+        for rows, padded in _batches(gist_dir, texts, batch):
+            mask = padded.attention_mask
+            lengths = mask.sum(1)
+            ids = [row[: int(n)].tolist() for row, n in zip(padded.input_ids, lengths, strict=True)]
+            hidden = np.asarray(encoder.forward_batch(ids).last_hidden_state, dtype=np.float32)
+            weights = mask[:, : hidden.shape[1], None].astype(np.float32)
+            pooled = (hidden * weights).sum(1) / np.maximum(weights.sum(1), 1e-9)
+            out[rows] = pooled / np.linalg.norm(pooled, axis=1, keepdims=True)
+        return out
+
+    return encode
+
+
+def _openvino(gist_dir: Path, kind: str, threads: int) -> Encode:
+    import openvino as ov
+
+    core = ov.Core()
+    compiled = core.compile_model(
+        core.read_model(str(gist_dir / "model.onnx")),
+        "CPU",
+        {
+            "INFERENCE_NUM_THREADS": threads,
+            "INFERENCE_PRECISION_HINT": {"fp32": "f32", "bf16": "bf16"}[kind],
+            "PERFORMANCE_HINT": "LATENCY",
+        },
+    )
+    request = compiled.create_infer_request()
+    output = compiled.output(0)
+
+    def encode(texts: Sequence[str], batch: int) -> np.ndarray:
+        out = np.empty((len(texts), 384), dtype=np.float32)
+        for rows, padded in _batches(gist_dir, texts, batch):
+            result = request.infer(
+                {
+                    "input_ids": padded.input_ids,
+                    "attention_mask": padded.attention_mask,
+                    "token_type_ids": padded.token_type_ids,
+                }
+            )
+            out[rows] = result[output]  # pooled and normalized inside our graph
         return out
 
     return encode
