@@ -22,7 +22,8 @@ def model_folder(given: Path | None = None) -> Path:
     if given is not None:
         return given
     folder = WORK / "gist-model"
-    if not (folder / "gist_onnx_manifest.json").is_file():
+    graphs = ("model.onnx", "model_int8.onnx", "model_fp16.onnx")
+    if not all((folder / graph).is_file() for graph in graphs):
         print("set-up: exporting the stand-in model (gist-onnx export) ...", flush=True)
         from gist_onnx.export.to_onnx import main as export
 
