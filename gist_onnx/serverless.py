@@ -32,7 +32,6 @@ Face cache is never touched for a folder.
 from __future__ import annotations
 
 import base64
-import hmac
 import os
 import sys
 from pathlib import Path
@@ -44,11 +43,12 @@ from typing import Any
 # encoder imports it lazily); a deployment that wants the telemetry sets ORT_DISABLE_TELEMETRY=0.
 os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
 
-from . import GistEncoder, GistOnnxError, InvalidInputError
+from . import GistEncoder
 from .wire import (
     RequestError,
+    check_bearer,
     dumps,
-    error_body,
+    failure,
     max_inputs_within,
     parse_json,
     parse_request,
@@ -111,17 +111,8 @@ def handler(event: Any, context: Any = None) -> dict[str, Any]:
         else:
             payload = event
         status, body = 200, _embed(payload)
-    except RequestError as exc:
-        status, body = exc.status, exc.body()
-    except InvalidInputError as exc:  # from the encoder: a text it cannot take
-        status, body = 400, error_body(str(exc), kind="invalid_request_error")
-    except GistOnnxError as exc:  # the model could not load: the function's set-up, not the caller
-        print(f"gist-onnx: {exc}", file=sys.stderr)
-        status, body = 500, error_body(str(exc), kind="server_error")
-    except Exception as exc:  # noqa: BLE001 -- a 500 with a message, logged, never a traceback page
-        print(f"gist-onnx: internal error: {exc!r}", file=sys.stderr)
-        status = 500
-        body = error_body(f"Internal error: {exc.__class__.__name__}.", kind="server_error")
+    except Exception as exc:  # noqa: BLE001 -- every failure is a JSON error, never a traceback
+        status, body = failure(exc)
     if not http:
         return body if status == 200 else {**body, "status": status}
     headers = {"content-type": "application/json"}
@@ -178,17 +169,7 @@ def _headers(event: dict[str, Any]) -> dict[str, str]:
 
 
 def _check_api_key(event: dict[str, Any]) -> None:
-    key = os.environ.get("GIST_ONNX_API_KEY")
-    if not key:
-        return
-    sent = _headers(event).get("authorization", "")
-    scheme, _, token = sent.partition(" ")
-    if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip(), key):
-        raise RequestError(
-            "Missing or wrong API key: send 'Authorization: Bearer <key>'.",
-            status=401,
-            code="invalid_api_key",
-        )
+    check_bearer(_headers(event).get("authorization"), os.environ.get("GIST_ONNX_API_KEY"))
 
 
 def _body(event: dict[str, Any]) -> bytes | str:

@@ -21,14 +21,16 @@ Only the standard library and numpy: the handler's cold start pays for nothing m
 from __future__ import annotations
 
 import base64
+import hmac
 import json
+import sys
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-from .errors import InvalidInputError
+from .errors import GistOnnxError, InvalidInputError
 
 ENCODING_FORMATS = ("float", "base64")
 
@@ -66,6 +68,37 @@ def error_body(
 ) -> dict[str, Any]:
     """``{"error": {...}}`` in OpenAI's shape."""
     return {"error": {"message": message, "type": kind, "param": param, "code": code}}
+
+
+def check_bearer(authorization: str | None, key: str | None) -> None:
+    """401 unless ``authorization`` (the header) is ``Bearer <key>``; nothing to check without a
+    key. Compared as bytes in constant time (``compare_digest`` refuses non-ASCII str)."""
+    if not key:
+        return
+    scheme, _, token = (authorization or "").partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(
+        token.strip().encode("utf-8", "replace"), key.encode("utf-8")
+    ):
+        raise RequestError(
+            "Missing or wrong API key: send 'Authorization: Bearer <key>'.",
+            status=401,
+            code="invalid_api_key",
+        )
+
+
+def failure(exc: BaseException) -> tuple[int, dict[str, Any]]:
+    """The status and JSON error for a request that raised ``exc``: the request's own status;
+    400 for a text the encoder refused; 500, logged, for a model that could not load (its
+    message says what to fix) or anything else (only its class is shown)."""
+    if isinstance(exc, RequestError):
+        return exc.status, exc.body()
+    if isinstance(exc, InvalidInputError):
+        return 400, error_body(str(exc), kind="invalid_request_error")
+    if isinstance(exc, GistOnnxError):
+        print(f"gist-onnx: {exc}", file=sys.stderr)
+        return 500, error_body(str(exc), kind="server_error")
+    print(f"gist-onnx: internal error: {exc!r}", file=sys.stderr)
+    return 500, error_body(f"Internal error: {exc.__class__.__name__}.", kind="server_error")
 
 
 @dataclass(frozen=True)

@@ -183,6 +183,8 @@ def test_the_api_key_is_enforced_when_set(model: Path, monkeypatch: pytest.Monke
     assert status == 401 and body["error"]["code"] == "invalid_api_key"
     del wrong["headers"]["authorization"]
     assert call_http(wrong)[0] == 401
+    wrong["headers"]["authorization"] = "Bearer clé"  # non-ASCII: still a 401, not a 500
+    assert call_http(wrong)[0] == 401
 
 
 def test_a_missing_model_is_a_500_that_says_what_to_set(

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hmac
 import sys
 import time
 from collections.abc import AsyncIterator
@@ -21,8 +20,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from .. import GistEncoder, InvalidInputError
-from ..wire import RequestError, error_body, parse_request, response
+from .. import GistEncoder
+from ..wire import RequestError, check_bearer, failure, parse_request, response
 from .batching import Batcher, Job, QueueFull, Result
 from .limits import Limits
 from .metrics import Metrics
@@ -62,17 +61,7 @@ def create_app(
             sys.stderr.write(orjson.dumps(line).decode() + "\n")
 
     def authorize(request: Request) -> None:
-        if not api_key:
-            return
-        scheme, _, token = request.headers.get("authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(
-            token.strip().encode(), api_key.encode()
-        ):
-            raise RequestError(
-                "Missing or wrong API key: send 'Authorization: Bearer <key>'.",
-                status=401,
-                code="invalid_api_key",
-            )
+        check_bearer(request.headers.get("authorization"), api_key)
 
     async def read_json(request: Request) -> Any:
         declared = request.headers.get("content-length")
@@ -107,14 +96,9 @@ def create_app(
         finally:
             watcher.cancel()
 
-    def failure(exc: Exception) -> tuple[int, dict[str, Any], dict[str, str]]:
-        if isinstance(exc, RequestError):
-            headers = {"retry-after": "1"} if exc.status == 429 else {}
-            return exc.status, exc.body(), headers
-        if isinstance(exc, InvalidInputError):
-            return 400, error_body(str(exc), kind="invalid_request_error"), {}
-        print(f"gist-onnx serve: internal error: {exc!r}", file=sys.stderr)
-        return 500, error_body(f"Internal error: {exc.__class__.__name__}", kind="server_error"), {}
+    def failed(exc: Exception) -> tuple[int, dict[str, Any], dict[str, str]]:
+        status, body = failure(exc)
+        return status, body, ({"retry-after": "1"} if status == 429 else {})
 
     async def embeddings(request: Request) -> Response:
         started = time.perf_counter()
@@ -160,7 +144,7 @@ def create_app(
             log(route, 499, started, **fields)  # nginx's code for a client that went away
             return Response(status_code=499)
         except Exception as exc:  # noqa: BLE001 -- every failure is a JSON error, never a page
-            status, body, headers = failure(exc)
+            status, body, headers = failed(exc)
             log(route, status, started, **fields)
             return _json(body, status, headers)
 
@@ -186,7 +170,7 @@ def create_app(
             log("/tokenize", 200, started, inputs=len(texts))
             return _json(body)
         except Exception as exc:  # noqa: BLE001 -- every failure is a JSON error, never a page
-            status, body, headers = failure(exc)
+            status, body, headers = failed(exc)
             log("/tokenize", status, started)
             return _json(body, status, headers)
 
