@@ -217,6 +217,26 @@ class GistEncoder:
             return quantize_embeddings(
                 self.encode(texts, batch_size, normalize_embeddings, show_progress_bar), precision
             )
+        vectors, _ = self._encode(texts, batch_size, normalize_embeddings, show_progress_bar)
+        return vectors
+
+    def encode_with_token_counts(
+        self, texts: Iterable[str], batch_size: int = 32, normalize_embeddings: bool = True
+    ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]:
+        """:meth:`encode`'s vectors and, from the same tokenization, :meth:`count_tokens`'s
+        counts: what an API reporting token usage needs, without tokenizing twice."""
+        return self._encode(texts, batch_size, normalize_embeddings, None, counts=True)
+
+    def _encode(
+        self,
+        texts: Iterable[str],
+        batch_size: int,
+        normalize_embeddings: bool,
+        show_progress_bar: bool | None,
+        *,
+        counts: bool = False,
+    ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]:
+        """The vectors, and with ``counts`` each text's token count (else an empty array)."""
         iterator, total = _texts(texts, "encode")
         batch_size = _positive_int(batch_size, "batch_size")
         runs = self._plan(iterator, batch_size)
@@ -227,6 +247,7 @@ class GistEncoder:
         # One output array, filled in place: allocated whole when the number of texts is known,
         # else grown as chunks arrive (see _grow), so that it is never held twice.
         out = np.empty((total or 0, self.dimension), dtype=np.float32)
+        tokens = np.zeros(len(out) if counts else 0, dtype=np.int64)
         filled = start = 0
         try:
             for run in runs:
@@ -234,10 +255,13 @@ class GistEncoder:
                     start, filled = filled, filled + run.chunk
                     if filled > len(out):
                         out = _grow(out, filled)
+                        if counts:
+                            tokens.resize(len(out), refcheck=False)
                 vectors = self._run(run.batch)
-                out[[start + row for row in run.rows]] = (
-                    l2_normalize(vectors) if normalize else vectors
-                )
+                rows = [start + row for row in run.rows]
+                out[rows] = l2_normalize(vectors) if normalize else vectors
+                if counts:
+                    tokens[rows] = run.batch.attention_mask.sum(axis=1)
                 if progress is not None:
                     progress.update(len(run.rows))
         finally:
@@ -246,7 +270,7 @@ class GistEncoder:
                 progress.close()
         if filled < len(out):  # an iterable whose len() promised more than it gave
             out.resize((filled, self.dimension), refcheck=False)
-        return out
+        return out, tokens[:filled]
 
     def similarity(
         self, a: npt.NDArray[np.floating[Any]], b: npt.NDArray[np.floating[Any]]

@@ -139,8 +139,7 @@ def _embed(payload: Any) -> dict[str, Any]:
             status=413,
             param="input",
         )
-    vectors = encoder.encode(request.texts)
-    counts = encoder.count_tokens(request.texts)
+    vectors, counts = encoder.encode_with_token_counts(request.texts)
     name = os.environ.get("GIST_ONNX_MODEL_NAME") or encoder.model_name
     return response(vectors, counts, model=name, encoding_format=request.encoding_format)
 

@@ -174,3 +174,11 @@ def test_spinning_changes_nothing_but_how_threads_wait(
     reference = GistEncoder(folder).encode(["hello world", "the cat"])
     out = GistEncoder(folder, spinning=spinning).encode(["hello world", "the cat"])
     np.testing.assert_array_equal(out, reference)
+
+
+def test_encode_with_token_counts_is_encode_and_count_tokens_in_one_pass(tiny: GistEncoder) -> None:
+    texts = [" ".join(["hello", "cat", "the"][: 1 + i % 3]) * (1 + i % 4) for i in range(300)]
+    vectors, counts = tiny.encode_with_token_counts(iter(texts), batch_size=4)
+    np.testing.assert_array_equal(vectors, tiny.encode(texts))
+    np.testing.assert_array_equal(counts, tiny.count_tokens(texts))
+    assert counts.dtype == np.int64 and counts.shape == (300,)

@@ -97,7 +97,7 @@ class Batcher:
         return taken
 
     def _encode(self, texts: list[str]) -> Result:
-        return self.encoder.encode(texts), self.encoder.count_tokens(texts)
+        return self.encoder.encode_with_token_counts(texts)
 
     async def run(self) -> None:
         """Serve the queue until cancelled."""
