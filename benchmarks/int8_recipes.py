@@ -29,10 +29,14 @@ sys.path.insert(0, str(ROOT / "export"))
 from gist_onnx import GistEncoder  # noqa: E402
 from gist_onnx.export.check import cosines, reference_vectors  # noqa: E402
 from gist_onnx.export.graph import export_pooled, fuse  # noqa: E402
-from gist_onnx.export.quantize import activation_ranges, quantize_rowwise  # noqa: E402
+from gist_onnx.export.quantize import (  # noqa: E402
+    activation_ranges,
+    fold_attention_biases,
+    quantize_rowwise,
+)
 from gist_onnx.export.texts import PARITY_TEXTS  # noqa: E402
 from gist_onnx.export.to_onnx import (  # noqa: E402
-    FP32_MATMULS,
+    OUTLIER_CHANNELS,
     SMOOTHING_ALPHA,
     calibration_batches,
     copy_configs,
@@ -45,7 +49,11 @@ from common import stand_in  # noqa: E402
 
 
 def recipes(
-    raw: Path, fused: Path, ranges: dict[str, np.ndarray]
+    raw: Path,
+    fused: Path,
+    ranges: dict[str, np.ndarray],
+    folded: Path,
+    folded_ranges: dict[str, np.ndarray],
 ) -> dict[str, Callable[[Path], Any]]:
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
@@ -69,6 +77,7 @@ def recipes(
         )
 
     qkv = ("self/query", "self/key", "self/value")
+    ffn0 = "layer.0/output/dense/"
     return {
         "fp32 fused (reference)": lambda out: shutil.copy(fused, out),
         "quantize_dynamic, per-channel, fused graph": dynamic(fused),
@@ -78,8 +87,22 @@ def recipes(
         "per-row + SmoothQuant 0.65": rowwise(0.65),
         "per-row + SmoothQuant 0.8": rowwise(0.8),
         "per-row + SmoothQuant 0.65, Q/K/V in fp32": rowwise(0.65, qkv),
-        f"**kept**: per-row + SmoothQuant {SMOOTHING_ALPHA}, {FP32_MATMULS[0]} in fp32": rowwise(
-            SMOOTHING_ALPHA, FP32_MATMULS
+        f"per-row + SmoothQuant 0.65, {ffn0} in fp32": rowwise(0.65, (ffn0,)),
+        "per-row + SmoothQuant 0.65, key/value biases folded, all int8": lambda out: (
+            quantize_rowwise(folded, out, ranges=folded_ranges, alpha=0.65)
+        ),
+        "same, with one more fp32 outlier channel in every intermediate/dense input": lambda out: (
+            quantize_rowwise(
+                folded,
+                out,
+                ranges=folded_ranges,
+                alpha=SMOOTHING_ALPHA,
+                outliers={**OUTLIER_CHANNELS, "intermediate/dense/": 1},
+            )
+        ),
+        f"**kept**: per-row + SmoothQuant {SMOOTHING_ALPHA}, key/value biases folded, "
+        f"fp32 outlier channels {OUTLIER_CHANNELS}": lambda out: quantize_rowwise(
+            folded, out, ranges=folded_ranges, alpha=SMOOTHING_ALPHA, outliers=OUTLIER_CHANNELS
         ),
     }
 
@@ -125,8 +148,12 @@ def main() -> int:
         export_pooled(model, raw, pooling=config.pooling, normalize=config.normalize)
         fuse(raw, fused, num_heads=12, hidden_size=384)
         shutil.copy(fused, folder / "model.onnx")
-        ranges = activation_ranges(raw, calibration_batches(folder, config))
-        for name, make in recipes(raw, fused, ranges).items():
+        batches = calibration_batches(folder, config)
+        ranges = activation_ranges(raw, batches)
+        folded = work / "folded.onnx"
+        fold_attention_biases(raw, folded)
+        folded_ranges = activation_ranges(folded, batches)
+        for name, make in recipes(raw, fused, ranges, folded, folded_ranges).items():
             make(folder / "model_int8.onnx")
             results[name] = measure(folder, texts, reference, args.repeats)
             r = results[name]

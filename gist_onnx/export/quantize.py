@@ -18,6 +18,13 @@ others.
   Gather, which cuts the file from 90 MB to about 23 MB.
 
 Attention's activation x activation products, softmax, layer norms and pooling stay in fp32.
+
+Two exact rewrites of the fp32 graph come first (:func:`fold_attention_biases`): the key's bias
+only shifts each row of attention scores by a constant, which softmax ignores, and the value's bias
+comes out of attention unchanged (softmax rows sum to 1), so it folds into the output projection's
+bias. And where one activation channel dwarfs the rest (the first layer's feed-forward output
+reads a channel 4x larger than any other), that channel's product stays in fp32 beside the int8
+product of the others (``outliers``) instead of the whole product staying in fp32.
 """
 
 from __future__ import annotations
@@ -53,11 +60,101 @@ def activation_ranges(in_path: Path, batches: list[dict[str, np.ndarray]]) -> di
     return ranges
 
 
+def _walk_to_bias_add(
+    graph_maps: tuple[dict[str, Any], dict[str, list[Any]]], name: str, inits: set[str]
+) -> Any:
+    """From ``name`` up through Reshape/Transpose to the Add that puts a constant bias on it."""
+    producer, _ = graph_maps
+    node = producer.get(name)
+    while node is not None and node.op_type in ("Reshape", "Transpose"):
+        node = producer.get(node.input[0])
+    if node is not None and node.op_type == "Add" and sum(i in inits for i in node.input) == 1:
+        return node
+    return None
+
+
+def fold_attention_biases(in_path: Path, out_path: Path) -> int:
+    """Rewrite the fp32 graph at ``in_path`` without the key and value biases; returns the number
+    of attention blocks rewritten (0 where the pattern is not found: the graph is written as is).
+
+    score(i, j) = (q_i)(k_j + b_k) = q_i k_j + q_i b_k: the second term is the same for every j,
+    and softmax over j ignores it. sum_j p_ij (v_j + b_v) = sum_j p_ij v_j + b_v, since each row
+    of p sums to 1; b_v then goes through the output projection W_o into its bias: b_o + b_v W_o.
+    """
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load(str(in_path))
+    graph = model.graph
+    inits = {i.name: i for i in graph.initializer}
+    producer = {o: n for n in graph.node for o in n.output}
+    consumers: dict[str, list[Any]] = {}
+    for node in graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+    maps = (producer, consumers)
+    names = set(inits)
+
+    def single_consumer(name: str) -> Any:
+        users = consumers.get(name, [])
+        return users[0] if len(users) == 1 else None
+
+    def bias_of(add: Any) -> tuple[str, str]:
+        bias = next(i for i in add.input if i in inits)
+        return bias, next(i for i in add.input if i != bias)
+
+    bypass: dict[str, str] = {}  # output of a dropped bias Add -> its un-biased input
+    folded = 0
+    for softmax in [n for n in graph.node if n.op_type == "Softmax"]:
+        scores = producer.get(softmax.input[0])
+        while scores is not None and scores.op_type in ("Add", "Mul", "Div"):
+            scores = producer.get(scores.input[0])
+        mix = single_consumer(softmax.output[0])
+        if scores is None or scores.op_type != "MatMul" or mix is None or mix.op_type != "MatMul":
+            continue
+        key_add = _walk_to_bias_add(maps, scores.input[1], names)
+        value_add = _walk_to_bias_add(maps, mix.input[1], names)
+        out = single_consumer(mix.output[0])
+        while out is not None and out.op_type in ("Reshape", "Transpose"):
+            out = single_consumer(out.output[0])
+        if key_add is None or value_add is None or out is None or out.op_type != "MatMul":
+            continue
+        out_add = single_consumer(out.output[0])
+        if out.input[1] not in inits or out_add is None or out_add.op_type != "Add":
+            continue
+        if not any(i in inits for i in out_add.input):
+            continue
+        b_v, v = bias_of(value_add)
+        _, k = bias_of(key_add)
+        b_o, _ = bias_of(out_add)
+        w_o = numpy_helper.to_array(inits[out.input[1]]).astype(np.float64)
+        merged = numpy_helper.to_array(inits[b_o]).astype(np.float64)
+        merged = merged + numpy_helper.to_array(inits[b_v]).astype(np.float64) @ w_o
+        inits[b_o].CopyFrom(numpy_helper.from_array(merged.astype(np.float32), b_o))
+        bypass[key_add.output[0]] = k
+        bypass[value_add.output[0]] = v
+        folded += 1
+    kept_nodes = [n for n in graph.node if n.output[0] not in bypass]
+    for node in kept_nodes:
+        for index, name in enumerate(node.input):
+            if name in bypass:
+                node.input[index] = bypass[name]
+    del graph.node[:]
+    graph.node.extend(kept_nodes)
+    used = {name for node in graph.node for name in node.input}
+    kept = [i for i in graph.initializer if i.name in used]
+    del graph.initializer[:]
+    graph.initializer.extend(kept)
+    onnx.save(model, str(out_path))
+    return folded
+
+
 def quantize_rowwise(
     in_path: Path,
     out_path: Path,
     *,
     exclude: tuple[str, ...] = (),
+    outliers: dict[str, int] | None = None,
     ranges: dict[str, np.ndarray] | None = None,
     alpha: float = 0.5,
 ) -> dict[str, int]:
@@ -66,7 +163,9 @@ def quantize_rowwise(
     ``exclude`` holds substrings of MatMul node names to keep in fp32. With ``ranges`` (from
     :func:`activation_ranges`), each activation's outlier channels are scaled down and the
     weights' rows up by the same factor (SmoothQuant, strength ``alpha``), so a row's int8 levels
-    are not spent on a few huge channels.
+    are not spent on a few huge channels. ``outliers`` maps substrings of MatMul node names to a
+    number of input channels (the largest in ``ranges``) whose product stays in fp32: they are
+    zeroed before the row's int8 scale is taken, and their small fp32 product is added back.
     """
     import onnx
     from onnx import TensorProto, helper, numpy_helper
@@ -78,7 +177,8 @@ def quantize_rowwise(
     new_nodes: list[Any] = []
     new_inits: list[Any] = []
     row_quant: dict[str, tuple[str, str]] = {}  # activation -> (uint8 tensor, row scale)
-    counts = {"matmul_int8": 0, "matmul_fp32": 0, "gather_int8": 0}
+    counts = {"matmul_int8": 0, "matmul_fp32": 0, "gather_int8": 0, "outlier_channels": 0}
+    zeroed: dict[str, np.ndarray] = {}  # activation -> its channels taken out of the int8 product
 
     def const(name: str, array: np.ndarray) -> str:
         new_inits.append(numpy_helper.from_array(array, name))
@@ -109,8 +209,12 @@ def quantize_rowwise(
             return row_quant[act]
         p = f"rowq/{len(row_quant)}"
         source = act
+        if act in zeroed:
+            smooth.setdefault(act, np.ones(len(ranges[act]) if ranges else 0, dtype=np.float32))
         if act in smooth:
-            inv = const(f"{p}/smooth_inv", (1.0 / smooth[act]).astype(np.float32))
+            inverse = (1.0 / smooth[act]).astype(np.float32)
+            inverse[zeroed.get(act, [])] = 0.0  # outlier channels: summed in fp32 instead
+            inv = const(f"{p}/smooth_inv", inverse)
             new_nodes.append(helper.make_node("Mul", [act, inv], [f"{p}/smoothed"]))
             source = f"{p}/smoothed"
         new_nodes.extend(
@@ -137,12 +241,35 @@ def quantize_rowwise(
                 new_nodes.append(node)
                 continue
             w = numpy_helper.to_array(weight).astype(np.float32)
+            p = f"{node.name or node.output[0]}/rowq"
+            k_out = next((k for key, k in (outliers or {}).items() if key in node.name), 0)
+            fp32_part = None
+            if (
+                k_out
+                and ranges is not None
+                and node.input[0] in ranges
+                and node.input[0] not in row_quant
+            ):
+                channels = np.argsort(ranges[node.input[0]])[::-1][:k_out].astype(np.int64)
+                zeroed[node.input[0]] = channels
+                picked = const(f"{p}/outlier_channels", channels)
+                w_out = const(f"{p}/outlier_w", w[channels, :])
+                w = w.copy()
+                w[channels, :] = 0.0
+                new_nodes.append(
+                    helper.make_node("Gather", [node.input[0], picked], [f"{p}/outlier_x"], axis=-1)
+                )
+                new_nodes.append(
+                    helper.make_node("MatMul", [f"{p}/outlier_x", w_out], [f"{p}/outlier_y"])
+                )
+                fp32_part = f"{p}/outlier_y"
+                counts["outlier_channels"] += k_out
             if node.input[0] in smooth:
                 w = w * smooth[node.input[0]][:, None]
             w_scale = np.maximum(np.abs(w).max(axis=0), 1e-12) / 127.0
             w_q = np.clip(np.rint(w / w_scale), -127, 127).astype(np.int8)
-            p = f"{node.name or node.output[0]}/rowq"
             q, scale = quantize_rows(node.input[0])
+            int8_out = node.output[0] if fp32_part is None else f"{p}/int8_part"
             wq_name = const(f"{p}/w_int8", w_q)
             ws_name = const(f"{p}/w_scale", w_scale.astype(np.float32))
             new_nodes.extend(
@@ -155,9 +282,11 @@ def quantize_rowwise(
                         [f"{p}/col_scaled"],
                         domain="com.microsoft",
                     ),
-                    helper.make_node("Mul", [f"{p}/col_scaled", scale], [node.output[0]]),
+                    helper.make_node("Mul", [f"{p}/col_scaled", scale], [int8_out]),
                 ]
             )
+            if fp32_part is not None:
+                new_nodes.append(helper.make_node("Add", [int8_out, fp32_part], [node.output[0]]))
             counts["matmul_int8"] += 1
             continue
         table = inits.get(node.input[0]) if node.op_type == "Gather" else None

@@ -1,0 +1,95 @@
+"""The int8 graph's rewrites: the attention-bias fold is exact, and the outlier channels are the
+only weights left in fp32."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytestmark = pytest.mark.parity
+
+
+@pytest.fixture(scope="module")
+def raw_graph(tmp_path_factory: pytest.TempPathFactory, stand_in_dir: Path) -> Path:
+    from gist_onnx.export.graph import export_pooled
+
+    path = tmp_path_factory.mktemp("raw") / "raw.onnx"
+    export_pooled(stand_in_dir, path, pooling="mean", normalize=True)
+    return path
+
+
+def _feeds() -> list[dict[str, np.ndarray]]:
+    rng = np.random.default_rng(0)
+    feeds = []
+    for batch, length in ((1, 3), (3, 17), (2, 64)):
+        ids = rng.integers(1000, 30000, size=(batch, length), dtype=np.int64)
+        mask = np.ones_like(ids)
+        if batch > 1:
+            mask[0, length // 2 :] = 0  # padding: the folded key bias must not leak into it
+            ids[0, length // 2 :] = 0
+        feeds.append(
+            {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
+        )
+    return feeds
+
+
+def test_folding_the_key_and_value_biases_changes_no_vector(
+    raw_graph: Path, tmp_path: Path
+) -> None:
+    import onnx
+    import onnxruntime as ort
+
+    from gist_onnx.export.quantize import fold_attention_biases
+
+    folded = tmp_path / "folded.onnx"
+    assert fold_attention_biases(raw_graph, folded) == 6  # every layer
+    adds = [
+        sum(n.op_type == "Add" for n in onnx.load(str(p)).graph.node) for p in (raw_graph, folded)
+    ]
+    assert adds[0] - adds[1] == 12  # one key and one value bias per layer
+    before = ort.InferenceSession(str(raw_graph), providers=["CPUExecutionProvider"])
+    after = ort.InferenceSession(str(folded), providers=["CPUExecutionProvider"])
+    for feed in _feeds():
+        a, b = before.run(None, feed)[0], after.run(None, feed)[0]
+        assert np.abs(a - b).max() < 1e-5
+
+
+def test_a_graph_without_the_pattern_is_written_unchanged(tmp_path: Path) -> None:
+    import onnx
+    from onnx import TensorProto, helper
+
+    from gist_onnx.export.quantize import fold_attention_biases
+
+    node = helper.make_node("Softmax", ["x"], ["y"], axis=-1)
+    graph = helper.make_graph(
+        [node],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 3])],
+    )
+    onnx.save(helper.make_model(graph), str(tmp_path / "in.onnx"))
+    assert fold_attention_biases(tmp_path / "in.onnx", tmp_path / "out.onnx") == 0
+    assert len(onnx.load(str(tmp_path / "out.onnx")).graph.node) == 1
+
+
+def test_the_int8_graph_keeps_only_the_outlier_channels_in_fp32(exported: Path) -> None:
+    import onnx
+    from onnx import TensorProto
+
+    manifest = json.loads((exported / "gist_onnx_manifest.json").read_text())
+    quantized = manifest["graphs"]["int8"]["quantized"]
+    assert quantized["matmul_int8"] == 36 and quantized["matmul_fp32"] == 0
+    assert quantized["outlier_channels"] == 1
+    assert quantized["attention_biases_folded"] == 6
+    model = onnx.load(str(exported / "model_int8.onnx"))
+    float_matrices = [
+        tuple(t.dims)
+        for t in model.graph.initializer
+        if t.data_type == TensorProto.FLOAT and len(t.dims) == 2
+    ]
+    # Position and token-type embeddings stay fp32 (and the word embeddings' row scales); of the
+    # weights, one outlier row is left.
+    assert sorted(float_matrices) == [(1, 384), (2, 384), (512, 384), (30522, 1)]
