@@ -6,8 +6,10 @@ import operator
 import os
 import queue
 import threading
+from collections import deque
 from collections.abc import Generator, Iterable, Iterator, Mapping, Sized
-from itertools import islice
+from concurrent.futures import Future, ThreadPoolExecutor
+from itertools import chain, islice
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -26,7 +28,7 @@ from .files import (
 )
 from .pooling import l2_normalize, pool
 from .precision import quantize_embeddings
-from .session import CUDA, GraphSession, choose_providers
+from .session import CUDA, GraphSession, choose_providers, choose_threads, usable_cpus
 from .tokenizer import Batch, TextTokenizer, load_tokenizer
 
 # Texts tokenized, length-sorted and batched together: large enough that sorting removes most
@@ -59,13 +61,18 @@ class GistEncoder:
         device: ``"cpu"`` (default), ``"cuda"`` (raises if CUDA cannot run) or ``"auto"`` (CUDA if
             it can run, else the CPU; ``provider`` tells which).
         providers: ONNX Runtime providers to use instead of what ``device`` picks.
-        threads: ONNX Runtime intra-op threads (default: ONNX Runtime's, one per core).
+        threads: CPU threads (default: one per core this process may use).
         overlap: tokenize and pad the next batches on a background thread while the graph runs
             the current one. Default: on with CUDA, where the graph outruns the tokenizer; off on
             the CPU, where both share the same cores (see benchmarks/README.md for the figures).
         spinning: let ONNX Runtime's threads spin between runs, waiting for the next (default: on
             for the CPU, where it is fastest for back-to-back batches; off with CUDA). Off suits a
             process that does other work between runs: ``gist-onnx serve`` turns it off.
+        parallel_runs: on the CPU, when one call makes several graph runs (more texts than one
+            run takes), run ``threads`` of them at once, one thread each, instead of one at a time
+            on ``threads`` threads; a call of one run (one query, one batch) still uses them all.
+            Default: on where ``threads`` > 1. Measured on 2 cores: the same throughput when the
+            cores are free, +44% when the machine is busy; the vectors are the same either way.
         revision, cache_dir, local_files_only: passed to the hub download; ``HF_HUB_OFFLINE=1``
             is respected as well.
         verify_files: check the files read against the sha256 sums of the folder's
@@ -86,6 +93,7 @@ class GistEncoder:
         threads: int | None = None,
         overlap: bool | None = None,
         spinning: bool | None = None,
+        parallel_runs: bool | None = None,
         revision: str | None = None,
         cache_dir: str | os.PathLike[str] | None = None,
         local_files_only: bool = False,
@@ -110,8 +118,12 @@ class GistEncoder:
                 do_lower_case=self.config.do_lower_case,
                 config=self.config,
             )
+            resolved_threads = choose_threads(threads)
             self.session = GraphSession(
-                self.files.graph, providers=chosen_providers, threads=threads, spinning=spinning
+                self.files.graph,
+                providers=chosen_providers,
+                threads=resolved_threads,
+                spinning=spinning,
             )
         except GistOnnxError:
             integrity.wait()  # a corrupted file is the likelier cause: name it if so
@@ -133,6 +145,14 @@ class GistEncoder:
             )
         self.dimension: int = int(dim)
         self.overlap: bool = self.provider == CUDA if overlap is None else bool(overlap)
+        # Runs at once for calls of several runs (CPU only): one single-threaded session shared
+        # by that many Python threads (ONNX Runtime releases the GIL and allows concurrent runs).
+        workers = resolved_threads or usable_cpus()
+        wanted = workers > 1 if parallel_runs is None else bool(parallel_runs)
+        self.parallel_runs: int = workers if wanted and self.provider != CUDA else 1
+        self._single: GraphSession | None = None  # made at the first call that needs it
+        self._single_lock = threading.Lock()
+        self._providers = chosen_providers
 
     @property
     def variant(self) -> str:
@@ -249,22 +269,46 @@ class GistEncoder:
         out = np.empty((total or 0, self.dimension), dtype=np.float32)
         tokens = np.zeros(len(out) if counts else 0, dtype=np.int64)
         filled = start = 0
+        pending: deque[tuple[list[int], Batch, Future[npt.NDArray[np.float32]]]] = deque()
+        pool_: ThreadPoolExecutor | None = None
+
+        def write(rows: list[int], batch: Batch, vectors: npt.NDArray[np.float32]) -> None:
+            out[rows] = l2_normalize(vectors) if normalize else vectors
+            if counts:
+                tokens[rows] = batch.attention_mask.sum(axis=1)
+            if progress is not None:
+                progress.update(len(rows))
+
         try:
-            for run in runs:
+            first = next(runs, None)
+            second = next(runs, None) if self.parallel_runs > 1 else None
+            if second is not None:  # several runs: run them at once, one thread each
+                single = self._single_session()
+                pool_ = ThreadPoolExecutor(self.parallel_runs, thread_name_prefix="gist-onnx-run")
+            every = chain([r for r in (first, second) if r is not None], runs)
+            for run in every:
                 if run.chunk:
                     start, filled = filled, filled + run.chunk
                     if filled > len(out):
                         out = _grow(out, filled)
                         if counts:
                             tokens.resize(len(out), refcheck=False)
-                vectors = self._run(run.batch)
                 rows = [start + row for row in run.rows]
-                out[rows] = l2_normalize(vectors) if normalize else vectors
-                if counts:
-                    tokens[rows] = run.batch.attention_mask.sum(axis=1)
-                if progress is not None:
-                    progress.update(len(run.rows))
+                if pool_ is None:
+                    write(rows, run.batch, self._run(run.batch))
+                    continue
+                pending.append((rows, run.batch, pool_.submit(self._run, run.batch, single)))
+                if len(pending) > 2 * self.parallel_runs:  # bounded: results are written in order
+                    rows, batch, future = pending.popleft()
+                    write(rows, batch, future.result())
+            while pending:
+                rows, batch, future = pending.popleft()
+                write(rows, batch, future.result())
         finally:
+            if pool_ is not None:
+                for _, _, future in pending:
+                    future.cancel()
+                pool_.shutdown(wait=True)  # no run outlives the call, even when one raised
             runs.close()  # stops the producer thread at once if the graph raised
             if progress is not None:
                 progress.close()
@@ -373,8 +417,18 @@ class GistEncoder:
                 yield _Run(len(chunk) if begin == 0 else 0, rows, batch)
                 begin += size
 
-    def _run(self, batch: Batch) -> npt.NDArray[np.float32]:
-        result = self.session.run(batch)
+    def _single_session(self) -> GraphSession:
+        """The single-threaded session for runs made at once (one more session over the same
+        graph: ~13 MiB for the int8 graph, made at the first call of several runs)."""
+        with self._single_lock:
+            if self._single is None:
+                self._single = GraphSession(
+                    self.files.graph, providers=self._providers, threads=1, spinning=False
+                )
+            return self._single
+
+    def _run(self, batch: Batch, session: GraphSession | None = None) -> npt.NDArray[np.float32]:
+        result = (session or self.session).run(batch)
         if not self.session.info.pooled:
             result = pool(result, batch.attention_mask, self.config.pooling)
             if self.config.normalize:

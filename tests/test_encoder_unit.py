@@ -151,7 +151,8 @@ def test_overlap_raises_a_bad_text_from_a_later_chunk_and_stops(tmp_path: Path) 
 def test_overlap_stops_the_tokenizer_thread_when_the_graph_fails(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    enc = GistEncoder(write_tiny_model(tmp_path / "m"), overlap=True)
+    # One run at a time: this is about the tokenizer thread (runs at once: test_parallel_runs).
+    enc = GistEncoder(write_tiny_model(tmp_path / "m"), overlap=True, parallel_runs=False)
     calls = 0
 
     def failing(batch: object) -> np.ndarray:
