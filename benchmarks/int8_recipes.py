@@ -36,7 +36,7 @@ from gist_onnx.export.quantize import (  # noqa: E402
 )
 from gist_onnx.export.texts import PARITY_TEXTS  # noqa: E402
 from gist_onnx.export.to_onnx import (  # noqa: E402
-    OUTLIER_CHANNELS,
+    FP32_MATMULS,
     SMOOTHING_ALPHA,
     calibration_batches,
     copy_configs,
@@ -91,18 +91,23 @@ def recipes(
         "per-row + SmoothQuant 0.65, key/value biases folded, all int8": lambda out: (
             quantize_rowwise(folded, out, ranges=folded_ranges, alpha=0.65)
         ),
-        "same, with one more fp32 outlier channel in every intermediate/dense input": lambda out: (
-            quantize_rowwise(
+        "same, layer 0's FFN down-projection int8 but its largest input channel in fp32": (
+            lambda out: quantize_rowwise(
+                folded, out, ranges=folded_ranges, alpha=0.65, outliers={ffn0: 1}
+            )
+        ),
+        "same, and one fp32 outlier channel in every layer's FFN up-projection input": (
+            lambda out: quantize_rowwise(
                 folded,
                 out,
                 ranges=folded_ranges,
-                alpha=SMOOTHING_ALPHA,
-                outliers={**OUTLIER_CHANNELS, "intermediate/dense/": 1},
+                alpha=0.65,
+                outliers={ffn0: 1, "intermediate/dense/": 1},
             )
         ),
         f"**kept**: per-row + SmoothQuant {SMOOTHING_ALPHA}, key/value biases folded, "
-        f"fp32 outlier channels {OUTLIER_CHANNELS}": lambda out: quantize_rowwise(
-            folded, out, ranges=folded_ranges, alpha=SMOOTHING_ALPHA, outliers=OUTLIER_CHANNELS
+        f"{FP32_MATMULS[0]} in fp32": lambda out: quantize_rowwise(
+            folded, out, ranges=folded_ranges, alpha=SMOOTHING_ALPHA, exclude=FP32_MATMULS
         ),
     }
 
