@@ -8,10 +8,9 @@ import queue
 import threading
 from collections import deque
 from collections.abc import Generator, Iterable, Iterator, Mapping, Sized
-from concurrent.futures import Future, ThreadPoolExecutor
 from itertools import chain, islice
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -30,6 +29,9 @@ from .pooling import l2_normalize, pool
 from .precision import quantize_embeddings
 from .session import CUDA, GraphSession, choose_providers, choose_threads, usable_cpus
 from .tokenizer import Batch, TextTokenizer, load_tokenizer
+
+if TYPE_CHECKING:
+    from concurrent.futures import Future, ThreadPoolExecutor
 
 # Texts tokenized, length-sorted and batched together: large enough that sorting removes most
 # padding, small enough that the tokenizer's per-text objects stay a few MB.
@@ -283,6 +285,9 @@ class GistEncoder:
             first = next(runs, None)
             second = next(runs, None) if self.parallel_runs > 1 else None
             if second is not None:  # several runs: run them at once, one thread each
+                # Imported here: ~5 ms that a cold start of one-text calls never needs.
+                from concurrent.futures import ThreadPoolExecutor
+
                 single = self._single_session()
                 pool_ = ThreadPoolExecutor(self.parallel_runs, thread_name_prefix="gist-onnx-run")
             every = chain([r for r in (first, second) if r is not None], runs)

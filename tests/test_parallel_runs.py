@@ -3,6 +3,8 @@ same vectors, counts and errors as one at a time."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 from pathlib import Path
 from typing import Any
@@ -64,6 +66,20 @@ def test_an_error_in_one_run_is_raised_and_no_thread_outlives_the_call(
     with pytest.raises(RuntimeError, match="run 3 failed"):
         encoder.encode(TEXTS, batch_size=8)
     assert threading.active_count() == before
+
+
+def test_a_call_of_one_run_does_not_import_the_thread_pool(folder: Path) -> None:
+    # concurrent.futures costs ~5 ms to import: a serverless cold start of one text skips it.
+    code = (
+        "import sys\n"
+        "from gist_onnx import GistEncoder\n"
+        f"GistEncoder({str(folder)!r}).encode(['hello world'])\n"
+        "print('concurrent.futures' in sys.modules)\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
+    )
+    assert proc.stdout.strip() == "False"
 
 
 def test_one_thread_or_off_means_one_run_at_a_time(folder: Path) -> None:
