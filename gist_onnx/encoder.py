@@ -74,7 +74,8 @@ class GistEncoder:
             run takes), run ``threads`` of them at once, one thread each, instead of one at a time
             on ``threads`` threads; a call of one run (one query, one batch) still uses them all.
             Default: on where ``threads`` > 1. Measured on 2 cores: the same throughput when the
-            cores are free, +44% when the machine is busy; the vectors are the same either way.
+            cores are free, +20-60% (int8) when the machine is busy; the vectors are the same
+            either way.
         revision, cache_dir, local_files_only: passed to the hub download; ``HF_HUB_OFFLINE=1``
             is respected as well.
         verify_files: check the files read against the sha256 sums of the folder's

@@ -19,12 +19,15 @@ others.
 
 Attention's activation x activation products, softmax, layer norms and pooling stay in fp32.
 
-Two exact rewrites of the fp32 graph come first (:func:`fold_attention_biases`): the key's bias
+An exact rewrite of the fp32 graph comes first (:func:`fold_attention_biases`): the key's bias
 only shifts each row of attention scores by a constant, which softmax ignores, and the value's bias
 comes out of attention unchanged (softmax rows sum to 1), so it folds into the output projection's
-bias. And where one activation channel dwarfs the rest (the first layer's feed-forward output
-reads a channel 4x larger than any other), that channel's product stays in fp32 beside the int8
-product of the others (``outliers``) instead of the whole product staying in fp32.
+bias.
+
+``quantize_rowwise(outliers=...)`` keeps a product's largest input channels in fp32 beside the int8
+product of the others. The export does not use it (the first layer's FFN down-projection stays
+in fp32 whole: in int8 with its outlier channel in fp32 it fell to a cosine of 0.989 on Japanese
+and Korean paragraphs); ``benchmarks/int8_recipes.py`` measures it.
 """
 
 from __future__ import annotations
@@ -60,19 +63,6 @@ def activation_ranges(in_path: Path, batches: list[dict[str, np.ndarray]]) -> di
     return ranges
 
 
-def _walk_to_bias_add(
-    graph_maps: tuple[dict[str, Any], dict[str, list[Any]]], name: str, inits: set[str]
-) -> Any:
-    """From ``name`` up through Reshape/Transpose to the Add that puts a constant bias on it."""
-    producer, _ = graph_maps
-    node = producer.get(name)
-    while node is not None and node.op_type in ("Reshape", "Transpose"):
-        node = producer.get(node.input[0])
-    if node is not None and node.op_type == "Add" and sum(i in inits for i in node.input) == 1:
-        return node
-    return None
-
-
 def fold_attention_biases(in_path: Path, out_path: Path) -> int:
     """Rewrite the fp32 graph at ``in_path`` without the key and value biases; returns the number
     of attention blocks rewritten (0 where the pattern is not found: the graph is written as is).
@@ -92,12 +82,22 @@ def fold_attention_biases(in_path: Path, out_path: Path) -> int:
     for node in graph.node:
         for name in node.input:
             consumers.setdefault(name, []).append(node)
-    maps = (producer, consumers)
-    names = set(inits)
 
     def single_consumer(name: str) -> Any:
         users = consumers.get(name, [])
         return users[0] if len(users) == 1 else None
+
+    def bias_add_above(name: str) -> Any:
+        """From ``name`` up through Reshape/Transpose to the Add that puts a constant bias on it,
+        if that Add feeds nothing else (its bias is about to be dropped for every reader)."""
+        node = producer.get(name)
+        while node is not None and node.op_type in ("Reshape", "Transpose"):
+            if single_consumer(node.output[0]) is None:
+                return None
+            node = producer.get(node.input[0])
+        if node is None or node.op_type != "Add" or single_consumer(node.output[0]) is None:
+            return None
+        return node if sum(i in inits for i in node.input) == 1 else None
 
     def bias_of(add: Any) -> tuple[str, str]:
         bias = next(i for i in add.input if i in inits)
@@ -112,8 +112,8 @@ def fold_attention_biases(in_path: Path, out_path: Path) -> int:
         mix = single_consumer(softmax.output[0])
         if scores is None or scores.op_type != "MatMul" or mix is None or mix.op_type != "MatMul":
             continue
-        key_add = _walk_to_bias_add(maps, scores.input[1], names)
-        value_add = _walk_to_bias_add(maps, mix.input[1], names)
+        key_add = bias_add_above(scores.input[1])
+        value_add = bias_add_above(mix.input[1])
         out = single_consumer(mix.output[0])
         while out is not None and out.op_type in ("Reshape", "Transpose"):
             out = single_consumer(out.output[0])
@@ -209,8 +209,6 @@ def quantize_rowwise(
             return row_quant[act]
         p = f"rowq/{len(row_quant)}"
         source = act
-        if act in zeroed:
-            smooth.setdefault(act, np.ones(len(ranges[act]) if ranges else 0, dtype=np.float32))
         if act in smooth:
             inverse = (1.0 / smooth[act]).astype(np.float32)
             inverse[zeroed.get(act, [])] = 0.0  # outlier channels: summed in fp32 instead
@@ -252,6 +250,7 @@ def quantize_rowwise(
             ):
                 channels = np.argsort(ranges[node.input[0]])[::-1][:k_out].astype(np.int64)
                 zeroed[node.input[0]] = channels
+                smooth.setdefault(node.input[0], np.ones(w.shape[0], dtype=np.float32))
                 picked = const(f"{p}/outlier_channels", channels)
                 w_out = const(f"{p}/outlier_w", w[channels, :])
                 w = w.copy()
