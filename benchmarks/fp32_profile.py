@@ -35,8 +35,8 @@ LAYERS, HIDDEN, FFN = 6, 384, 1536
 
 
 def batches(workload: str) -> list[dict[str, np.ndarray]]:
-    """The encoder's runs for this workload: tokenized, length-sorted, <= 512 padded tokens."""
-    from gist_onnx.encoder import _TOKENS_PER_RUN
+    """The encoder's runs for this workload: tokenized, length-sorted, cut as on the CPU."""
+    from gist_onnx.encoder import _CPU_TOKENS_PER_RUN
     from gist_onnx.tokenizer import load_tokenizer
 
     texts = json.loads((WORK / "workloads.json").read_text())[workload]["texts"]
@@ -47,7 +47,7 @@ def batches(workload: str) -> list[dict[str, np.ndarray]]:
     feeds, start = [], 0
     while start < len(order):
         longest = lengths[order[min(start + 31, len(order) - 1)]]
-        size = max(1, min(32, _TOKENS_PER_RUN // longest))
+        size = max(1, min(32, _CPU_TOKENS_PER_RUN // longest))
         batch = tokenizer([texts[i] for i in order[start : start + size]])
         feeds.append(
             {

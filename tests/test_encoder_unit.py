@@ -183,3 +183,21 @@ def test_encode_with_token_counts_is_encode_and_count_tokens_in_one_pass(tiny: G
     np.testing.assert_array_equal(vectors, tiny.encode(texts))
     np.testing.assert_array_equal(counts, tiny.count_tokens(texts))
     assert counts.dtype == np.int64 and counts.shape == (300,)
+
+
+def test_cpu_runs_hold_at_most_256_tokens_and_cuda_runs_a_whole_batch(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from gist_onnx.session import CUDA
+
+    enc = GistEncoder(write_tiny_model(tmp_path / "m", max_seq_length=100), parallel_runs=False)
+    texts = [" ".join(["cat"] * n) for n in (98, 98, 98, 60, 60, 60, 60, 10)]  # 100, 62, 12 tokens
+
+    def run_sizes() -> list[tuple[int, int]]:
+        return [r.batch.input_ids.shape for r in enc._plan(iter(texts), batch_size=8)]
+
+    # Longest first, 256 // 100 = 2 rows a run while the longest has 100 tokens, then 256 // 62.
+    assert run_sizes() == [(2, 100), (2, 100), (4, 62)]
+    # Planning only (no CUDA here): with CUDA, batch_size alone sizes a run.
+    monkeypatch.setattr(GistEncoder, "provider", property(lambda self: CUDA))
+    assert run_sizes() == [(8, 100)]
