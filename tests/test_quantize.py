@@ -1,5 +1,5 @@
-"""The int8 graph's rewrites: the attention-bias fold is exact, and the outlier channels are the
-only weights left in fp32."""
+"""The int8 graph's rewrites: the attention-bias fold is exact, the outlier channels are the only
+weights left in fp32, and int8 holds on scripts the calibration never saw."""
 
 from __future__ import annotations
 
@@ -75,13 +75,16 @@ def test_a_graph_without_the_pattern_is_written_unchanged(tmp_path: Path) -> Non
     assert len(onnx.load(str(tmp_path / "out.onnx")).graph.node) == 1
 
 
-def test_the_int8_graph_keeps_only_the_first_ffn_down_projection_in_fp32(exported: Path) -> None:
+def test_the_int8_graph_computes_one_input_channel_per_ffn_down_projection_in_fp32(
+    exported: Path,
+) -> None:
     import onnx
     from onnx import TensorProto
 
     manifest = json.loads((exported / "gist_onnx_manifest.json").read_text())
     quantized = manifest["graphs"]["int8"]["quantized"]
-    assert quantized["matmul_int8"] == 35 and quantized["matmul_fp32"] == 1
+    assert quantized["matmul_int8"] == 36 and quantized["matmul_fp32"] == 0
+    assert quantized["outlier_channels"] == 6  # one per layer
     assert quantized["attention_biases_folded"] == 6
     model = onnx.load(str(exported / "model_int8.onnx"))
     float_matrices = [
@@ -90,20 +93,13 @@ def test_the_int8_graph_keeps_only_the_first_ffn_down_projection_in_fp32(exporte
         if t.data_type == TensorProto.FLOAT and len(t.dims) == 2
     ]
     # Position and token-type embeddings (and the word embeddings' row scales) stay fp32; of the
-    # weights, layer 0's FFN down-projection.
-    assert sorted(float_matrices) == [(2, 384), (512, 384), (1536, 384), (30522, 1)]
-
-
-# Paragraphs in scripts the calibration texts do not cover: quantizing layer 0's FFN
-# down-projection (even with its largest input channels in fp32) took these to a cosine of 0.989.
-CJK_PARAGRAPHS = [
-    "自然语言处理是人工智能的一个重要领域。它研究如何让计算机理解和生成人类语言。"
-    "近年来，基于深度学习的方法取得了很大进展，" * 6,  # noqa: RUF001
-    "自然言語処理は人工知能の重要な分野です。コンピュータが人間の言語を理解し、生成する方法を研究"
-    "します。近年、深層学習に基づく手法が大きく進歩しました。" * 5,
-    "자연어 처리는 인공지능의 중요한 분야입니다. 컴퓨터가 인간의 언어를 이해하고 생성하는 방법을 "
-    "연구합니다. 최근 딥러닝 기반 방법이 크게 발전했습니다. " * 6,
-]
+    # weights, one row per FFN down-projection, whose row in the int8 weights is zero.
+    assert sorted(float_matrices) == [(1, 384)] * 6 + [(2, 384), (512, 384), (30522, 1)]
+    int8 = {t.name: onnx.numpy_helper.to_array(t) for t in model.graph.initializer}
+    for name, picked in int8.items():
+        if name.endswith("/outlier_channels"):
+            weights = int8[name.replace("/outlier_channels", "/w_int8")]
+            assert weights.shape == (1536, 384) and not weights[picked].any()
 
 
 def test_int8_holds_on_paragraphs_the_calibration_never_saw(
@@ -111,6 +107,7 @@ def test_int8_holds_on_paragraphs_the_calibration_never_saw(
 ) -> None:
     from gist_onnx import GistEncoder
     from gist_onnx.export.check import cosines, reference_vectors
+    from gist_onnx.export.texts import CJK_PARAGRAPHS
 
     reference = reference_vectors(stand_in_dir, CJK_PARAGRAPHS)
     vectors = GistEncoder(exported, variant="int8").encode(CJK_PARAGRAPHS)

@@ -24,14 +24,20 @@ only shifts each row of attention scores by a constant, which softmax ignores, a
 comes out of attention unchanged (softmax rows sum to 1), so it folds into the output projection's
 bias.
 
-``quantize_rowwise(outliers=...)`` keeps a product's largest input channels in fp32 beside the int8
-product of the others. The export does not use it (the first layer's FFN down-projection stays
-in fp32 whole: in int8 with its outlier channel in fp32 it fell to a cosine of 0.989 on Japanese
-and Korean paragraphs); ``benchmarks/int8_recipes.py`` measures it.
+Where one input channel carries a huge value, smoothing is the wrong tool. In the FFN
+down-projections of the stand-in model's first four layers, the largest input channel (a GELU
+output of 14-25 on one token of a text, against a median channel peak of 1.5) also has the
+largest weights (3.5-8, against a median row peak of 0.15): that one weight row set the int8
+scale of its output column. ``quantize_rowwise(outliers=...)`` computes such channels in fp32 (a
+gather and a rank-1 product) and zeroes their int8 weight rows; the activation is then not
+smoothed. The export does this for one channel of every FFN down-projection: faster than
+smoothing them or than keeping the first layer's in fp32 whole, and closer to torch on Japanese
+and Korean paragraphs (benchmarks/INT8.md).
 """
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -163,9 +169,11 @@ def quantize_rowwise(
     ``exclude`` holds substrings of MatMul node names to keep in fp32. With ``ranges`` (from
     :func:`activation_ranges`), each activation's outlier channels are scaled down and the
     weights' rows up by the same factor (SmoothQuant, strength ``alpha``), so a row's int8 levels
-    are not spent on a few huge channels. ``outliers`` maps substrings of MatMul node names to a
-    number of input channels (the largest in ``ranges``) whose product stays in fp32: they are
-    zeroed before the row's int8 scale is taken, and their small fp32 product is added back.
+    are not spent on a few huge channels. ``outliers`` maps regular expressions searched in MatMul
+    node names to a number of input channels (the largest in ``ranges``) whose product is
+    computed in fp32 instead, for every product that reads that activation: their weight rows
+    are zero in the int8 weights (a huge weight no longer coarsens its whole column's scale) and
+    their small fp32 product is added back; such an activation is not smoothed.
     """
     import onnx
     from onnx import TensorProto, helper, numpy_helper
@@ -178,7 +186,6 @@ def quantize_rowwise(
     new_inits: list[Any] = []
     row_quant: dict[str, tuple[str, str]] = {}  # activation -> (uint8 tensor, row scale)
     counts = {"matmul_int8": 0, "matmul_fp32": 0, "gather_int8": 0, "outlier_channels": 0}
-    zeroed: dict[str, np.ndarray] = {}  # activation -> its channels taken out of the int8 product
 
     def const(name: str, array: np.ndarray) -> str:
         new_inits.append(numpy_helper.from_array(array, name))
@@ -189,17 +196,23 @@ def quantize_rowwise(
     eps = const("rowq/eps", np.array(1e-8, dtype=np.float32))
     levels = const("rowq/levels", np.array(127.0, dtype=np.float32))
 
-    # One smoothing factor per activation, shared by every MatMul that reads it (Q, K and V).
+    # One smoothing factor per activation, shared by every MatMul that reads it (Q, K and V);
+    # an activation with outlier channels computed in fp32 is not smoothed.
     weights_of: dict[str, list[np.ndarray]] = {}
+    outlier_channels: dict[str, np.ndarray] = {}  # activation -> its channels computed in fp32
     for node in graph.node:
         weight_matmul = node.op_type == "MatMul" and len(node.input) > 1 and node.input[1] in inits
         if weight_matmul and not any(s in node.name for s in exclude):
             weights_of.setdefault(node.input[0], []).append(
                 np.abs(numpy_helper.to_array(inits[node.input[1]])).max(axis=1)
             )
+            k_out = next((k for key, k in (outliers or {}).items() if re.search(key, node.name)), 0)
+            if k_out and ranges is not None and node.input[0] in ranges:
+                peaks = ranges[node.input[0]]
+                outlier_channels[node.input[0]] = np.argsort(peaks)[::-1][:k_out].astype(np.int64)
     smooth: dict[str, np.ndarray] = {}
     for act, w_peaks in weights_of.items():
-        if ranges is not None and act in ranges:
+        if ranges is not None and act in ranges and act not in outlier_channels:
             w_peak = np.maximum(np.max(w_peaks, axis=0), 1e-5)
             a_peak = np.maximum(ranges[act], 1e-5)
             smooth[act] = (a_peak**alpha / w_peak ** (1 - alpha)).astype(np.float32)
@@ -211,7 +224,6 @@ def quantize_rowwise(
         source = act
         if act in smooth:
             inverse = (1.0 / smooth[act]).astype(np.float32)
-            inverse[zeroed.get(act, [])] = 0.0  # outlier channels: summed in fp32 instead
             inv = const(f"{p}/smooth_inv", inverse)
             new_nodes.append(helper.make_node("Mul", [act, inv], [f"{p}/smoothed"]))
             source = f"{p}/smoothed"
@@ -240,17 +252,11 @@ def quantize_rowwise(
                 continue
             w = numpy_helper.to_array(weight).astype(np.float32)
             p = f"{node.name or node.output[0]}/rowq"
-            k_out = next((k for key, k in (outliers or {}).items() if key in node.name), 0)
             fp32_part = None
-            if (
-                k_out
-                and ranges is not None
-                and node.input[0] in ranges
-                and node.input[0] not in row_quant
-            ):
-                channels = np.argsort(ranges[node.input[0]])[::-1][:k_out].astype(np.int64)
-                zeroed[node.input[0]] = channels
-                smooth.setdefault(node.input[0], np.ones(w.shape[0], dtype=np.float32))
+            channels = outlier_channels.get(node.input[0])
+            if channels is not None:
+                # Their int8 weight rows are zero, so their (large) values change nothing in the
+                # int8 product but the row's scale; their product is added back in fp32.
                 picked = const(f"{p}/outlier_channels", channels)
                 w_out = const(f"{p}/outlier_w", w[channels, :])
                 w = w.copy()
@@ -262,7 +268,7 @@ def quantize_rowwise(
                     helper.make_node("MatMul", [f"{p}/outlier_x", w_out], [f"{p}/outlier_y"])
                 )
                 fp32_part = f"{p}/outlier_y"
-                counts["outlier_channels"] += k_out
+                counts["outlier_channels"] += len(channels)
             if node.input[0] in smooth:
                 w = w * smooth[node.input[0]][:, None]
             w_scale = np.maximum(np.abs(w).max(axis=0), 1e-12) / 127.0

@@ -142,3 +142,14 @@ CALIBRATION_TEXTS: tuple[str, ...] = (
     "Mix the paint thoroughly and apply two thin coats, letting each dry for four hours.",
     "The striker scored twice in the second half to secure the title.",
 )
+
+# Paragraphs in scripts the calibration texts do not cover, for the int8 recipe: smoothing the
+# first layer's FFN down-projection input took these to a cosine of 0.989 (benchmarks/INT8.md).
+CJK_PARAGRAPHS = (
+    "自然语言处理是人工智能的一个重要领域。它研究如何让计算机理解和生成人类语言。"
+    "近年来，基于深度学习的方法取得了很大进展，" * 6,
+    "自然言語処理は人工知能の重要な分野です。コンピュータが人間の言語を理解し、生成する方法を研究"
+    "します。近年、深層学習に基づく手法が大きく進歩しました。" * 5,
+    "자연어 처리는 인공지능의 중요한 분야입니다. 컴퓨터가 인간의 언어를 이해하고 생성하는 방법을 "
+    "연구합니다. 최근 딥러닝 기반 방법이 크게 발전했습니다. " * 6,
+)
