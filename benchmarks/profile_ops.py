@@ -26,7 +26,8 @@ def main() -> None:
     parser.add_argument("--workload", default="sentences")
     args = parser.parse_args()
     texts = json.loads((WORK / "workloads.json").read_text())[args.workload]["texts"]
-    encoder = GistEncoder(WORK / "gist-model", variant=args.variant, threads=2)
+    # One run at a time, on the profiled session (runs at once would use a second session).
+    encoder = GistEncoder(WORK / "gist-model", variant=args.variant, threads=2, parallel_runs=False)
     options = ort.SessionOptions()
     options.intra_op_num_threads = 2
     options.enable_profiling = True
