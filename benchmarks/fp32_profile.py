@@ -114,11 +114,18 @@ def mlas_ceiling() -> float:
 def ort_profile(feeds: list[dict[str, np.ndarray]], graph: Path) -> dict[str, Any]:
     import onnxruntime as ort
 
+    from gist_onnx.session import CPU_DISABLED_OPTIMIZERS
+
     options = ort.SessionOptions()
     options.intra_op_num_threads = THREADS
     options.enable_profiling = True
     options.profile_file_prefix = str(OUT / "ort")
-    session = ort.InferenceSession(str(graph), options, providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(
+        str(graph),
+        options,
+        providers=["CPUExecutionProvider"],
+        disabled_optimizers=list(CPU_DISABLED_OPTIMIZERS),  # as gist-onnx's CPU sessions
+    )
     for feed in feeds:
         session.run(None, feed)  # the warm pass: its events are left out below
     start = time.perf_counter()
@@ -192,6 +199,8 @@ def below_fp32(feeds: list[dict[str, np.ndarray]]) -> dict[str, Any]:
     import onnxruntime as ort
     from onnx import TensorProto, helper
 
+    from gist_onnx.session import CPU_DISABLED_OPTIMIZERS
+
     found: dict[str, Any] = {"providers": ort.get_available_providers(), "ort": ort.__version__}
     # 1. A bf16 product: is there a CPU kernel at all?
     weight_bf16 = helper.make_tensor("w16", TensorProto.BFLOAT16, [384, 384], [1.0] * 384 * 384)
@@ -225,7 +234,10 @@ def below_fp32(feeds: list[dict[str, np.ndarray]]) -> dict[str, Any]:
         for key, value in entries.items():
             options.add_session_config_entry(key, value)
         session = ort.InferenceSession(
-            str(folder / graph_file), options, providers=["CPUExecutionProvider"]
+            str(folder / graph_file),
+            options,
+            providers=["CPUExecutionProvider"],
+            disabled_optimizers=list(CPU_DISABLED_OPTIMIZERS),
         )
         timed(session, feeds[:4])
         sessions[name] = session

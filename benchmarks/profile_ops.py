@@ -16,6 +16,7 @@ from pathlib import Path
 import onnxruntime as ort
 
 from gist_onnx import GistEncoder
+from gist_onnx.session import CPU_DISABLED_OPTIMIZERS
 
 WORK = Path(__file__).resolve().parent / ".work"
 
@@ -33,7 +34,10 @@ def main() -> None:
     options.enable_profiling = True
     options.profile_file_prefix = str(WORK / "ortprofile")
     encoder.session.session = ort.InferenceSession(
-        str(encoder.files.graph), options, providers=["CPUExecutionProvider"]
+        str(encoder.files.graph),
+        options,
+        providers=["CPUExecutionProvider"],
+        disabled_optimizers=list(CPU_DISABLED_OPTIMIZERS),  # as the encoder's CPU session
     )
     encoder.encode(texts)
     events = json.loads(Path(encoder.session.session.end_profiling()).read_text())

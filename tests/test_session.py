@@ -91,3 +91,47 @@ def test_corrupt_graph_is_reported(tmp_path: Path) -> None:
     (folder / "model.onnx").write_bytes(b"not a graph")
     with pytest.raises(ModelConfigError, match="could not load"):
         GistEncoder(folder)
+
+
+def test_cpu_sessions_leave_skip_layer_norm_unfused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import onnxruntime
+
+    seen: list[object] = []
+    real = onnxruntime.InferenceSession
+
+    def spy(*args: object, **kwargs: object) -> object:
+        seen.append(kwargs.get("disabled_optimizers"))
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(onnxruntime, "InferenceSession", spy)
+    GistEncoder(write_tiny_model(tmp_path / "m"))
+    assert seen == [["SkipLayerNormFusion"]]
+
+
+@pytest.mark.model
+def test_the_fp32_graph_keeps_its_layer_norms_apart_on_the_cpu(
+    exported: Path, tmp_path: Path
+) -> None:
+    # The export leaves residual additions and layer norms unfused, and a CPU session with the
+    # encoder's disabled optimizers keeps them so (ONNX Runtime fuses them at load otherwise:
+    # if it renames that rewrite, this test sees SkipLayerNormalization come back).
+    import onnx
+    import onnxruntime as ort
+
+    def ops(path: Path) -> set[str]:
+        return {n.op_type for n in onnx.load(str(path), load_external_data=False).graph.node}
+
+    assert "SkipLayerNormalization" not in ops(exported / "model.onnx")
+    assert "LayerNormalization" in ops(exported / "model.onnx")
+    for disabled, fused in ((list(session_mod.CPU_DISABLED_OPTIMIZERS), False), ([], True)):
+        options = ort.SessionOptions()
+        options.optimized_model_filepath = str(tmp_path / f"loaded_{fused}.onnx")
+        ort.InferenceSession(
+            str(exported / "model.onnx"),
+            options,
+            providers=["CPUExecutionProvider"],
+            disabled_optimizers=disabled,
+        )
+        assert ("SkipLayerNormalization" in ops(tmp_path / f"loaded_{fused}.onnx")) is fused

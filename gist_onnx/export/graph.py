@@ -163,14 +163,21 @@ def fuse(in_path: Path, out_path: Path, *, num_heads: int, hidden_size: int) -> 
 
     ``opt_level=0`` keeps ONNX Runtime's own (device-specific) graph rewrites out of the saved
     file, so one fused graph runs on CPU and CUDA alike; sessions still apply them at load.
+    The residual additions and layer norms are left unfused: ONNX Runtime's CPU
+    ``SkipLayerNormalization`` is slower than the three nodes it replaces (fp32 +12-13% without
+    it, see ``gist_onnx.session.CPU_DISABLED_OPTIMIZERS``); a CUDA session fuses them at load.
     """
+    from onnxruntime.transformers.fusion_options import FusionOptions
     from onnxruntime.transformers.optimizer import optimize_model
 
+    options = FusionOptions("bert")
+    options.enable_skip_layer_norm = False
     model = optimize_model(
         str(in_path),
         model_type="bert",
         num_heads=num_heads,
         hidden_size=hidden_size,
+        optimization_options=options,
         opt_level=0,
         use_gpu=False,
     )
