@@ -3,8 +3,8 @@
     python benchmarks/fp32_profile.py          (after benchmarks/run.py has set up benchmarks/.work)
 
 Both engines run the same graph (gist-onnx's model.onnx) on the same length-sorted batches
-(sentences and passages of benchmarks/.work/workloads.json, runs of at most 512 tokens as the
-encoder makes them), 2 threads, one warm pass then one profiled pass. ONNX Runtime's profiler gives
+(sentences and passages of benchmarks/.work/workloads.json, runs cut as the encoder cuts them
+on the CPU), 2 threads, one warm pass then one profiled pass. ONNX Runtime's profiler gives
 each operator's kernel time and input shapes (so its FLOPs); OpenVINO's PERF_COUNT gives each
 executed layer's time, type and kernel. The numpy sgemm rate of the same run is the ceiling.
 Then the precisions below fp32 that ONNX Runtime could use on this CPU are tried. Writes
@@ -283,13 +283,17 @@ def main() -> int:
 
 
 def render(report: dict[str, Any]) -> str:
+    from gist_onnx.encoder import _CPU_TOKENS_PER_RUN
+
     ceiling = report["mlas_gflops"]
     lines = [
         "# fp32: where the time goes, ONNX Runtime beside OpenVINO",
         "",
         f"Written by `python benchmarks/fp32_profile.py` on {report['machine']}, 2 threads, "
         "stand-in weights, the same graph (model.onnx) and the same batches for both engines "
-        "(runs of at most 512 tokens, length-sorted). Kernel times are each engine's own profiler "
+        f"(runs of at most {_CPU_TOKENS_PER_RUN} tokens, length-sorted, as the encoder cuts them; "
+        "ONNX Runtime with the encoder's CPU session options). Kernel times are each engine's "
+        "own profiler "
         "(one warm pass, then one profiled pass); the profilers add their own overhead, so "
         "compare shares and ratios. The ceiling is ONNX Runtime's fp32 MatMul (MLAS) on a 512 x "
         f"384 x 1,536 product in the same run: {ceiling:.0f} GFLOP/s (numpy's sgemm: "
