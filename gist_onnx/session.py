@@ -28,7 +28,7 @@ _ORT_DISTRIBUTIONS = ("onnxruntime", "onnxruntime-gpu")
 
 GPU_FIX = "pip uninstall -y onnxruntime onnxruntime-gpu && pip install 'onnxruntime-gpu>=1.20'"
 
-# ONNX Runtime rewrites a graph at load; on the CPU these rewrites make it slower. Its CPU
+# ONNX Runtime rewrites a graph at load; on the CPU this rewrite makes it slower: its CPU
 # SkipLayerNormalization (residual addition + bias + layer norm in one node) took ~400 us where
 # the two additions and LayerNormalization it replaces took ~60 us (256 x 384, one core): the
 # fp32 graph ran +12-13% faster without it (sentences and passages, interleaved rounds). With
