@@ -36,19 +36,15 @@ LAYERS, HIDDEN, FFN = 6, 384, 1536
 
 def batches(workload: str) -> list[dict[str, np.ndarray]]:
     """The encoder's runs for this workload: tokenized, length-sorted, cut as on the CPU."""
-    from gist_onnx.encoder import _CPU_TOKENS_PER_RUN
+    from gist_onnx.encoder import _CPU_TOKENS_PER_RUN, _cut_runs
     from gist_onnx.tokenizer import load_tokenizer
 
     texts = json.loads((WORK / "workloads.json").read_text())[workload]["texts"]
     tokenizer = load_tokenizer(WORK / "gist-model", max_length=256)
-    encoded = [tokenizer([t]) for t in texts]
-    lengths = [int(e.attention_mask.sum()) for e in encoded]
-    order = sorted(range(len(texts)), key=lengths.__getitem__)
-    feeds, start = [], 0
-    while start < len(order):
-        longest = lengths[order[min(start + 31, len(order) - 1)]]
-        size = max(1, min(32, _CPU_TOKENS_PER_RUN // longest))
-        batch = tokenizer([texts[i] for i in order[start : start + size]])
+    encodings = tokenizer.tokenize(texts)
+    feeds = []
+    for rows in _cut_runs([len(e) for e in encodings], 32, _CPU_TOKENS_PER_RUN):
+        batch = tokenizer.pad([encodings[i] for i in rows])
         feeds.append(
             {
                 "input_ids": batch.input_ids,
@@ -56,7 +52,6 @@ def batches(workload: str) -> list[dict[str, np.ndarray]]:
                 "token_type_ids": batch.token_type_ids,
             }
         )
-        start += size
     return feeds
 
 

@@ -264,18 +264,15 @@ def _batches(gist_dir: Path, texts: Sequence[str], batch: int) -> list[tuple[lis
     import sys
 
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-    from gist_onnx.encoder import _CPU_TOKENS_PER_RUN
+    from gist_onnx.encoder import _CPU_TOKENS_PER_RUN, _cut_runs
 
     tokenizer = _gist_tokenizer(gist_dir)
     encodings = tokenizer.tokenize(list(texts))
-    order = sorted(range(len(texts)), key=lambda i: -len(encodings[i]))
-    runs, begin = [], 0
-    while begin < len(order):
-        size = max(1, min(batch, _CPU_TOKENS_PER_RUN // len(encodings[order[begin]])))
-        rows = order[begin : begin + size]
-        runs.append((rows, tokenizer.pad([encodings[i] for i in rows])))
-        begin += size
-    return runs
+    lengths = [len(e) for e in encodings]
+    return [
+        (rows, tokenizer.pad([encodings[i] for i in rows]))
+        for rows in _cut_runs(lengths, batch, _CPU_TOKENS_PER_RUN)
+    ]
 
 
 # Each engine runs a call of several batches the way its documentation says to for throughput,

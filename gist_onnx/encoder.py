@@ -47,6 +47,20 @@ _CPU_TOKENS_PER_RUN = 256
 _PREFETCH = 8
 
 
+def _cut_runs(lengths: list[int], batch_size: int, cap: int) -> list[list[int]]:
+    """The texts of each run, by index: longest first (the first run shows at once whether memory
+    suffices), at most ``batch_size`` texts and, if ``cap``, at most ``cap`` padded tokens a run
+    (one text at least)."""
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    runs, begin = [], 0
+    while begin < len(order):
+        longest = lengths[order[begin]]  # sorted: the first is the longest
+        size = max(1, min(batch_size, cap // longest)) if cap else batch_size
+        runs.append(order[begin : begin + size])
+        begin += size
+    return runs
+
+
 class _Run(NamedTuple):
     """One graph run: which rows of its chunk it fills; ``chunk`` > 0 opens a chunk of that size."""
 
@@ -415,16 +429,9 @@ class GistEncoder:
             encodings = self._tokenize(chunk, start)
             start += len(chunk)
             lengths = [len(e) for e in encodings]  # len() is cheap; .ids builds a list each time
-            # Longest first: the first batch shows at once whether memory suffices.
-            order = sorted(range(len(chunk)), key=lambda i: -lengths[i])
-            begin = 0
-            while begin < len(order):
-                longest = lengths[order[begin]]  # sorted: the first is the longest
-                size = max(1, min(batch_size, cap // longest)) if cap else batch_size
-                rows = order[begin : begin + size]
+            for index, rows in enumerate(_cut_runs(lengths, batch_size, cap)):
                 batch = self.tokenizer.pad([encodings[i] for i in rows])
-                yield _Run(len(chunk) if begin == 0 else 0, rows, batch)
-                begin += size
+                yield _Run(len(chunk) if index == 0 else 0, rows, batch)
 
     def _single_session(self) -> GraphSession:
         """The single-threaded session for runs made at once (one more session over the same

@@ -223,8 +223,7 @@ def quantize_rowwise(
         p = f"rowq/{len(row_quant)}"
         source = act
         if act in smooth:
-            inverse = (1.0 / smooth[act]).astype(np.float32)
-            inv = const(f"{p}/smooth_inv", inverse)
+            inv = const(f"{p}/smooth_inv", (1.0 / smooth[act]).astype(np.float32))
             new_nodes.append(helper.make_node("Mul", [act, inv], [f"{p}/smoothed"]))
             source = f"{p}/smoothed"
         new_nodes.extend(
@@ -259,8 +258,7 @@ def quantize_rowwise(
                 # int8 product but the row's scale; their product is added back in fp32.
                 picked = const(f"{p}/outlier_channels", channels)
                 w_out = const(f"{p}/outlier_w", w[channels, :])
-                w = w.copy()
-                w[channels, :] = 0.0
+                w[channels, :] = 0.0  # w is this function's own float32 copy
                 new_nodes.append(
                     helper.make_node("Gather", [node.input[0], picked], [f"{p}/outlier_x"], axis=-1)
                 )

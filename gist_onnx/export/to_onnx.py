@@ -50,9 +50,9 @@ COPIED_FILES = (
 # The int8 recipe, chosen by measurement (README, "int8"): smoothing strength.
 SMOOTHING_ALPHA = 0.65
 # Input channels computed in fp32 instead of smoothing, per FFN down-projection: its largest (one
-# GELU output channel of ~25 meeting weights of up to ~8). Against the previous recipe (the first
-# layer's down-projection in fp32, the others smoothed): +6-10% and closer to torch on Japanese
-# and Korean paragraphs: benchmarks/INT8.md, tests/test_quantize.py.
+# GELU output channel of ~25 meeting weights of up to ~8). Against the first layer's
+# down-projection in fp32 and the others smoothed: sentences +7-10%, passages +3-6%, and closer to
+# torch on Japanese and Korean paragraphs: benchmarks/INT8.md, tests/test_quantize.py.
 OUTLIER_CHANNELS = {r"layer\.\d+/output/dense/": 1}
 _PACKAGES = (
     "gist-onnx",
