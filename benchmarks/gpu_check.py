@@ -1,19 +1,26 @@
 """The CUDA check, ready for a GPU machine that has no package index: parity of the fp16 graph,
-overlap against the plain loop, and end-to-end speed against torch fp32 and fp16 on the same GPU.
+overlap against the plain loop, and end-to-end speed against sentence-transformers fp32 and fp16
+on the same GPU; and a probe of where an encode's time goes.
 
-    # here, once: the model folder to carry, with reference vectors from torch on the CPU
-    python benchmarks/gpu_check.py prepare --out .gpu
-    # there (after onnxruntime-gpu is installed, see benchmarks/README.md):
-    python benchmarks/gpu_check.py run --folder .gpu --device cuda --report $OUT/gpu.json
+    # here, once: the folders to carry, with reference vectors from torch on the CPU, then the
+    # runtime and those folders cut into pieces of one transfer each
+    python benchmarks/gpu_check.py prepare --out .gpu --weights
+    python benchmarks/gpu_check.py pack --folder .gpu
+    # there, with every piece copied into /tmp/ch (see benchmarks/README.md):
+    python3 benchmarks/gpu_check.py unpack && export PYTHONPATH=/tmp/site:.
+    python3 benchmarks/gpu_check.py run --folder /tmp/gpu --device cuda --report gpu.json
+    python3 benchmarks/gpu_check.py probe --folder /tmp/gpu --report probe.json
     # the same checks on this machine's CPU, to try the script:
-    python benchmarks/gpu_check.py run --folder .gpu --device cpu --variant fp32
+    python benchmarks/gpu_check.py prepare --out /tmp/cpu --variant fp32 --weights
+    python benchmarks/gpu_check.py run --folder /tmp/cpu --device cpu --variant fp32 --scale 1
 
-`prepare` writes into --out three folders of under 64 MiB each, one transfer each: model/ (the
-fp16 graph, or --variant's, the tokenizer and configs), data/ (the check texts and
-sentence-transformers' vectors of them, made by torch fp32 on the CPU; STS-B sentences and
-~200-word passages for the speed runs) and, with --weights, torch/ (the model's weights for the
-torch rows, stored in fp16: 45 MB). `run` needs only gist-onnx's runtime (and torch +
-transformers for the torch rows, skipped without them).
+`prepare` writes into --out three folders of under 64 MiB each: model/ (the fp16 graph, or
+--variant's, the tokenizer and configs), data/ (the check texts and sentence-transformers' vectors
+of them, made by torch fp32 on the CPU; STS-B sentences and ~200-word passages for the speed runs)
+and, with --weights, torch/ (the model as a sentence-transformers folder, weights stored in fp16:
+45 MB). `pack` puts onnxruntime-gpu's wheel and those folders into one stream cut into pieces that
+each fit one transfer. `run` needs only gist-onnx's runtime (and sentence-transformers for the
+torch rows, skipped without it); it exits 1 if a check fails.
 """
 
 from __future__ import annotations
@@ -65,11 +72,9 @@ def prepare(out: Path, variant: str, weights: bool) -> None:
     texts = {"check": list(PARITY_TEXTS), "sentences": stsb.sentences, "passages": passages}
     (out / "data" / "texts.json").write_text(json.dumps(texts))
     if weights:
-        # Stored in fp16 (45 MB, so that it fits one transfer); the fp32 rows load it upcast,
-        # which changes no timing.
-        from transformers import AutoModel
-
-        AutoModel.from_pretrained(str(source)).half().save_pretrained(str(out / "torch"))
+        # sentence-transformers' own folder, weights stored in fp16 (45 MB, so that it fits one
+        # transfer); the fp32 rows load it upcast, which changes no timing.
+        SentenceTransformer(str(source), device="cpu").half().save(str(out / "torch"))
     size = sum(p.stat().st_size for p in out.rglob("*") if p.is_file()) / 2**20
     print(f"wrote {out} ({size:.0f} MiB)")
 
@@ -85,12 +90,28 @@ def timed(fn: Any, repeats: int) -> float:
     return statistics.median(times)
 
 
-def run(folder: Path, device: str, variant: str, report: Path | None) -> int:
+def environment(device: str) -> dict[str, str]:
+    """What ran the check: the runtime's version and, with CUDA, the GPU's name."""
+    import onnxruntime as ort
+
+    info = {"onnxruntime": ort.__version__}
+    try:
+        import torch
+
+        if device == "cuda" and torch.cuda.is_available():
+            info["gpu"] = torch.cuda.get_device_name(0)
+        info["torch"] = torch.__version__
+    except ImportError:
+        pass
+    return info
+
+
+def run(folder: Path, device: str, variant: str, report: Path | None, scale: int) -> int:
     from gist_onnx import GistEncoder
 
     texts = json.loads((folder / "data" / "texts.json").read_text())
     reference = np.load(folder / "data" / "reference.npy")
-    result: dict[str, Any] = {"device": device, "variant": variant}
+    result: dict[str, Any] = {"device": device, "variant": variant} | environment(device)
     overlapped = GistEncoder(folder / "model", variant=variant, device=device, overlap=True)
     plain = GistEncoder(folder / "model", variant=variant, device=device, overlap=False)
     result["provider"] = overlapped.provider
@@ -101,14 +122,23 @@ def run(folder: Path, device: str, variant: str, report: Path | None) -> int:
     result["overlap_max_abs_diff"] = float(
         np.abs(plain.encode(texts["check"], batch_size=4) - vectors).max()
     )
-    sentences, passages = texts["sentences"], texts["passages"]
-    speed: dict[str, dict[str, float]] = {}
+    # The same checks as the test tier's CUDA test (tests/test_parity.py).
+    checks = {
+        "parity_worst_cosine >= 0.999": result["parity_worst_cosine"] >= 0.999,
+        "overlap_max_abs_diff <= 1e-6": result["overlap_max_abs_diff"] <= 1e-6,
+    }
+    result["checks_passed"] = all(checks.values())
+    result["checks"] = checks
+    # A GPU runs the plain lists in tens of milliseconds: --scale repeats them for steadier timing.
+    sentences, passages = texts["sentences"] * scale, texts["passages"] * scale
+    result["texts"] = {"sentences": len(sentences), "passages": len(passages)}
+    speed = {"tokenize only": tokenize_only(folder, sentences, passages)}
     for label, encoder in (("gist-onnx overlap", overlapped), ("gist-onnx plain", plain)):
         speed[label] = {
             "sentences_per_s": len(sentences)
-            / timed(lambda e=encoder: e.encode(sentences, batch_size=128), 3),
+            / timed(lambda e=encoder: e.encode(sentences, batch_size=128), 5),
             "passages_per_s": len(passages)
-            / timed(lambda e=encoder: e.encode(passages, batch_size=128), 3),
+            / timed(lambda e=encoder: e.encode(passages, batch_size=128), 5),
             "one_query_ms": 1000 * timed(lambda e=encoder: e.encode(["capital of France"]), 50),
         }
     speed |= torch_rows(folder, device, sentences, passages)
@@ -117,53 +147,254 @@ def run(folder: Path, device: str, variant: str, report: Path | None) -> int:
     print(text)
     if report is not None:
         report.write_text(text + "\n")
-    return 0
+    return 0 if result["checks_passed"] else 1
+
+
+def tokenize_only(folder: Path, sentences: list[str], passages: list[str]) -> dict[str, float]:
+    """The tokenizer alone (``tokenizers``' batch encoding on every core, truncated at 256): the
+    ceiling of any end-to-end figure on a GPU that outruns it."""
+    from tokenizers import Tokenizer
+
+    tokenizer = Tokenizer.from_file(str(folder / "model" / "tokenizer.json"))
+    tokenizer.enable_truncation(256)
+    tokenizer.no_padding()
+    return {
+        "sentences_per_s": len(sentences) / timed(lambda: tokenizer.encode_batch(sentences), 3),
+        "passages_per_s": len(passages) / timed(lambda: tokenizer.encode_batch(passages), 3),
+    }
 
 
 def torch_rows(
     folder: Path, device: str, sentences: list[str], passages: list[str]
 ) -> dict[str, dict[str, float]]:
-    """transformers' BERT with sentence-transformers' mean pooling and normalization, fp32 and
-    fp16, on the same device: what sentence-transformers runs (skipped without torch or weights)."""
+    """sentence-transformers itself, fp32 and fp16 (``.half()``), batch 128 as gist-onnx's rows,
+    on the same device (skipped without sentence-transformers or the weights)."""
     try:
-        import torch
-        from transformers import AutoModel, AutoTokenizer
+        from sentence_transformers import SentenceTransformer
     except ImportError:
         return {}
-    if not (folder / "torch" / "model.safetensors").is_file():
+    if not (folder / "torch" / "modules.json").is_file():
         return {}
-    tokenizer = AutoTokenizer.from_pretrained(str(folder / "model"))
     rows: dict[str, dict[str, float]] = {}
-    for dtype in (torch.float32, torch.float16):
-        if dtype == torch.float16 and device != "cuda":
+    for dtype in ("float32", "float16"):
+        if dtype == "float16" and device != "cuda":
             continue
-        model = AutoModel.from_pretrained(str(folder / "torch"), dtype=dtype).to(device)
-        model.eval()
+        model = SentenceTransformer(str(folder / "torch"), device=device)
+        model = model.half() if dtype == "float16" else model.float()
 
         def encode(batch: list[str], model: Any = model) -> np.ndarray:
-            out = []
-            ordered = sorted(batch, key=len)
-            with torch.inference_mode():
-                for start in range(0, len(ordered), 128):
-                    enc = tokenizer(
-                        ordered[start : start + 128],
-                        padding=True,
-                        truncation=True,
-                        max_length=256,
-                        return_tensors="pt",
-                    ).to(device)
-                    hidden = model(**enc).last_hidden_state
-                    mask = enc["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-                    pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
-                    out.append(torch.nn.functional.normalize(pooled.float(), dim=1).cpu())
-            return torch.cat(out).numpy()
+            return model.encode(batch, batch_size=128, normalize_embeddings=True)
 
-        rows[f"torch {str(dtype).split('.')[-1]}"] = {
-            "sentences_per_s": len(sentences) / timed(lambda: encode(sentences), 3),
-            "passages_per_s": len(passages) / timed(lambda: encode(passages), 3),
+        rows[f"sentence-transformers {dtype}"] = {
+            "sentences_per_s": len(sentences) / timed(lambda: encode(sentences), 5),
+            "passages_per_s": len(passages) / timed(lambda: encode(passages), 5),
             "one_query_ms": 1000 * timed(lambda: encode(["capital of France"]), 50),
         }
     return rows
+
+
+def probe(
+    folder: Path,
+    device: str,
+    variant: str,
+    report: Path | None,
+    scale: int,
+    *,
+    query_only: bool,
+) -> int:
+    """Where the time of an encode goes on this device: the graph ONNX Runtime runs, the host's
+    side alone (tokenize, sort, pad), the graph alone, end to end by mode and batch size, and one
+    query's parts."""
+    import onnxruntime as ort
+
+    from gist_onnx import GistEncoder
+
+    texts = json.loads((folder / "data" / "texts.json").read_text())
+    workloads = {"sentences": texts["sentences"] * scale, "passages": texts["passages"] * scale}
+    result: dict[str, Any] = {"device": device, "variant": variant} | environment(device)
+    encoder = GistEncoder(folder / "model", variant=variant, device=device)
+    # The graph as ONNX Runtime runs it here, after its own fusions at load.
+    options = ort.SessionOptions()
+    options.optimized_model_filepath = str(folder / "optimized.onnx")
+    ort.InferenceSession(str(encoder.files.graph), options, providers=encoder.session.providers)
+    try:
+        import onnx
+
+        graph = onnx.load(str(folder / "optimized.onnx"), load_external_data=False).graph
+        ops: dict[str, int] = {}
+        for node in graph.node:
+            ops[node.op_type] = ops.get(node.op_type, 0) + 1
+        result["ops_at_load"] = dict(sorted(ops.items(), key=lambda kv: -kv[1]))
+    except ImportError:
+        pass
+    rows: dict[str, Any] = {}
+    groups = {"whole chunk": 0, "per batch": 1, "4 batches": 4, "8 batches": 8}
+    for name, batch in workloads.items() if not query_only else ():
+        for label, group in groups.items():
+            encoder._group_batches = group
+            seconds = timed(lambda b=batch: sum(1 for _ in encoder._plan(iter(b), 128)), 3)
+            rows[f"host only ({label}) {name}/s"] = len(batch) / seconds
+        runs = [run.batch for run in encoder._plan(iter(batch), 128)]
+        seconds = timed(lambda r=runs: [encoder.session.run(b) for b in r], 3)
+        rows[f"graph only {name}/s"] = len(batch) / seconds
+        rows[f"graph only {name} tokens/s"] = sum(b.attention_mask.size for b in runs) / seconds
+        for label, overlap, size in (
+            ("whole chunk", True, 128), ("per batch", True, 128), ("4 batches", True, 128),
+            ("8 batches", True, 128), ("plain", False, 128), ("4 batches", True, 512),
+        ):  # fmt: skip
+            encoder._group_batches, encoder.overlap = groups.get(label, 0), overlap
+            seconds = timed(lambda b=batch, n=size: encoder.encode(b, batch_size=n), 3)
+            rows[f"encode {label} batch {size} {name}/s"] = len(batch) / seconds
+    encoder._group_batches, encoder.overlap = 4, True
+    query = ["capital of France"]
+    one = encoder.tokenizer(query)
+    rows["one query: encode ms"] = 1000 * timed(lambda: encoder.encode(query), 100)
+    rows["one query: tokenize + pad ms"] = 1000 * timed(lambda: encoder.tokenizer(query), 100)
+    rows["one query: graph ms"] = 1000 * timed(lambda: encoder.session.run(one), 100)
+    if device == "cuda":
+        session = encoder.session.session
+        binding = session.io_binding()
+        for name in encoder.session.info.inputs:
+            value = ort.OrtValue.ortvalue_from_numpy(getattr(one, name), "cuda", 0)
+            binding.bind_ortvalue_input(name, value)
+        binding.bind_output(encoder.session.info.output, "cuda")
+        rows["one query: graph, inputs already on the GPU ms"] = 1000 * timed(
+            lambda: session.run_with_iobinding(binding), 100
+        )
+    rows |= cuda_graph_query(encoder, query, device)
+    single = GistEncoder(folder / "model", variant=variant, device=device, threads=1)
+    rows["one query: encode, 1 CPU thread ms"] = 1000 * timed(lambda: single.encode(query), 100)
+    result["rows"] = rows
+    text = json.dumps(result, indent=2)
+    print(text)
+    if report is not None:
+        report.write_text(text + "\n")
+    return 0
+
+
+def cuda_graph_query(encoder: Any, query: list[str], device: str) -> dict[str, Any]:
+    """One query through ONNX Runtime's CUDA graph capture: a second session whose inputs are
+    fixed (1, 32) buffers on the GPU, the query padded into them, replayed instead of launched
+    node by node. Its vector against the plain session's, and its latency. (On the CPU: the same
+    fixed buffers without a graph, to try the script.)"""
+    import onnxruntime as ort
+
+    length = 32
+    try:
+        session = ort.InferenceSession(
+            str(encoder.files.graph),
+            providers=[("CUDAExecutionProvider", {"enable_cuda_graph": "1"})]
+            if device == "cuda"
+            else ["CPUExecutionProvider"],
+        )
+        buffers = {
+            name: ort.OrtValue.ortvalue_from_numpy(np.zeros((1, length), np.int64), device, 0)
+            for name in encoder.session.info.inputs
+        }
+        output = ort.OrtValue.ortvalue_from_shape_and_type(
+            [1, encoder.dimension], np.float32, device, 0
+        )
+        binding = session.io_binding()
+        for name, value in buffers.items():
+            binding.bind_ortvalue_input(name, value)
+        binding.bind_ortvalue_output(encoder.session.info.output, output)
+
+        def encode() -> np.ndarray:
+            batch = encoder.tokenizer(query)
+            for name, value in buffers.items():
+                padded = np.zeros((1, length), np.int64)
+                array = getattr(batch, name)
+                padded[:, : array.shape[1]] = array
+                value.update_inplace(padded)
+            session.run_with_iobinding(binding)
+            return np.asarray(output.numpy())
+
+        vector = encode()
+        return {
+            "one query: CUDA graph, padded to 32, encode ms": 1000 * timed(encode, 100),
+            "one query: CUDA graph max abs diff": float(
+                np.abs(vector - encoder.encode(query)).max()
+            ),
+        }
+    except Exception as exc:  # noqa: BLE001 -- what failed is the finding
+        return {"one query: CUDA graph": f"failed: {type(exc).__name__}: {exc}"[:600]}
+
+
+# A transfer to the GPU machine carries at most 64 MiB with the repository; a piece leaves room.
+PIECE_BYTES = 62 * 2**20
+WHEEL_PLATFORMS = ("manylinux_2_28_x86_64", "manylinux_2_27_x86_64", "manylinux_2_17_x86_64")
+
+
+def pack(folder: Path, wheel: Path | None, version: str) -> None:
+    """One stream, cut into pieces under ``folder/pieces/pN``: onnxruntime-gpu's wheel unpacked
+    (its TensorRT provider left out) as an xz tar, then model/, data/ and torch/ as a plain tar.
+    xz takes the CUDA library from 200 to ~185 MB: one transfer fewer."""
+    import io
+    import subprocess
+    import tarfile
+    import zipfile
+
+    if wheel is None:
+        download = folder / "dl"
+        subprocess.run(
+            [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
+             "--python-version", "3.12", "--implementation", "cp",
+             *[arg for p in WHEEL_PLATFORMS for arg in ("--platform", p)],
+             "-d", str(download), f"onnxruntime-gpu=={version}"],
+            check=True,
+        )  # fmt: skip
+        wheel = next(download.glob("onnxruntime_gpu-*.whl"))
+    runtime = io.BytesIO()
+    with (
+        zipfile.ZipFile(wheel) as archive,
+        tarfile.open(fileobj=runtime, mode="w:xz", preset=9) as tar,
+    ):
+        for member in archive.infolist():
+            if member.is_dir() or "providers_tensorrt" in member.filename:
+                continue
+            data = archive.read(member)
+            info = tarfile.TarInfo(member.filename)
+            info.size, info.mode = len(data), 0o755 if member.filename.endswith(".so") else 0o644
+            tar.addfile(info, io.BytesIO(data))
+    rest = io.BytesIO()
+    with tarfile.open(fileobj=rest, mode="w") as tar:
+        for name in ("model", "data", "torch"):
+            if (folder / name).is_dir():
+                tar.add(folder / name, arcname=name)
+    stream = runtime.getvalue() + rest.getvalue()
+    pieces = folder / "pieces"
+    shutil.rmtree(pieces, ignore_errors=True)
+    count = -(-len(stream) // PIECE_BYTES)
+    for n in range(count):
+        (pieces / f"p{n}").mkdir(parents=True)
+        (pieces / f"p{n}" / f"piece.{n}").write_bytes(
+            stream[n * PIECE_BYTES : (n + 1) * PIECE_BYTES]
+        )
+    layout = {"runtime_bytes": len(runtime.getvalue()), "total_bytes": len(stream), "pieces": count}
+    (pieces / f"p{count - 1}" / "layout.json").write_text(json.dumps(layout))
+    print(f"{count} pieces under {pieces} ({len(stream) / 2**20:.0f} MiB)")
+
+
+def unpack(pieces: Path, site: Path, folder: Path) -> None:
+    """Join the pieces copied into ``pieces`` and unpack the runtime into ``site`` (for
+    PYTHONPATH) and model/, data/, torch/ into ``folder``."""
+    import io
+    import tarfile
+
+    layout = json.loads((pieces / "layout.json").read_text())
+    names = [pieces / f"piece.{n}" for n in range(layout["pieces"])]
+    missing = [str(p) for p in names if not p.is_file()]
+    if missing:
+        raise SystemExit(f"missing pieces {missing}: the machine went cold between transfers")
+    stream = b"".join(p.read_bytes() for p in names)
+    if len(stream) != layout["total_bytes"]:
+        raise SystemExit(f"{len(stream)} bytes joined, {layout['total_bytes']} packed")
+    cut = layout["runtime_bytes"]
+    with tarfile.open(fileobj=io.BytesIO(stream[:cut]), mode="r:xz") as tar:
+        tar.extractall(site, filter="data")
+    with tarfile.open(fileobj=io.BytesIO(stream[cut:]), mode="r:") as tar:
+        tar.extractall(folder, filter="data")
+    print(f"unpacked the runtime into {site} and the model into {folder}")
 
 
 def main() -> int:
@@ -178,11 +409,42 @@ def main() -> int:
     check.add_argument("--device", default="cuda")
     check.add_argument("--variant", default="fp16")
     check.add_argument("--report", type=Path, default=None)
+    check.add_argument("--scale", type=int, default=8, help="repeat the speed texts this often")
+    look = commands.add_parser("probe", help="where an encode's time goes (on the GPU machine)")
+    look.add_argument("--folder", type=Path, default=HERE.parent / ".gpu")
+    look.add_argument("--device", default="cuda")
+    look.add_argument("--variant", default="fp16")
+    look.add_argument("--report", type=Path, default=None)
+    look.add_argument("--scale", type=int, default=8)
+    look.add_argument("--query-only", action="store_true", help="one query's rows alone")
+    packer = commands.add_parser("pack", help="cut the runtime and the folders into transfers")
+    packer.add_argument("--folder", type=Path, default=HERE.parent / ".gpu")
+    packer.add_argument("--wheel", type=Path, default=None, help="default: download it")
+    packer.add_argument("--ort-version", default="1.31.1")
+    unpacker = commands.add_parser("unpack", help="join and unpack the pieces (on the GPU machine)")
+    unpacker.add_argument("--pieces", type=Path, default=Path("/tmp/ch"))
+    unpacker.add_argument("--site", type=Path, default=Path("/tmp/site"))
+    unpacker.add_argument("--folder", type=Path, default=Path("/tmp/gpu"))
     args = parser.parse_args()
     if args.command == "prepare":
         prepare(args.out, args.variant, args.weights)
         return 0
-    return run(args.folder, args.device, args.variant, args.report)
+    if args.command == "probe":
+        return probe(
+            args.folder,
+            args.device,
+            args.variant,
+            args.report,
+            args.scale,
+            query_only=args.query_only,
+        )
+    if args.command == "pack":
+        pack(args.folder, args.wheel, args.ort_version)
+        return 0
+    if args.command == "unpack":
+        unpack(args.pieces, args.site, args.folder)
+        return 0
+    return run(args.folder, args.device, args.variant, args.report, args.scale)
 
 
 if __name__ == "__main__":

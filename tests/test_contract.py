@@ -63,6 +63,11 @@ def test_a_text_that_is_not_unicode_is_named_by_its_index(tiny: GistEncoder) -> 
     texts[637] = "bad\udc80"
     with pytest.raises(InvalidInputError, match="Text 637 is not valid Unicode"):
         tiny.encode(texts)
+    # With overlap, texts are reordered by length and tokenized a batch at a time: still named
+    # by their index in the call (the bad one is the longest here, so it moves to the front).
+    tiny.overlap = True
+    with pytest.raises(InvalidInputError, match="Text 637 is not valid Unicode"):
+        tiny.encode(texts, batch_size=8)
     with pytest.raises(InvalidInputError, match="Text 637 is not valid Unicode"):
         tiny.count_tokens(texts)
 

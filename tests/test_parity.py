@@ -99,3 +99,7 @@ def test_fp16_on_cuda_stays_close_to_torch(exported: Path, reference: np.ndarray
     assert cosines(out, reference).min() >= 0.999
     sequential = GistEncoder(exported, variant="fp16", device="cuda", overlap=False)
     np.testing.assert_allclose(sequential.encode(PARITY_TEXTS, batch_size=4), out, atol=1e-6)
+    # One short text through the captured CUDA graph: the batch path's vector.
+    query = enc.encode([PARITY_TEXTS[0]])
+    assert enc._replay is not None
+    assert cosines(query, out[:1]).min() >= 0.9999

@@ -135,3 +135,52 @@ def test_the_fp32_graph_keeps_its_layer_norms_apart_on_the_cpu(
             disabled_optimizers=disabled,
         )
         assert ("SkipLayerNormalization" in ops(tmp_path / f"loaded_{fused}.onnx")) is fused
+
+
+SHORT = ["capital of France", "a", "how do I reset my password on the router in the hall"]
+
+
+@pytest.mark.model
+def test_the_replayed_graph_pads_one_text_into_fixed_buffers_exactly(exported: Path) -> None:
+    """On the CPU the fixed (1, 32) buffers run without a CUDA graph: the padding and binding
+    that the capture replays on a GPU give the usual session's vectors."""
+    import numpy as np
+
+    from gist_onnx.session import CPU, ReplayedGraph
+
+    enc = GistEncoder(exported, cuda_graph=False)
+    replay = ReplayedGraph(enc.files.graph, enc.session.info, [CPU])
+    for text in SHORT:
+        batch = enc.tokenizer([text])
+        assert replay.fits(batch)
+        np.testing.assert_allclose(replay.run(batch), enc.session.run(batch), atol=1e-6)
+    assert not replay.fits(enc.tokenizer(["word " * 40]))  # 42 tokens
+    assert not replay.fits(enc.tokenizer(SHORT[:2]))  # two texts
+
+
+@pytest.mark.model
+def test_one_text_takes_the_replayed_graph_when_on_and_the_usual_path_when_it_fails(
+    exported: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import numpy as np
+
+    reference = GistEncoder(exported, cuda_graph=False)
+    enc = GistEncoder(exported)
+    assert not enc._use_replay  # on the CPU it is off by default
+    enc._use_replay = True  # what CUDA turns on; on the CPU it runs without a capture
+    texts = [*SHORT, "word " * 40]
+    for text in texts:
+        np.testing.assert_allclose(enc.encode([text]), reference.encode([text]), atol=1e-6)
+    assert enc._replay is not None
+    np.testing.assert_allclose(enc.encode(texts), reference.encode(texts), atol=1e-6)
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("capture failed")
+
+    monkeypatch.setattr("gist_onnx.encoder.ReplayedGraph", broken)
+    failing = GistEncoder(exported)
+    failing._use_replay = True
+    with pytest.warns(RuntimeWarning, match="capture failed"):
+        out = failing.encode([SHORT[0]])
+    np.testing.assert_allclose(out, reference.encode([SHORT[0]]), atol=1e-6)
+    assert not failing._use_replay  # tried once

@@ -71,3 +71,39 @@ def test_do_lower_case_adds_lowercasing(tmp_path: Path) -> None:
 def test_missing_tokenizer_says_what_was_looked_for(tmp_path: Path) -> None:
     with pytest.raises(ModelFilesError, match=r"tokenizer\.json and vocab\.txt"):
         load_tokenizer(tmp_path, max_length=8)
+
+
+@pytest.mark.parametrize(
+    "template",
+    [
+        None,  # BERT's: every type id 0
+        ("[CLS]:1 $A:1 [SEP]:1", "all 1"),
+        ("[CLS]:0 $A:1 [SEP]:1", "mixed"),
+    ],
+)
+def test_padded_batches_match_each_encodings_own_ids_mask_and_types(
+    tmp_path: Path, template: tuple[str, str] | None
+) -> None:
+    import numpy as np
+
+    _write_tokenizer_json(tmp_path)
+    if template is not None:
+        tok = Tokenizer.from_file(str(tmp_path / "tokenizer.json"))
+        tok.post_processor = processors.TemplateProcessing(
+            single=template[0], special_tokens=[("[CLS]", 2), ("[SEP]", 3)]
+        )
+        tok.save(str(tmp_path / "tokenizer.json"))
+    tokenizer = load_tokenizer(tmp_path, max_length=6)
+    texts = ["hello", "the cat sat", "hello world the cat sat cats", ""]
+    encodings = tokenizer.tokenize(texts)
+    batch = tokenizer.pad(encodings)
+    longest = max(len(e.ids) for e in encodings)
+    for row, enc in enumerate(encodings):
+        pad = longest - len(enc.ids)
+        assert batch.input_ids[row].tolist() == enc.ids + [tokenizer.pad_token_id] * pad
+        assert batch.attention_mask[row].tolist() == enc.attention_mask + [0] * pad
+        assert batch.token_type_ids[row].tolist() == enc.type_ids + [0] * pad
+    assert batch.input_ids.dtype == batch.attention_mask.dtype == np.int64
+    assert batch.token_type_ids.dtype == np.int64
+    if template is not None:
+        assert batch.token_type_ids.any()
