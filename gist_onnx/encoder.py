@@ -505,7 +505,7 @@ class GistEncoder:
                         f"Could not capture the graph for one-text runs ({exc}); queries take "
                         "the usual path. GistEncoder(cuda_graph=False) skips the attempt.",
                         RuntimeWarning,
-                        stacklevel=4,
+                        stacklevel=5,  # the caller of encode()
                     )
             return self._replay
 
