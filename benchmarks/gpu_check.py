@@ -212,7 +212,8 @@ def probe(
     texts = json.loads((folder / "data" / "texts.json").read_text())
     workloads = {"sentences": texts["sentences"] * scale, "passages": texts["passages"] * scale}
     result: dict[str, Any] = {"device": device, "variant": variant} | environment(device)
-    encoder = GistEncoder(folder / "model", variant=variant, device=device)
+    # The usual session for every row; the CUDA graph has rows of its own (replayed_query).
+    encoder = GistEncoder(folder / "model", variant=variant, device=device, cuda_graph=False)
     # The graph as ONNX Runtime runs it here, after its own fusions at load.
     options = ort.SessionOptions()
     options.optimized_model_filepath = str(folder / "optimized.onnx")
@@ -261,8 +262,10 @@ def probe(
         rows["one query: graph, inputs already on the GPU ms"] = 1000 * timed(
             lambda: session.run_with_iobinding(binding), 100
         )
-    rows |= cuda_graph_query(encoder, query, device)
-    single = GistEncoder(folder / "model", variant=variant, device=device, threads=1)
+    rows |= replayed_query(encoder, query)
+    single = GistEncoder(
+        folder / "model", variant=variant, device=device, threads=1, cuda_graph=False
+    )
     rows["one query: encode, 1 CPU thread ms"] = 1000 * timed(lambda: single.encode(query), 100)
     result["rows"] = rows
     text = json.dumps(result, indent=2)
@@ -272,52 +275,24 @@ def probe(
     return 0
 
 
-def cuda_graph_query(encoder: Any, query: list[str], device: str) -> dict[str, Any]:
-    """One query through ONNX Runtime's CUDA graph capture: a second session whose inputs are
-    fixed (1, 32) buffers on the GPU, the query padded into them, replayed instead of launched
-    node by node. Its vector against the plain session's, and its latency. (On the CPU: the same
-    fixed buffers without a graph, to try the script.)"""
-    import onnxruntime as ort
+def replayed_query(encoder: Any, query: list[str]) -> dict[str, Any]:
+    """One query through gist-onnx's ReplayedGraph: with CUDA, captured once as a CUDA graph over
+    fixed (1, 32) input buffers and replayed (on the CPU the same buffers without a capture, to
+    try the script). Its vector against the usual session's, and its latency."""
+    from gist_onnx.session import ReplayedGraph
 
-    length = 32
     try:
-        session = ort.InferenceSession(
-            str(encoder.files.graph),
-            providers=[("CUDAExecutionProvider", {"enable_cuda_graph": "1"})]
-            if device == "cuda"
-            else ["CPUExecutionProvider"],
-        )
-        buffers = {
-            name: ort.OrtValue.ortvalue_from_numpy(np.zeros((1, length), np.int64), device, 0)
-            for name in encoder.session.info.inputs
-        }
-        output = ort.OrtValue.ortvalue_from_shape_and_type(
-            [1, encoder.dimension], np.float32, device, 0
-        )
-        binding = session.io_binding()
-        for name, value in buffers.items():
-            binding.bind_ortvalue_input(name, value)
-        binding.bind_ortvalue_output(encoder.session.info.output, output)
-
-        def encode() -> np.ndarray:
-            batch = encoder.tokenizer(query)
-            for name, value in buffers.items():
-                padded = np.zeros((1, length), np.int64)
-                array = getattr(batch, name)
-                padded[:, : array.shape[1]] = array
-                value.update_inplace(padded)
-            session.run_with_iobinding(binding)
-            return np.asarray(output.numpy())
-
-        vector = encode()
-        return {
-            "one query: CUDA graph, padded to 32, encode ms": 1000 * timed(encode, 100),
-            "one query: CUDA graph max abs diff": float(
-                np.abs(vector - encoder.encode(query)).max()
-            ),
-        }
+        replay = ReplayedGraph(encoder.files.graph, encoder.session.info, encoder.session.providers)
     except Exception as exc:  # noqa: BLE001 -- what failed is the finding
         return {"one query: CUDA graph": f"failed: {type(exc).__name__}: {exc}"[:600]}
+
+    def encode() -> np.ndarray:
+        return replay.run(encoder.tokenizer(query))
+
+    return {
+        "one query: CUDA graph, padded to 32, encode ms": 1000 * timed(encode, 100),
+        "one query: CUDA graph max abs diff": float(np.abs(encode() - encoder.encode(query)).max()),
+    }
 
 
 # A transfer to the GPU machine carries at most 64 MiB with the repository; a piece leaves room.
