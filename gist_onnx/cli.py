@@ -178,7 +178,9 @@ def build_parser() -> argparse.ArgumentParser:
     embed.add_argument("--variant", default=None, help="fp32 (default), int8 or fp16")
     embed.add_argument("--device", default="cpu", help="cpu (default), cuda or auto")
     embed.add_argument("--threads", type=int, default=None, help="ONNX Runtime threads")
-    embed.add_argument("--batch-size", type=int, default=32, help="texts per batch (32)")
+    embed.add_argument(
+        "--batch-size", type=int, default=None, help="texts per batch (32 on the CPU, 128 on CUDA)"
+    )
     embed.add_argument("--field", default=None, help="jsonl: the field holding the text (text)")
     embed.add_argument("--column", default=None, help="csv/parquet: the column (text)")
     embed.add_argument("--input-format", default=None, help="txt, jsonl, csv or parquet")

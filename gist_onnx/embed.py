@@ -205,7 +205,7 @@ def embed_file(
     output_format: str | None = None,
     key: str = "text",
     on_bad: str = "fail",
-    batch_size: int = 32,
+    batch_size: int | None = None,
     progress: bool = False,
     stdin: IO[str] | None = None,
     stdout: IO[bytes] | None = None,

@@ -201,3 +201,31 @@ def test_cpu_runs_hold_at_most_256_tokens_and_cuda_runs_a_whole_batch(
     # Planning only (no CUDA here): with CUDA, batch_size alone sizes a run.
     monkeypatch.setattr(GistEncoder, "provider", property(lambda self: CUDA))
     assert run_sizes() == [(8, 100)]
+
+
+def test_batch_size_defaults_to_32_on_the_cpu_and_128_with_cuda(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from gist_onnx.session import CUDA
+
+    folder = write_tiny_model(tmp_path / "m")
+    seen: list[int] = []
+    real_plan = GistEncoder._plan
+
+    def spy(self: GistEncoder, texts: object, batch_size: int) -> object:
+        seen.append(batch_size)
+        return real_plan(self, texts, batch_size)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(GistEncoder, "_plan", spy)
+    enc = GistEncoder(folder)
+    assert enc.default_batch_size == 32
+    enc.encode(["hello"] * 3)
+    enc.encode(["hello"] * 3, batch_size=5)
+    enc.encode_with_token_counts(["hello"])
+    assert seen == [32, 5, 32]
+    # Planning only (no CUDA here): an encoder made where the provider is CUDA.
+    monkeypatch.setattr(GistEncoder, "provider", property(lambda self: CUDA))
+    cuda = GistEncoder(folder)
+    assert cuda.default_batch_size == 128
+    cuda.encode(["hello"] * 3)
+    assert seen[-1] == 128

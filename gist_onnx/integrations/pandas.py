@@ -31,7 +31,7 @@ def embed_series(
     variant: str | None = None,
     device: str = "cpu",
     threads: int | None = None,
-    batch_size: int = 32,
+    batch_size: int | None = None,
 ) -> Any:
     """A pandas Series of float32 vectors (numpy arrays), one per text, with the index of
     ``texts``. The encoder is created once per process and reused by later calls."""

@@ -40,7 +40,7 @@ class GistEmbedder:
         threads: int | None = None,
         column: str = "text",
         output_column: str = "embedding",
-        batch_size: int = 32,
+        batch_size: int | None = None,
     ) -> None:
         self.encoder = shared_encoder(
             None if model is None else os.fspath(model), variant, device, threads
