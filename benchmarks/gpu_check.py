@@ -282,7 +282,7 @@ def replayed_query(encoder: Any, query: list[str]) -> dict[str, Any]:
     from gist_onnx.session import ReplayedGraph
 
     try:
-        replay = ReplayedGraph(encoder.files.graph, encoder.session.info, encoder.session.providers)
+        replay = ReplayedGraph(encoder.files.graph, encoder.session.providers)
     except Exception as exc:  # noqa: BLE001 -- what failed is the finding
         return {"one query: CUDA graph": f"failed: {type(exc).__name__}: {exc}"[:600]}
 

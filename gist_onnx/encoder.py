@@ -439,15 +439,15 @@ class GistEncoder:
         iterator, _ = _texts(texts, method)
         offset = 0
         while chunk := list(islice(iterator, 1024)):
+            _check_texts(chunk, offset)
             yield chunk, self._tokenize(chunk, offset)
             offset += len(chunk)
 
     def _tokenize(
         self, chunk: list[Any], offset: int, positions: list[int] | None = None
     ) -> list[Any]:
-        """Tokenize texts, naming the text (by its index in the call) that fails: ``chunk[i]`` is
-        text ``offset + i``, or ``offset + positions[i]`` where given."""
-        _check_texts(chunk, offset)
+        """Tokenize texts (checked to be str by the caller), naming the text (by its index in the
+        call) that fails: ``chunk[i]`` is text ``offset + i``, or ``offset + positions[i]``."""
         try:
             return self.tokenizer.tokenize(chunk)
         except TypeError:
@@ -478,9 +478,9 @@ class GistEncoder:
         cap = _CPU_TOKENS_PER_RUN if self.provider != CUDA else 0
         start = 0
         while chunk := list(islice(texts, chunk_size)):
+            _check_texts(chunk, start)
             groups: list[list[int] | None] = [None]  # None: the whole chunk at once
             if self.overlap and self._group_batches and len(chunk) > batch_size:
-                _check_texts(chunk, start)  # len() below needs str
                 order = sorted(range(len(chunk)), key=lambda i: -len(chunk[i]))
                 step = batch_size * self._group_batches
                 groups = [order[:batch_size]]
@@ -512,9 +512,7 @@ class GistEncoder:
         with self._single_lock:
             if self._replay is None and self._use_replay:
                 try:
-                    self._replay = ReplayedGraph(
-                        self.files.graph, self.session.info, self._providers
-                    )
+                    self._replay = ReplayedGraph(self.files.graph, self._providers)
                 except Exception as exc:  # noqa: BLE001 -- the usual path still runs the query
                     self._use_replay = False
                     warnings.warn(

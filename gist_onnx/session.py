@@ -276,20 +276,16 @@ REPLAY_TOKENS = 32
 
 class ReplayedGraph:
     """Runs one text at a time through input buffers of a fixed (1, ``length``) shape, bound
-    once. With CUDA, ONNX Runtime captures the graph's kernels at the first run and replays them
+    once. With CUDA, ONNX Runtime captures the graph's kernels at the first runs and replays them
     after (its ``enable_cuda_graph``): a text is padded into the buffers, which the attention
     mask makes exact. On the CPU the same buffers run without a capture (the unit tests' path).
     Thread-safe: the buffers are shared, so runs take turns."""
 
-    def __init__(
-        self, graph: Path, info: GraphInfo, providers: list[Any], length: int = REPLAY_TOKENS
-    ) -> None:
+    def __init__(self, graph: Path, providers: list[Any], length: int = REPLAY_TOKENS) -> None:
         import threading
 
         import onnxruntime as ort
 
-        if not info.pooled or info.dimension is None:
-            raise ModelConfigError(f"{graph} does not pool inside: it has no one fixed output.")
         cuda = next((p for p in providers if provider_names([p]) == [CUDA]), None)
         if cuda is not None:
             options = dict(cuda[1]) if isinstance(cuda, tuple) else {}
@@ -297,10 +293,11 @@ class ReplayedGraph:
             device, device_id = "cuda", int(options.get("device_id", 0))
         else:
             chosen, device, device_id = [CPU], "cpu", 0
-        session_options = ort.SessionOptions()
-        session_options.log_severity_level = 3
-        session_options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        self.session = ort.InferenceSession(str(graph), session_options, providers=chosen)
+        graph_session = GraphSession(graph, providers=chosen, spinning=False)
+        info = graph_session.info
+        if not info.pooled or info.dimension is None:
+            raise ModelConfigError(f"{graph} does not pool inside: it has no one fixed output.")
+        self.session = graph_session.session
         self.length = length
         self._lock = threading.Lock()
         self._inputs = {

@@ -149,7 +149,7 @@ def test_the_replayed_graph_pads_one_text_into_fixed_buffers_exactly(exported: P
     from gist_onnx.session import CPU, ReplayedGraph
 
     enc = GistEncoder(exported, cuda_graph=False)
-    replay = ReplayedGraph(enc.files.graph, enc.session.info, [CPU])
+    replay = ReplayedGraph(enc.files.graph, [CPU])
     for text in SHORT:
         batch = enc.tokenizer([text])
         assert replay.fits(batch)
