@@ -112,3 +112,66 @@ def test_int8_holds_on_paragraphs_the_calibration_never_saw(
     reference = reference_vectors(stand_in_dir, CJK_PARAGRAPHS)
     vectors = GistEncoder(exported, variant="int8").encode(CJK_PARAGRAPHS)
     assert cosines(vectors, reference).min() >= 0.995
+
+
+def test_sequence_major_changes_no_vector_and_drops_three_transposes_a_layer(
+    raw_graph: Path, tmp_path: Path
+) -> None:
+    import shutil
+
+    import onnx
+    import onnxruntime as ort
+
+    from gist_onnx.export.graph import preoptimize_for_cpu, sequence_major
+    from gist_onnx.export.quantize import quantize_rowwise
+
+    batch_major = tmp_path / "int8.onnx"
+    quantize_rowwise(raw_graph, batch_major)
+    preoptimize_for_cpu(batch_major)
+    rewritten = tmp_path / "int8_seqmajor.onnx"
+    shutil.copy(batch_major, rewritten)
+    assert sequence_major(rewritten, num_heads=12, hidden_size=384) == 6
+
+    def transposes(path: Path) -> list[list[int]]:
+        graph = onnx.load(str(path)).graph
+        return [list(n.attribute[0].ints) for n in graph.node if n.op_type == "Transpose"]
+
+    assert len(transposes(batch_major)) == 24
+    graph = onnx.load(str(rewritten)).graph
+    used = {name for node in graph.node for name in node.input}
+    # An initializer nothing reads makes ONNX Runtime print a warning at every load.
+    assert [i.name for i in graph.initializer if i.name not in used] == []
+    # One a layer (the heads merged back), the ids and type ids in, the positions, the pooling.
+    assert sorted(map(tuple, transposes(rewritten))) == sorted(
+        [(2, 0, 1, 3)] * 6 + [(1, 0)] * 2 + [(1, 0, 2)] * 2
+    )
+    before = ort.InferenceSession(str(batch_major), providers=["CPUExecutionProvider"])
+    after = ort.InferenceSession(str(rewritten), providers=["CPUExecutionProvider"])
+    for feed in _feeds():  # one text, and padded batches
+        a, b = before.run(None, feed)[0], after.run(None, feed)[0]
+        assert a.shape == b.shape
+        assert np.abs(a - b).max() < 1e-6
+    # Done once: a second pass finds no batch-major attention and leaves the file alone.
+    data = rewritten.read_bytes()
+    assert sequence_major(rewritten, num_heads=12, hidden_size=384) == 0
+    assert rewritten.read_bytes() == data
+
+
+def test_sequence_major_leaves_a_graph_it_does_not_know(tmp_path: Path) -> None:
+    import onnx
+    from onnx import TensorProto, helper
+
+    from gist_onnx.export.graph import sequence_major
+
+    node = helper.make_node("Relu", ["x"], ["y"])
+    graph = helper.make_graph(
+        [node],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 3])],
+    )
+    path = tmp_path / "relu.onnx"
+    onnx.save(helper.make_model(graph), str(path))
+    data = path.read_bytes()
+    assert sequence_major(path, num_heads=12, hidden_size=384) == 0
+    assert path.read_bytes() == data

@@ -17,6 +17,8 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 OPSET = 17
 INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 OUTPUT = "sentence_embedding"
@@ -156,6 +158,192 @@ def preoptimize_for_cpu(path: Path) -> int:
         ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         shutil.move(optimized, path)
     return len(onnx.load(str(path), load_external_data=False).graph.node)
+
+
+def sequence_major(path: Path, *, num_heads: int, hidden_size: int) -> int:
+    """Rewrite a CPU-only graph (the int8 one, after :func:`preoptimize_for_cpu`) so that its
+    activations are (sequence, batch, hidden) instead of (batch, sequence, hidden); returns the
+    number of attention layers rewritten (0: the graph is left as it was).
+
+    In that order ONNX Runtime's ``FusedMatMul`` takes each head's queries, keys and values
+    straight from the projections' output (``transBatchA``/``transBatchB`` read the
+    (sequence, batch, heads, head_dim) tensor as (batch, heads, sequence, head_dim)), so three of
+    the four Transposes of each layer go; the attention output's takes them back to
+    (sequence, batch, heads x head_dim). Everything else works on the last axis and does not
+    care. The token ids are transposed on the way in, the position embeddings broadcast over the
+    batch, the mask and pooling still see (batch, sequence). The same arithmetic in the same
+    order: the vectors are identical. Measured on 2 cores (int8, 5 interleaved rounds): passages
+    +5%, one query -4%, sentences within noise; 51 nodes fewer.
+    """
+    import onnx
+    from onnx import helper, numpy_helper
+
+    model = onnx.load(str(path))
+    graph = model.graph
+    nodes = list(graph.node)
+    producer = {out: node for node in nodes for out in node.output}
+    consumers: dict[str, list[Any]] = {}
+    for node in nodes:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+
+    def perm(node: Any) -> list[int] | None:
+        if node is None or node.op_type != "Transpose":
+            return None
+        return next((list(a.ints) for a in node.attribute if a.name == "perm"), None)
+
+    def ints(node: Any) -> dict[str, int]:
+        return {a.name: a.i for a in node.attribute if a.type == onnx.AttributeProto.INT}
+
+    def only_consumer(name: str) -> Any:
+        users = consumers.get(name, [])
+        return users[0] if len(users) == 1 else None
+
+    # Each layer: FusedMatMul(T(Reshape(q)), T(Reshape(k))) -> Add(mask) -> Softmax ->
+    # MatMul(., T(Reshape(v))) -> Transpose -> Reshape, with the exporter's head permutations.
+    layers = []
+    for scores in nodes:
+        if scores.op_type != "FusedMatMul" or scores.domain != "com.microsoft":
+            continue
+        t_q: Any = producer.get(scores.input[0])
+        t_k: Any = producer.get(scores.input[1])
+        if perm(t_q) is None or perm(t_k) is None:
+            continue  # not attention's scores
+        masked = only_consumer(scores.output[0])
+        softmax = masked and only_consumer(masked.output[0])
+        context = softmax and only_consumer(softmax.output[0])
+        if not (masked and softmax and context) or context.op_type != "MatMul":
+            return 0
+        t_v: Any = producer.get(context.input[1])
+        t_out = only_consumer(context.output[0])
+        merge = t_out and only_consumer(t_out.output[0])
+        if (
+            any(ints(scores).get(k, 0) for k in ("transA", "transB", "transBatchA", "transBatchB"))
+            or (perm(t_q), perm(t_k), perm(t_v), perm(t_out))
+            != ([0, 2, 1, 3], [0, 2, 3, 1], [0, 2, 1, 3], [0, 2, 1, 3])
+            or masked.op_type != "Add"
+            or softmax.op_type != "Softmax"
+            or merge is None
+            or merge.op_type != "Reshape"
+            or any(
+                producer.get(t.input[0]) is None or producer[t.input[0]].op_type != "Reshape"
+                for t in (t_q, t_k, t_v)
+            )
+        ):
+            return 0
+        layers.append((scores, t_q, t_k, t_v, context, t_out, merge))
+    last_norm = [n for n in nodes if n.op_type == "LayerNormalization"]
+    positions = [
+        n
+        for n in nodes
+        if n.op_type == "Gather" and "position_embeddings" in n.input[0] and n.input[1] in producer
+    ]
+    if not layers or len(positions) != 1 or not last_norm:
+        return 0
+
+    heads = numpy_helper.from_array(
+        np.array([0, 0, num_heads, hidden_size // num_heads], np.int64), "seqmajor/heads"
+    )
+    merged = numpy_helper.from_array(np.array([0, 0, hidden_size], np.int64), "seqmajor/merged")
+    graph.initializer.extend([heads, merged])
+
+    def set_attribute(node: Any, key: str, value: Any) -> None:
+        kept = [a for a in node.attribute if a.name != key]
+        del node.attribute[:]
+        node.attribute.extend([*kept, helper.make_attribute(key, value)])
+
+    def insert_after(node: Any, new: Any) -> None:
+        graph.node.insert(list(graph.node).index(node) + 1, new)
+
+    dropped = []
+    for scores, t_q, t_k, t_v, context, t_out, merge in layers:
+        for t in (t_q, t_k, t_v):
+            producer[t.input[0]].input[1] = heads.name  # (seq, batch, heads, head_dim)
+            dropped.append(t)
+        scores.input[0], scores.input[1] = t_q.input[0], t_k.input[0]
+        set_attribute(scores, "transBatchA", 1)
+        set_attribute(scores, "transBatchB", 1)
+        set_attribute(scores, "transB", 1)
+        fused = helper.make_node(
+            "FusedMatMul",
+            [context.input[0], t_v.input[0]],
+            list(context.output),
+            name=(context.name or context.output[0]) + "/seqmajor",
+            domain="com.microsoft",
+            transBatchB=1,
+            alpha=1.0,
+        )
+        graph.node.insert(list(graph.node).index(context), fused)
+        graph.node.remove(context)
+        set_attribute(t_out, "perm", [2, 0, 1, 3])
+        merge.input[1] = merged.name
+    for node in dropped:
+        graph.node.remove(node)
+
+    # In: token ids (and type ids) as (seq, batch) for the embedding lookups; positions
+    # (1, seq, hidden) -> (seq, 1, hidden). Shape and mask nodes keep reading the inputs.
+    front = []
+    for name in ("input_ids", "token_type_ids"):
+        transposed = f"seqmajor/{name}"
+        lookups = [
+            n for n in consumers.get(name, []) if n.op_type == "Gather" and n.input[1] == name
+        ]
+        for node in lookups:
+            node.input[1] = transposed
+        if lookups:
+            front.append(helper.make_node("Transpose", [name], [transposed], perm=[1, 0]))
+    for node in reversed(front):
+        graph.node.insert(0, node)
+    position = positions[0]
+    for node in consumers.get(position.output[0], []):
+        node.input[:] = ["seqmajor/positions" if x == position.output[0] else x for x in node.input]
+    insert_after(
+        position,
+        helper.make_node("Transpose", [position.output[0]], ["seqmajor/positions"], perm=[1, 0, 2]),
+    )
+    # Out: the last layer norm's output back to (batch, seq, hidden) for pooling.
+    hidden = last_norm[-1].output[0]
+    back = "seqmajor/hidden"
+    for node in consumers.get(hidden, []):
+        node.input[:] = [back if x == hidden else x for x in node.input]
+    for output in graph.output:
+        if output.name == hidden:
+            return 0  # a graph that returns the hidden states: not handled, left as it was
+    insert_after(last_norm[-1], helper.make_node("Transpose", [hidden], [back], perm=[1, 0, 2]))
+    # Any other Shape of a (seq, batch, hidden) activation still reports (batch, seq, hidden).
+    activations = {n.output[0] for n in graph.node if n.op_type == "LayerNormalization"}
+    for node in list(graph.node):
+        if node.op_type == "Shape" and node.input[0] in activations:
+            swapped = node.output[0]
+            node.output[0] = swapped + "/seqmajor"
+            insert_after(
+                node,
+                helper.make_node(
+                    "Gather",
+                    [node.output[0], "seqmajor/batch_first"],
+                    [swapped],
+                    axis=0,
+                ),
+            )
+            if "seqmajor/batch_first" not in {i.name for i in graph.initializer}:
+                graph.initializer.append(
+                    numpy_helper.from_array(np.array([1, 0, 2], np.int64), "seqmajor/batch_first")
+                )
+    # Shape arithmetic the constant reshapes replaced, now unused.
+    while True:
+        used = {x for n in graph.node for x in n.input} | {o.name for o in graph.output}
+        dead = [n for n in graph.node if not any(o in used for o in n.output)]
+        if not dead:
+            break
+        for node in dead:
+            graph.node.remove(node)
+    used = {x for n in graph.node for x in n.input}
+    kept = [i for i in graph.initializer if i.name in used]  # else a warning at every load
+    del graph.initializer[:]
+    graph.initializer.extend(kept)
+    del graph.value_info[:]  # shapes recorded for the old order
+    onnx.save(model, str(path))
+    return len(layers)
 
 
 def fuse(in_path: Path, out_path: Path, *, num_heads: int, hidden_size: int) -> dict[str, int]:
