@@ -240,6 +240,8 @@ def sequence_major(path: Path, *, num_heads: int, hidden_size: int) -> int:
     ]
     if not layers or len(positions) != 1 or not last_norm:
         return 0
+    if last_norm[-1].output[0] in {o.name for o in graph.output}:
+        return 0  # a graph that returns the hidden states: not handled, left as it was
 
     heads = numpy_helper.from_array(
         np.array([0, 0, num_heads, hidden_size // num_heads], np.int64), "seqmajor/heads"
@@ -306,9 +308,6 @@ def sequence_major(path: Path, *, num_heads: int, hidden_size: int) -> int:
     back = "seqmajor/hidden"
     for node in consumers.get(hidden, []):
         node.input[:] = [back if x == hidden else x for x in node.input]
-    for output in graph.output:
-        if output.name == hidden:
-            return 0  # a graph that returns the hidden states: not handled, left as it was
     insert_after(last_norm[-1], helper.make_node("Transpose", [hidden], [back], perm=[1, 0, 2]))
     # Any other Shape of a (seq, batch, hidden) activation still reports (batch, seq, hidden).
     activations = {n.output[0] for n in graph.node if n.op_type == "LayerNormalization"}
