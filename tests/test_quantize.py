@@ -175,3 +175,42 @@ def test_sequence_major_leaves_a_graph_it_does_not_know(tmp_path: Path) -> None:
     data = path.read_bytes()
     assert sequence_major(path, num_heads=12, hidden_size=384) == 0
     assert path.read_bytes() == data
+
+
+def test_gelu_rows_skip_abs_with_the_same_vectors(raw_graph: Path, tmp_path: Path) -> None:
+    import shutil
+
+    import onnx
+    import onnxruntime as ort
+
+    from gist_onnx.export.graph import preoptimize_for_cpu
+    from gist_onnx.export.quantize import quantize_rowwise, skip_abs_after_gelu
+
+    with_abs = tmp_path / "int8.onnx"
+    quantize_rowwise(raw_graph, with_abs)
+    preoptimize_for_cpu(with_abs)
+    rewritten = tmp_path / "int8_no_abs.onnx"
+    shutil.copy(with_abs, rewritten)
+    assert skip_abs_after_gelu(rewritten) == 6  # every FFN down-projection's input
+
+    def count(path: Path, op: str) -> int:
+        return sum(n.op_type == op for n in onnx.load(str(path)).graph.node)
+
+    assert count(with_abs, "Abs") - count(rewritten, "Abs") == 6
+    before = ort.InferenceSession(str(with_abs), providers=["CPUExecutionProvider"])
+    after = ort.InferenceSession(str(rewritten), providers=["CPUExecutionProvider"])
+    for feed in _feeds():
+        assert np.abs(before.run(None, feed)[0] - after.run(None, feed)[0]).max() == 0.0
+    data = rewritten.read_bytes()
+    assert skip_abs_after_gelu(rewritten) == 0  # done once; the file is left alone
+    assert rewritten.read_bytes() == data
+
+
+def test_the_gelu_floor_bounds_gelu_from_below() -> None:
+    import math
+
+    from gist_onnx.export.quantize import _GELU_FLOOR
+
+    xs = np.linspace(-10, 10, 200_001)
+    gelu = xs * 0.5 * (1 + np.vectorize(math.erf)(xs / math.sqrt(2)))
+    assert -_GELU_FLOOR < gelu.min() < -0.169  # the floor is tight and on the safe side

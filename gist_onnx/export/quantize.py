@@ -325,3 +325,53 @@ def quantize_rowwise(
         model.opset_import.append(helper.make_opsetid("com.microsoft", 1))
     onnx.save(model, str(out_path))
     return counts
+
+
+# GELU(x) = x * Phi(x) is never below -0.16997 (at x = -0.7518): 0.17 bounds its negative side.
+_GELU_FLOOR = 0.17
+_EXACT_GELUS = ("BiasGelu", "Gelu")  # erf GELU; the tanh approximation dips a hair lower
+
+
+def skip_abs_after_gelu(path: Path) -> int:
+    """In a graph after :func:`gist_onnx.export.graph.preoptimize_for_cpu`, take each FFN
+    down-projection's row maximum from the GELU output itself instead of its absolute values;
+    returns the rows' quantizations rewritten (0: none, the file is left as it was).
+
+    A GELU output is >= -0.17, so ``max(max(row), 0.17)`` bounds ``max|row|``, and equals it
+    whenever the row's largest value is at least 0.17 (every row of a real text: 2,219 texts gave
+    identical vectors): one pass over the (tokens, 1,536) tensor fewer per layer, the `Abs`.
+    A row whose values all lie below 0.17 gets a slightly coarser scale, never a clipped value.
+    """
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load(str(path))
+    graph = model.graph
+    consumers: dict[str, list[Any]] = {}
+    for node in graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+    floor = "rowq/gelu_floor"
+    rewritten = 0
+    for gelu in list(graph.node):
+        approximate = [a.s for a in gelu.attribute if a.name == "approximate"]
+        if gelu.op_type not in _EXACT_GELUS or approximate not in ([], [b"none"]):
+            continue
+        for absolute in consumers.get(gelu.output[0], []):
+            reduce = consumers.get(absolute.output[0], [])
+            if absolute.op_type != "Abs" or len(reduce) != 1 or reduce[0].op_type != "ReduceMax":
+                continue
+            after = consumers.get(reduce[0].output[0], [])
+            if len(after) != 1 or after[0].op_type != "Max" or after[0].input[1] != "rowq/eps":
+                continue
+            clamp = after[0]
+            reduce[0].input[0] = gelu.output[0]
+            clamp.input[1] = floor
+            graph.node.remove(absolute)
+            rewritten += 1
+    if rewritten:
+        graph.initializer.append(
+            numpy_helper.from_array(np.array(_GELU_FLOOR, dtype=np.float32), floor)
+        )
+        onnx.save(model, str(path))
+    return rewritten

@@ -316,7 +316,12 @@ def write_export(
         sequence_major,
         to_fp16,
     )
-    from .quantize import activation_ranges, fold_attention_biases, quantize_rowwise
+    from .quantize import (
+        activation_ranges,
+        fold_attention_biases,
+        quantize_rowwise,
+        skip_abs_after_gelu,
+    )
     from .texts import PARITY_TEXTS
 
     timings: dict[str, float] = {}
@@ -354,6 +359,7 @@ def write_export(
             # The int8 graph runs on the CPU only: its load-time rewrites can be done here, and
             # its activations put in the order ONNX Runtime's CPU attention products read best.
             counts["nodes_after_preoptimize"] = preoptimize_for_cpu(output / "model_int8.onnx")
+            counts["gelu_rows_without_abs"] = skip_abs_after_gelu(output / "model_int8.onnx")
             counts["sequence_major_layers"] = sequence_major(
                 output / "model_int8.onnx",
                 num_heads=int(hf_config["num_attention_heads"]),
