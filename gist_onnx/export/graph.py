@@ -133,6 +133,13 @@ def externalize(path: Path) -> Path:
     return data
 
 
+def node_count(path: Path) -> int:
+    """The nodes of the graph at ``path`` (its weights not read)."""
+    import onnx
+
+    return len(onnx.load(str(path), load_external_data=False).graph.node)
+
+
 def preoptimize_for_cpu(path: Path) -> int:
     """Rewrite a CPU-only graph (the int8 one) with ONNX Runtime's extended-level rewrites applied,
     so that sessions do not redo them at every load; returns the node count after.
@@ -146,7 +153,6 @@ def preoptimize_for_cpu(path: Path) -> int:
     import shutil
     import tempfile
 
-    import onnx
     import onnxruntime as ort
 
     options = ort.SessionOptions()
@@ -157,7 +163,7 @@ def preoptimize_for_cpu(path: Path) -> int:
         options.optimized_model_filepath = str(optimized)
         ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         shutil.move(optimized, path)
-    return len(onnx.load(str(path), load_external_data=False).graph.node)
+    return node_count(path)
 
 
 def sequence_major(path: Path, *, num_heads: int, hidden_size: int) -> int:

@@ -312,6 +312,7 @@ def write_export(
         export_pooled,
         externalize,
         fuse,
+        node_count,
         preoptimize_for_cpu,
         sequence_major,
         to_fp16,
@@ -365,6 +366,7 @@ def write_export(
                 num_heads=int(hf_config["num_attention_heads"]),
                 hidden_size=int(hf_config["hidden_size"]),
             )
+            counts["nodes"] = node_count(output / "model_int8.onnx")
             timings["int8_s"] = time.perf_counter() - step
             graphs["int8"] = {
                 "file": "model_int8.onnx",
