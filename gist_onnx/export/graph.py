@@ -133,6 +133,14 @@ def externalize(path: Path) -> Path:
     return data
 
 
+def drop_unused_initializers(graph: Any) -> None:
+    """Remove the initializers no node of ``graph`` (an ONNX GraphProto) reads."""
+    used = {name for node in graph.node for name in node.input}
+    kept = [i for i in graph.initializer if i.name in used]
+    del graph.initializer[:]
+    graph.initializer.extend(kept)
+
+
 def node_count(path: Path) -> int:
     """The nodes of the graph at ``path`` (its weights not read)."""
     import onnx
@@ -317,23 +325,16 @@ def sequence_major(path: Path, *, num_heads: int, hidden_size: int) -> int:
     insert_after(last_norm[-1], helper.make_node("Transpose", [hidden], [back], perm=[1, 0, 2]))
     # Any other Shape of a (seq, batch, hidden) activation still reports (batch, seq, hidden).
     activations = {n.output[0] for n in graph.node if n.op_type == "LayerNormalization"}
+    batch_first = numpy_helper.from_array(np.array([1, 0, 2], np.int64), "seqmajor/batch_first")
+    graph.initializer.append(batch_first)  # dropped below if no Shape needs it
     for node in list(graph.node):
         if node.op_type == "Shape" and node.input[0] in activations:
             swapped = node.output[0]
             node.output[0] = swapped + "/seqmajor"
             insert_after(
                 node,
-                helper.make_node(
-                    "Gather",
-                    [node.output[0], "seqmajor/batch_first"],
-                    [swapped],
-                    axis=0,
-                ),
+                helper.make_node("Gather", [node.output[0], batch_first.name], [swapped], axis=0),
             )
-            if "seqmajor/batch_first" not in {i.name for i in graph.initializer}:
-                graph.initializer.append(
-                    numpy_helper.from_array(np.array([1, 0, 2], np.int64), "seqmajor/batch_first")
-                )
     # Shape arithmetic the constant reshapes replaced, now unused.
     while True:
         used = {x for n in graph.node for x in n.input} | {o.name for o in graph.output}
@@ -342,10 +343,7 @@ def sequence_major(path: Path, *, num_heads: int, hidden_size: int) -> int:
             break
         for node in dead:
             graph.node.remove(node)
-    used = {x for n in graph.node for x in n.input}
-    kept = [i for i in graph.initializer if i.name in used]  # else a warning at every load
-    del graph.initializer[:]
-    graph.initializer.extend(kept)
+    drop_unused_initializers(graph)  # else ONNX Runtime warns of each at every load
     del graph.value_info[:]  # shapes recorded for the old order
     onnx.save(model, str(path))
     return len(layers)

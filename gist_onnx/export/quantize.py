@@ -43,6 +43,8 @@ from typing import Any
 
 import numpy as np
 
+from .graph import drop_unused_initializers
+
 
 def activation_ranges(in_path: Path, batches: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
     """Largest |value| per channel of every weight MatMul's input, over calibration batches."""
@@ -147,12 +149,13 @@ def fold_attention_biases(in_path: Path, out_path: Path) -> int:
                 node.input[index] = bypass[name]
     del graph.node[:]
     graph.node.extend(kept_nodes)
-    used = {name for node in graph.node for name in node.input}
-    kept = [i for i in graph.initializer if i.name in used]
-    del graph.initializer[:]
-    graph.initializer.extend(kept)
+    drop_unused_initializers(graph)
     onnx.save(model, str(out_path))
     return folded
+
+
+# The floor under a row's max|x| (an all-zero row), which skip_abs_after_gelu finds by name.
+_ROW_EPS = "rowq/eps"
 
 
 def quantize_rowwise(
@@ -193,7 +196,7 @@ def quantize_rowwise(
 
     zero_point = const("rowq/zero_point_u8", np.array(128, dtype=np.uint8))
     one = const("rowq/one", np.array(1.0, dtype=np.float32))
-    eps = const("rowq/eps", np.array(1e-8, dtype=np.float32))
+    eps = const(_ROW_EPS, np.array(1e-8, dtype=np.float32))
     levels = const("rowq/levels", np.array(127.0, dtype=np.float32))
 
     # One smoothing factor per activation, shared by every MatMul that reads it (Q, K and V);
@@ -362,7 +365,7 @@ def skip_abs_after_gelu(path: Path) -> int:
             if absolute.op_type != "Abs" or len(reduce) != 1 or reduce[0].op_type != "ReduceMax":
                 continue
             after = consumers.get(reduce[0].output[0], [])
-            if len(after) != 1 or after[0].op_type != "Max" or after[0].input[1] != "rowq/eps":
+            if len(after) != 1 or after[0].op_type != "Max" or after[0].input[1] != _ROW_EPS:
                 continue
             clamp = after[0]
             reduce[0].input[0] = gelu.output[0]
