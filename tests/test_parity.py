@@ -25,7 +25,8 @@ HAS_CUDA = "CUDAExecutionProvider" in __import__("onnxruntime").get_available_pr
 def reference(stand_in_dir: Path) -> np.ndarray:
     from sentence_transformers import SentenceTransformer
 
-    model = SentenceTransformer(str(stand_in_dir), device="cpu")
+    # fp32 whatever the folder stores (a GPU machine's copy keeps its weights in fp16)
+    model = SentenceTransformer(str(stand_in_dir), device="cpu").float()
     return np.asarray(model.encode(list(PARITY_TEXTS), batch_size=8), dtype=np.float32)
 
 

@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# The whole CUDA check in one call on a GPU machine without a package index (benchmarks/README.md,
+# "The CUDA check"): run from the checkout's root once every piece of `gpu_check.py pack` is in
+# /tmp/ch. Writes into $OUT (default gpu-out/):
+#   pytest-gpu.txt  the GPU test tier (tests marked gpu) against the carried export and torch folder
+#   CUDA.md/.json   benchmarks/run.py --device cuda --installed: gist-onnx fp16 against
+#                   sentence-transformers fp32 and fp16 on the same GPU, with STS-B
+#   check.json      gpu_check.py run: parity, overlap against the plain loop, end-to-end speed
+# Each step has its own time limit, and a failed step does not stop the next; the exit status is
+# the first failure's. GPU_FOLDER names an unpacked folder instead of /tmp/ch's pieces (to try the
+# script on a CPU: GPU_FOLDER=DIR DEVICE=cpu VARIANT=fp32 STACKS=st-torch,gist-fp32, with a
+# `prepare --variant fp32 --weights` folder).
+set -uo pipefail
+out="${OUT:-gpu-out}"
+folder="${GPU_FOLDER:-/tmp/gpu}"
+device="${DEVICE:-cuda}"
+variant="${VARIANT:-fp16}"
+stacks="${STACKS:-st-torch,st-torch-fp16,gist-fp16}"
+mkdir -p "$out"
+status=0
+step() {  # step NAME LOG LIMIT COMMAND...: run it into $out/LOG, time it, keep the first failure
+    local name=$1 log=$2 limit=$3 start rc
+    shift 3
+    start=$(date +%s)
+    timeout "$limit" "$@" > >(tee "$out/$log") 2>&1
+    rc=$?
+    echo "== $name: exit $rc in $(($(date +%s) - start)) s" | tee -a "$out/steps.txt"
+    [ "$rc" -ne 0 ] && [ "$status" -eq 0 ] && status=$rc
+    return 0
+}
+
+if [ -z "${GPU_FOLDER:-}" ]; then
+    python3 benchmarks/gpu_check.py unpack || exit 1
+    export PYTHONPATH=/tmp/site:.
+else
+    export PYTHONPATH=.
+fi
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv >"$out/gpu.txt" 2>&1
+python3 -c 'import onnxruntime as o; print(o.__version__, o.get_available_providers())' \
+    >>"$out/gpu.txt" 2>&1
+testpath=$PYTHONPATH
+if ! python3 -c 'import pytest' 2>/dev/null && [ -d .gpu/wheels ]; then
+    # the machine has no pytest: the wheels carried beside the last piece
+    python3 -m pip install -q --no-index --no-deps --target /tmp/pytest .gpu/wheels/*.whl
+    testpath=$PYTHONPATH:/tmp/pytest
+fi
+
+# -W default: the machine's own library versions may warn where ours do not (pyproject: error)
+step "GPU test tier" pytest-gpu.txt 240 env PYTHONPATH="$testpath" GIST_TEST_EXPORT="$folder/model" \
+    GIST_TEST_STAND_IN="$folder/torch" python3 -m pytest -m gpu tests/test_parity.py \
+    -p no:cacheprovider -W default -v
+step "run.py --device $device --installed" run.txt 300 env GIST_BENCH_WORK=/tmp/gist-bench \
+    python3 benchmarks/run.py --device "$device" --installed --repeats 3 --model "$folder/model" \
+    --source "$folder/torch" --stacks "$stacks" \
+    --output "$out/CUDA.md"
+step "gpu_check.py run" check.txt 200 python3 benchmarks/gpu_check.py run --folder "$folder" \
+    --device "$device" --variant "$variant" --report "$out/check.json"
+exit "$status"
