@@ -372,6 +372,78 @@ def unpack(pieces: Path, site: Path, folder: Path) -> None:
     print(f"unpacked the runtime into {site} and the model into {folder}")
 
 
+# How a fresh process pays for each new input shape (``shapes``): ONNX Runtime's CUDA attention
+# picks and loads its kernels per sequence length. Each configuration runs in its own process.
+SHAPE_CONFIGS: dict[str, dict[str, str]] = {
+    "default": {},
+    "no TensorRT fused attention": {"ORT_DISABLE_FUSED_ATTENTION": "1"},
+    "memory-efficient attention only": {
+        "ORT_DISABLE_FUSED_ATTENTION": "1",
+        "ORT_DISABLE_TRT_FLASH_ATTENTION": "1",
+        "ORT_DISABLE_FLASH_ATTENTION": "1",
+    },
+}
+
+
+def shapes(folder: Path, device: str, variant: str, report: Path | None) -> int:
+    """First run of each new shape against later runs, per attention configuration; then a fresh
+    encoder's first, second and third pass over the workloads, padded as usual and to multiples of
+    8 and 16 tokens (each in its own process)."""
+    import os
+    import subprocess
+
+    result: dict[str, Any] = {"device": device, "variant": variant} | environment(device)
+    jobs = [(name, env, "session", 1) for name, env in SHAPE_CONFIGS.items()]
+    jobs += [(f"encode, pad to {m}", {}, "encode", m) for m in (1, 8, 16)]
+    for name, extra, what, multiple in jobs:
+        cmd = [sys.executable, __file__, "shapes-one", "--folder", str(folder), "--device", device,
+               "--variant", variant, "--what", what, "--pad-multiple", str(multiple)]  # fmt: skip
+        env = os.environ | extra
+        done = subprocess.run(cmd, check=False, env=env, capture_output=True, text=True)
+        lines = done.stdout.strip().splitlines()
+        result[name] = json.loads(lines[-1]) if done.returncode == 0 else done.stderr[-2000:]
+        print(name, json.dumps(result[name])[:400], flush=True)
+    if report:
+        report.write_text(json.dumps(result, indent=2))
+    return 0
+
+
+def shapes_one(folder: Path, device: str, variant: str, what: str, multiple: int) -> None:
+    """One process of ``shapes``: prints one JSON line."""
+    from gist_onnx import GistEncoder
+    from gist_onnx.tokenizer import Batch
+
+    encoder = GistEncoder(folder / "model", variant=variant, device=device, cuda_graph=False)
+    encoder.tokenizer.pad_multiple = multiple
+    if what == "session":
+        first, later = [], []
+        for width in range(10, 62, 2):  # 26 shapes never seen by this session
+            ids = np.full((32, width), 2023, dtype=np.int64)
+            ids[:, 0], ids[:, -1] = 101, 102
+            batch = Batch(ids, np.ones_like(ids), np.zeros_like(ids))
+            start = time.perf_counter()
+            encoder.session.run(batch)
+            first.append(time.perf_counter() - start)
+            later.append(timed(lambda b=batch: encoder.session.run(b), 5))
+        print(json.dumps({
+            "first run ms (median)": 1000 * statistics.median(first),
+            "later runs ms (median)": 1000 * statistics.median(later),
+            "first run ms (each)": [round(1000 * t, 2) for t in first],
+        }))  # fmt: skip
+        return
+    texts = json.loads((folder / "data" / "texts.json").read_text())
+    out: dict[str, Any] = {}
+    loads = {"sentences": texts["sentences"][:1024], "passages": texts["passages"][:128]}
+    for name, batch in loads.items():
+        runs = [run.batch for run in encoder._plan(iter(batch), 32)]
+        out[f"{name} shapes"] = len({b.input_ids.shape for b in runs})
+        for n in (1, 2, 3):
+            start = time.perf_counter()
+            encoder.encode(batch, batch_size=32)
+            out[f"{name}/s pass {n}"] = len(batch) / (time.perf_counter() - start)
+    print(json.dumps(out))
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -392,6 +464,17 @@ def main() -> int:
     look.add_argument("--report", type=Path, default=None)
     look.add_argument("--scale", type=int, default=8)
     look.add_argument("--query-only", action="store_true", help="one query's rows alone")
+    shape = commands.add_parser("shapes", help="what a new input shape costs (on the GPU machine)")
+    shape.add_argument("--folder", type=Path, default=HERE.parent / ".gpu")
+    shape.add_argument("--device", default="cuda")
+    shape.add_argument("--variant", default="fp16")
+    shape.add_argument("--report", type=Path, default=None)
+    one = commands.add_parser("shapes-one", help=argparse.SUPPRESS)
+    one.add_argument("--folder", type=Path, required=True)
+    one.add_argument("--device", required=True)
+    one.add_argument("--variant", required=True)
+    one.add_argument("--what", choices=("session", "encode"), required=True)
+    one.add_argument("--pad-multiple", type=int, default=1)
     packer = commands.add_parser("pack", help="cut the runtime and the folders into transfers")
     packer.add_argument("--folder", type=Path, default=HERE.parent / ".gpu")
     packer.add_argument("--wheel", type=Path, default=None, help="default: download it")
@@ -413,11 +496,16 @@ def main() -> int:
             args.scale,
             query_only=args.query_only,
         )
-    if args.command == "pack":
-        pack(args.folder, args.wheel, args.ort_version)
+    if args.command in ("shapes", "shapes-one"):
+        if args.command == "shapes":
+            return shapes(args.folder, args.device, args.variant, args.report)
+        shapes_one(args.folder, args.device, args.variant, args.what, args.pad_multiple)
         return 0
-    if args.command == "unpack":
-        unpack(args.pieces, args.site, args.folder)
+    if args.command in ("pack", "unpack"):
+        if args.command == "pack":
+            pack(args.folder, args.wheel, args.ort_version)
+        else:
+            unpack(args.pieces, args.site, args.folder)
         return 0
     return run(args.folder, args.device, args.variant, args.report, args.scale)
 

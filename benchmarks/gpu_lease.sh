@@ -6,6 +6,8 @@
 #   CUDA.md/.json   benchmarks/run.py --device cuda --installed: gist-onnx fp16 against
 #                   sentence-transformers fp32 and fp16 on the same GPU, with STS-B
 #   check.json      gpu_check.py run: parity, overlap against the plain loop, end-to-end speed
+# STEPS picks among tests,run,check (the default), shapes (what a new input shape costs) and quick
+# (run.py --quick).
 # Each step has its own time limit, and a failed step does not stop the next; the exit status is
 # the first failure's. GPU_FOLDER names an unpacked folder instead of /tmp/ch's pieces (to try the
 # script on a CPU: GPU_FOLDER=DIR DEVICE=cpu VARIANT=fp32 STACKS=st-torch,gist-fp32, with a
@@ -16,6 +18,8 @@ folder="${GPU_FOLDER:-/tmp/gpu}"
 device="${DEVICE:-cuda}"
 variant="${VARIANT:-fp16}"
 stacks="${STACKS:-st-torch,st-torch-fp16,gist-fp16}"
+steps="${STEPS:-tests,run,check}"  # also: shapes (gpu_check.py shapes), quick (run.py --quick)
+want() { [[ ",$steps," == *",$1,"* ]]; }
 mkdir -p "$out"
 status=0
 step() {  # step NAME LOG LIMIT COMMAND...: run it into $out/LOG, time it, keep the first failure
@@ -46,13 +50,18 @@ if ! python3 -c 'import pytest' 2>/dev/null && [ -d .gpu/wheels ]; then
 fi
 
 # -W default: the machine's own library versions may warn where ours do not (pyproject: error)
-step "GPU test tier" pytest-gpu.txt 240 env PYTHONPATH="$testpath" GIST_TEST_EXPORT="$folder/model" \
+want tests && step "GPU test tier" pytest-gpu.txt 240 env PYTHONPATH="$testpath" GIST_TEST_EXPORT="$folder/model" \
     GIST_TEST_STAND_IN="$folder/torch" python3 -m pytest -m gpu tests/test_parity.py \
     -p no:cacheprovider -W default -v
-step "run.py --device $device --installed" run.txt 300 env GIST_BENCH_WORK=/tmp/gist-bench \
+want run && step "run.py --device $device --installed" run.txt 300 env GIST_BENCH_WORK=/tmp/gist-bench \
     python3 benchmarks/run.py --device "$device" --installed --repeats 3 --model "$folder/model" \
     --source "$folder/torch" --stacks "$stacks" \
     --output "$out/CUDA.md"
-step "gpu_check.py run" check.txt 200 python3 benchmarks/gpu_check.py run --folder "$folder" \
+want check && step "gpu_check.py run" check.txt 200 python3 benchmarks/gpu_check.py run --folder "$folder" \
     --device "$device" --variant "$variant" --report "$out/check.json"
+want shapes && step "gpu_check.py shapes" shapes.txt 200 python3 benchmarks/gpu_check.py shapes \
+    --folder "$folder" --device "$device" --variant "$variant" --report "$out/shapes.json"
+want quick && step "run.py --quick" quick.txt 200 env GIST_BENCH_WORK=/tmp/gist-bench \
+    python3 benchmarks/run.py --device "$device" --installed --quick --model "$folder/model" \
+    --source "$folder/torch" --stacks "$stacks" --output "$out/CUDA-quick.md"
 exit "$status"

@@ -52,6 +52,9 @@ class TextTokenizer:
         self.backend = tokenizer
         self.pad_token_id = pad_token_id
         self.max_length = max_length
+        # Batches padded to a multiple of this many tokens (capped at max_length): fewer distinct
+        # shapes for a provider that pays for each new one. 1: to the longest text exactly.
+        self.pad_multiple = 1
         # Cutting long texts before tokenizing is exact only where words end where _WORD_END
         # says they do: BERT's pre-tokenizer.
         self.cuts_long_texts = "BertPreTokenizer" in repr(tokenizer.pre_tokenizer)
@@ -132,7 +135,10 @@ class TextTokenizer:
         # .ids, .attention_mask and .type_ids builds a Python list, and padding was ~10% of the
         # tokenizer's time with all three.
         lengths = [len(e) for e in encodings]
-        shape = (len(encodings), max(lengths))
+        width, multiple = max(lengths), self.pad_multiple
+        if multiple > 1:
+            width = max(width, min(-(-width // multiple) * multiple, self.max_length))
+        shape = (len(encodings), width)
         ids = np.full(shape, self.pad_token_id, dtype=np.int64)
         mask = (np.arange(shape[1]) < np.array(lengths)[:, None]).astype(np.int64)
         same = self.single_type_id
