@@ -385,7 +385,9 @@ SHAPE_CONFIGS: dict[str, dict[str, str]] = {
 }
 
 
-def shapes(folder: Path, device: str, variant: str, report: Path | None) -> int:
+def shapes(
+    folder: Path, device: str, variant: str, report: Path | None, *, settings: bool = False
+) -> int:
     """First run of each new shape against later runs, per attention configuration; then a fresh
     encoder's first, second and third pass over the workloads, padded as usual and to multiples of
     8 and 16 tokens (each in its own process)."""
@@ -395,9 +397,12 @@ def shapes(folder: Path, device: str, variant: str, report: Path | None) -> int:
     result: dict[str, Any] = {"device": device, "variant": variant} | environment(device)
     jobs = [(name, env, "session", 1) for name, env in SHAPE_CONFIGS.items()]
     jobs += [(f"encode, pad to {m}", {}, "encode", m) for m in (1, 8, 16)]
+    if settings:
+        jobs = [(name, {}, "settings", 1) for name in SHAPE_SETTINGS]
     for name, extra, what, multiple in jobs:
         cmd = [sys.executable, __file__, "shapes-one", "--folder", str(folder), "--device", device,
-               "--variant", variant, "--what", what, "--pad-multiple", str(multiple)]  # fmt: skip
+               "--variant", variant, "--what", what, "--pad-multiple", str(multiple),
+               "--setting", name]  # fmt: skip
         env = os.environ | extra
         done = subprocess.run(cmd, check=False, env=env, capture_output=True, text=True)
         lines = done.stdout.strip().splitlines()
@@ -406,6 +411,78 @@ def shapes(folder: Path, device: str, variant: str, report: Path | None) -> int:
     if report:
         report.write_text(json.dumps(result, indent=2))
     return 0
+
+
+# Session settings that might change what a new shape costs (``shapes --settings``), each run on
+# a plain ONNX Runtime session in its own process: (session options, CUDA provider options).
+SHAPE_SETTINGS: dict[str, tuple[dict[str, Any], dict[str, str]]] = {
+    "plain session": ({}, {}),
+    "no memory pattern": ({"enable_mem_pattern": False}, {}),
+    "arena as requested": ({}, {"arena_extend_strategy": "kSameAsRequested"}),
+    "cuDNN default search": ({}, {"cudnn_conv_algo_search": "DEFAULT"}),
+    "no memory pattern, arena as requested": (
+        {"enable_mem_pattern": False},
+        {"arena_extend_strategy": "kSameAsRequested"},
+    ),
+    "profiled": ({"enable_profiling": True}, {}),
+}
+
+
+def settings_one(folder: Path, variant: str, name: str) -> None:
+    """One process of ``shapes --settings``: a plain session with ``SHAPE_SETTINGS[name]``; the
+    first run of 26 new shapes against later runs; profiled, the operators' time in the first and
+    second run of one new shape."""
+    import onnxruntime as ort
+
+    session_options, cuda_options = SHAPE_SETTINGS[name]
+    options = ort.SessionOptions()
+    for key, value in session_options.items():
+        setattr(options, key, value)
+    if session_options.get("enable_profiling"):
+        import tempfile
+
+        options.profile_file_prefix = str(Path(tempfile.mkdtemp()) / "ort")
+    if hasattr(ort, "preload_dlls"):
+        ort.preload_dlls()
+    graph = {"fp32": "model.onnx", "fp16": "model_fp16.onnx", "int8": "model_int8.onnx"}[variant]
+    providers = [("CUDAExecutionProvider", cuda_options), "CPUExecutionProvider"]
+    session = ort.InferenceSession(str(folder / "model" / graph), options, providers=providers)
+    names = [i.name for i in session.get_inputs()]
+
+    def feed(width: int) -> dict[str, np.ndarray]:
+        ids = np.full((32, width), 2023, dtype=np.int64)
+        ids[:, 0], ids[:, -1] = 101, 102
+        arrays = {"input_ids": ids, "attention_mask": np.ones_like(ids)}
+        return {n: arrays.get(n, np.zeros_like(ids)) for n in names}
+
+    session.run(None, feed(8))
+    first, later = [], []
+    for width in range(10, 62, 2):
+        start = time.perf_counter()
+        session.run(None, feed(width))
+        first.append(time.perf_counter() - start)
+        later.append(timed(lambda w=width: session.run(None, feed(w)), 3))
+    out: dict[str, Any] = {
+        "providers": session.get_providers(),
+        "first run ms (median)": 1000 * statistics.median(first),
+        "later runs ms (median)": 1000 * statistics.median(later),
+    }
+    if session_options.get("enable_profiling"):
+        profile = Path(session.end_profiling())
+        events = json.loads(profile.read_text())
+        shutil.rmtree(profile.parent)
+        runs = sorted((e for e in events if e.get("name") == "model_run"), key=lambda e: e["ts"])
+        # the first and the second run of the shape (32, 10): runs 1 and 2 (run 0 was (32, 8))
+        for label, run in (("first run of a shape", runs[1]), ("second run", runs[2])):
+            ops: dict[str, float] = {}
+            for e in events:
+                if e.get("cat") == "Node" and run["ts"] <= e["ts"] <= run["ts"] + run["dur"]:
+                    op = e.get("args", {}).get("op_name", e["name"])
+                    ops[op] = ops.get(op, 0.0) + e["dur"] / 1000
+            top = sorted(ops.items(), key=lambda kv: -kv[1])[:10]
+            out[f"{label}: ms"] = run["dur"] / 1000
+            out[f"{label}: ms by operator"] = {k: round(v, 3) for k, v in top}
+    print(json.dumps(out))
 
 
 def shapes_one(folder: Path, device: str, variant: str, what: str, multiple: int) -> None:
@@ -469,11 +546,13 @@ def main() -> int:
     shape.add_argument("--device", default="cuda")
     shape.add_argument("--variant", default="fp16")
     shape.add_argument("--report", type=Path, default=None)
+    shape.add_argument("--settings", action="store_true", help="session settings, one profiled")
     one = commands.add_parser("shapes-one", help=argparse.SUPPRESS)
     one.add_argument("--folder", type=Path, required=True)
     one.add_argument("--device", required=True)
     one.add_argument("--variant", required=True)
-    one.add_argument("--what", choices=("session", "encode"), required=True)
+    one.add_argument("--what", choices=("session", "encode", "settings"), required=True)
+    one.add_argument("--setting", default="")
     one.add_argument("--pad-multiple", type=int, default=1)
     packer = commands.add_parser("pack", help="cut the runtime and the folders into transfers")
     packer.add_argument("--folder", type=Path, default=HERE.parent / ".gpu")
@@ -498,8 +577,13 @@ def main() -> int:
         )
     if args.command in ("shapes", "shapes-one"):
         if args.command == "shapes":
-            return shapes(args.folder, args.device, args.variant, args.report)
-        shapes_one(args.folder, args.device, args.variant, args.what, args.pad_multiple)
+            return shapes(
+                args.folder, args.device, args.variant, args.report, settings=args.settings
+            )
+        if args.what == "settings":
+            settings_one(args.folder, args.variant, args.setting)
+        else:
+            shapes_one(args.folder, args.device, args.variant, args.what, args.pad_multiple)
         return 0
     if args.command in ("pack", "unpack"):
         if args.command == "pack":

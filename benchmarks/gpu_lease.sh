@@ -6,8 +6,8 @@
 #   CUDA.md/.json   benchmarks/run.py --device cuda --installed: gist-onnx fp16 against
 #                   sentence-transformers fp32 and fp16 on the same GPU, with STS-B
 #   check.json      gpu_check.py run: parity, overlap against the plain loop, end-to-end speed
-# STEPS picks among tests,run,check (the default), shapes (what a new input shape costs) and quick
-# (run.py --quick).
+# STEPS picks among tests,run,check (the default), shapes (what a new input shape costs), settings
+# (the same for session settings, one profiled) and quick (run.py --quick).
 # Each step has its own time limit, and a failed step does not stop the next; the exit status is
 # the first failure's. GPU_FOLDER names an unpacked folder instead of /tmp/ch's pieces (to try the
 # script on a CPU: GPU_FOLDER=DIR DEVICE=cpu VARIANT=fp32 STACKS=st-torch,gist-fp32, with a
@@ -61,6 +61,9 @@ want check && step "gpu_check.py run" check.txt 200 python3 benchmarks/gpu_check
     --device "$device" --variant "$variant" --report "$out/check.json"
 want shapes && step "gpu_check.py shapes" shapes.txt 200 python3 benchmarks/gpu_check.py shapes \
     --folder "$folder" --device "$device" --variant "$variant" --report "$out/shapes.json"
+want settings && step "gpu_check.py shapes --settings" settings.txt 150 python3 \
+    benchmarks/gpu_check.py shapes --settings --folder "$folder" --device "$device" \
+    --variant "$variant" --report "$out/settings.json"
 want quick && step "run.py --quick" quick.txt 200 env GIST_BENCH_WORK=/tmp/gist-bench \
     python3 benchmarks/run.py --device "$device" --installed --quick --model "$folder/model" \
     --source "$folder/torch" --stacks "$stacks" --output "$out/CUDA-quick.md"
