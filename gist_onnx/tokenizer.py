@@ -53,7 +53,8 @@ class TextTokenizer:
         self.pad_token_id = pad_token_id
         self.max_length = max_length
         # Batches padded to a multiple of this many tokens (capped at max_length): fewer distinct
-        # shapes for a provider that pays for each new one. 1: to the longest text exactly.
+        # shapes for a provider that pays for each new one (GistEncoder sets 8 with CUDA). 1: to
+        # the longest text exactly. Padded tokens are masked, so vectors do not change.
         self.pad_multiple = 1
         # Cutting long texts before tokenizing is exact only where words end where _WORD_END
         # says they do: BERT's pre-tokenizer.

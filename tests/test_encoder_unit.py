@@ -229,3 +229,20 @@ def test_batch_size_defaults_to_32_on_the_cpu_and_128_with_cuda(
     assert cuda.default_batch_size == 128
     cuda.encode(["hello"] * 3)
     assert seen[-1] == 128
+
+
+def test_cuda_pads_runs_to_a_multiple_of_8_and_the_cpu_to_the_longest_text(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from gist_onnx.session import CUDA
+
+    folder = write_tiny_model(tmp_path / "m", max_seq_length=32)
+    texts = ["hello world", "the cat sat on the mat the cat sat", "hello"]  # 4, 11, 3 tokens
+    cpu = GistEncoder(folder)
+    assert [run.batch.input_ids.shape[1] for run in cpu._plan(iter(texts), 8)] == [11]
+    # Planning only (no CUDA here): an encoder made where the provider is CUDA.
+    monkeypatch.setattr(GistEncoder, "provider", property(lambda self: CUDA))
+    cuda = GistEncoder(folder)
+    assert [run.batch.input_ids.shape[1] for run in cuda._plan(iter(texts), 8)] == [16]
+    # the padded tokens are masked: the same vectors through the same graph
+    np.testing.assert_allclose(cuda.encode(texts), cpu.encode(texts), atol=1e-6)

@@ -37,6 +37,20 @@ def test_pads_to_longest_text_not_to_the_files_fixed_length(tmp_path: Path) -> N
     assert batch.token_type_ids.tolist() == [[0] * 5, [0] * 5]
 
 
+def test_pad_multiple_rounds_the_width_up_and_masks_the_extra_tokens(tmp_path: Path) -> None:
+    _write_tokenizer_json(tmp_path)
+    tok = load_tokenizer(tmp_path, max_length=10)
+    tok.pad_multiple = 4
+    batch = tok(["hello", "the cat sat"])  # longest: 5 tokens -> 8
+    assert batch.input_ids.tolist() == [[2, 4, 3, 0, 0, 0, 0, 0], [2, 6, 7, 8, 3, 0, 0, 0]]
+    assert batch.attention_mask.tolist() == [[1, 1, 1, 0, 0, 0, 0, 0], [1] * 5 + [0] * 3]
+    assert tok(["the cat"]).input_ids.shape == (1, 4)  # already a multiple: unchanged
+    # never past max_length (10, not 12), and never narrower than the longest text
+    assert tok(["the cat sat the cat sat the cat"]).input_ids.shape == (1, 10)
+    tok.pad_multiple = 64
+    assert tok(["hello"]).input_ids.shape == (1, 10)
+
+
 def test_truncates_at_max_length_keeping_sep(tmp_path: Path) -> None:
     _write_tokenizer_json(tmp_path, fixed_padding=16)
     tok = load_tokenizer(tmp_path, max_length=4)
