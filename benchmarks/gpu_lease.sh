@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
 # The whole CUDA check in one call on a GPU machine without a package index (benchmarks/README.md,
 # "The CUDA check"): run from the checkout's root once every piece of `gpu_check.py pack` is in
-# /tmp/ch. Writes into $OUT (default gpu-out/):
-#   pytest-gpu.txt  the GPU test tier (tests marked gpu) against the carried export and torch folder
-#   CUDA.md/.json   benchmarks/run.py --device cuda --installed: gist-onnx fp16 against
-#                   sentence-transformers fp32 and fp16 on the same GPU, with STS-B
-#   check.json      gpu_check.py run: parity, overlap against the plain loop, end-to-end speed
-# STEPS picks among tests,run,check (the default), shapes (what a new input shape costs), settings
-# (the same for session settings, one profiled) and quick (run.py --quick).
+# /tmp/ch. Writes into $OUT (default gpu-out/), by step (STEPS, default tests,check,quick,shapes:
+# about 4 minutes on an H200):
+#   tests     pytest-gpu.txt: the GPU test tier against the carried export and torch folder
+#   check     check.json: gpu_check.py run: parity, overlap against the plain loop, end-to-end speed
+#   quick     CUDA-quick.md/.json: benchmarks/run.py --device cuda --installed --quick:
+#             gist-onnx fp16 against sentence-transformers fp32 and fp16 on the same GPU
+#   shapes    shapes.json: what a new input shape costs (gpu_check.py shapes)
+#   settings  settings.json: the same under session settings, one profiled by operator
+#   run       CUDA.md/.json: run.py's full mode (--repeats 3, with STS-B): over 5 minutes there,
+#             each torch process taking ~15 s to start; a call of its own
 # Each step has its own time limit, and a failed step does not stop the next; the exit status is
 # the first failure's. GPU_FOLDER names an unpacked folder instead of /tmp/ch's pieces (to try the
 # script on a CPU: GPU_FOLDER=DIR DEVICE=cpu VARIANT=fp32 STACKS=st-torch,gist-fp32, with a
@@ -18,7 +21,7 @@ folder="${GPU_FOLDER:-/tmp/gpu}"
 device="${DEVICE:-cuda}"
 variant="${VARIANT:-fp16}"
 stacks="${STACKS:-st-torch,st-torch-fp16,gist-fp16}"
-steps="${STEPS:-tests,run,check}"  # also: shapes (gpu_check.py shapes), quick (run.py --quick)
+steps="${STEPS:-tests,check,quick,shapes}"
 want() { [[ ",$steps," == *",$1,"* ]]; }
 mkdir -p "$out"
 status=0
@@ -53,7 +56,7 @@ fi
 want tests && step "GPU test tier" pytest-gpu.txt 240 env PYTHONPATH="$testpath" GIST_TEST_EXPORT="$folder/model" \
     GIST_TEST_STAND_IN="$folder/torch" python3 -m pytest -m gpu tests/test_parity.py \
     -p no:cacheprovider -W default -v
-want run && step "run.py --device $device --installed" run.txt 300 env GIST_BENCH_WORK=/tmp/gist-bench \
+want run && step "run.py --device $device --installed" run.txt 540 env GIST_BENCH_WORK=/tmp/gist-bench \
     python3 benchmarks/run.py --device "$device" --installed --repeats 3 --model "$folder/model" \
     --source "$folder/torch" --stacks "$stacks" \
     --output "$out/CUDA.md"
