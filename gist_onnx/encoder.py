@@ -133,6 +133,8 @@ class GistEncoder:
         variant, provider, max_seq_length, dimension, pooling, source: what was chosen.
         default_batch_size: ``encode``'s batch_size when a call gives none (32 on the CPU, 128
             with CUDA).
+        tokenizer: the text tokenizer; ``tokenizer.pad_multiple`` rounds each run's width up
+            (8 with CUDA, whose attention pays for every new input shape; 1 on the CPU).
     """
 
     def __init__(
