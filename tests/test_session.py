@@ -184,3 +184,22 @@ def test_one_text_takes_the_replayed_graph_when_on_and_the_usual_path_when_it_fa
         out = failing.encode([SHORT[0]])
     np.testing.assert_allclose(out, reference.encode([SHORT[0]]), atol=1e-6)
     assert not failing._use_replay  # tried once
+
+
+@pytest.mark.model
+@pytest.mark.parametrize("variant", ["fp32", "int8"])
+def test_padding_to_a_multiple_leaves_the_model_s_vectors_as_they_were(
+    exported: Path, variant: str
+) -> None:
+    """CUDA's runs are padded to a multiple of 8 tokens: through the real graphs (attention
+    masked, pooling over the mask) the extra padding changes no vector."""
+    import numpy as np
+
+    from gist_onnx.export.texts import PARITY_TEXTS
+
+    enc = GistEncoder(exported, variant=variant)
+    plain = enc.encode(PARITY_TEXTS, batch_size=8)
+    enc.tokenizer.pad_multiple = 8
+    widths = {run.batch.input_ids.shape[1] for run in enc._plan(iter(PARITY_TEXTS), 8)}
+    assert all(w % 8 == 0 or w == enc.max_seq_length for w in widths)
+    np.testing.assert_allclose(enc.encode(PARITY_TEXTS, batch_size=8), plain, atol=1e-5)
