@@ -425,6 +425,15 @@ SHAPE_SETTINGS: dict[str, tuple[dict[str, Any], dict[str, str]]] = {
         {"arena_extend_strategy": "kSameAsRequested"},
     ),
     "profiled": ({"enable_profiling": True}, {}),
+    # GistEncoder's CUDA session differs from a plain one in these (its new widths cost ~2x)
+    "threads not spinning (the encoder's CUDA setting)": (
+        {
+            "config:session.intra_op.allow_spinning": "0",
+            "config:session.inter_op.allow_spinning": "0",
+        },
+        {},
+    ),
+    "log severity 3": ({"log_severity_level": 3}, {}),
 }
 
 
@@ -437,7 +446,10 @@ def settings_one(folder: Path, variant: str, name: str) -> None:
     session_options, cuda_options = SHAPE_SETTINGS[name]
     options = ort.SessionOptions()
     for key, value in session_options.items():
-        setattr(options, key, value)
+        if key.startswith("config:"):
+            options.add_session_config_entry(key[len("config:") :], str(value))
+        else:
+            setattr(options, key, value)
     if session_options.get("enable_profiling"):
         import tempfile
 
