@@ -45,15 +45,8 @@ fi
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv >"$out/gpu.txt" 2>&1
 python3 -c 'import onnxruntime as o; print(o.__version__, o.get_available_providers())' \
     >>"$out/gpu.txt" 2>&1
-testpath=$PYTHONPATH
-if ! python3 -c 'import pytest' 2>/dev/null && [ -d .gpu/wheels ]; then
-    # the machine has no pytest: the wheels carried beside the last piece
-    python3 -m pip install -q --no-index --no-deps --target /tmp/pytest .gpu/wheels/*.whl
-    testpath=$PYTHONPATH:/tmp/pytest
-fi
-
 # -W default: the machine's own library versions may warn where ours do not (pyproject: error)
-want tests && step "GPU test tier" pytest-gpu.txt 240 env PYTHONPATH="$testpath" GIST_TEST_EXPORT="$folder/model" \
+want tests && step "GPU test tier" pytest-gpu.txt 240 env GIST_TEST_EXPORT="$folder/model" \
     GIST_TEST_STAND_IN="$folder/torch" python3 -m pytest -m gpu tests/test_parity.py \
     -p no:cacheprovider -W default -v
 want run && step "run.py --device $device --installed" run.txt 540 env GIST_BENCH_WORK=/tmp/gist-bench \
