@@ -41,6 +41,9 @@ sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE.parent / "export"))
 
 
+GRAPHS = {"fp32": "model.onnx", "fp16": "model_fp16.onnx", "int8": "model_int8.onnx"}
+
+
 def prepare(out: Path, variant: str, weights: bool) -> None:
     from sentence_transformers import SentenceTransformer
 
@@ -53,7 +56,7 @@ def prepare(out: Path, variant: str, weights: bool) -> None:
     if out.exists():
         shutil.rmtree(out)
     model_dir.mkdir(parents=True)
-    graph = {"fp32": "model.onnx", "fp16": "model_fp16.onnx", "int8": "model_int8.onnx"}[variant]
+    graph = GRAPHS[variant]
     names = [graph, f"{graph}.data", "tokenizer.json", "tokenizer_config.json", "config.json"]
     names += ["modules.json", "sentence_bert_config.json", "1_Pooling/config.json"]
     for name in names:
@@ -413,6 +416,32 @@ def shapes(
     return 0
 
 
+# The widths ``shapes`` runs, each new to the session: 26 of them, 10 to 60 tokens.
+SHAPE_WIDTHS = range(10, 62, 2)
+
+
+def probe_ids(width: int) -> np.ndarray:
+    """32 texts of ``width`` tokens: [CLS], the same word, [SEP]."""
+    ids = np.full((32, width), 2023, dtype=np.int64)
+    ids[:, 0], ids[:, -1] = 101, 102
+    return ids
+
+
+def first_and_later(run: Any, repeats: int) -> dict[str, Any]:
+    """``run(width)``'s first time at each of SHAPE_WIDTHS against the median of later ones."""
+    first, later = [], []
+    for width in SHAPE_WIDTHS:
+        start = time.perf_counter()
+        run(width)
+        first.append(time.perf_counter() - start)
+        later.append(timed(lambda w=width: run(w), repeats))
+    return {
+        "first run ms (median)": 1000 * statistics.median(first),
+        "later runs ms (median)": 1000 * statistics.median(later),
+        "first run ms (each)": [round(1000 * t, 2) for t in first],
+    }
+
+
 # Session settings that might change what a new shape costs (``shapes --settings``), each run on
 # a plain ONNX Runtime session in its own process: (session options, CUDA provider options).
 SHAPE_SETTINGS: dict[str, tuple[dict[str, Any], dict[str, str]]] = {
@@ -456,29 +485,19 @@ def settings_one(folder: Path, variant: str, name: str) -> None:
         options.profile_file_prefix = str(Path(tempfile.mkdtemp()) / "ort")
     if hasattr(ort, "preload_dlls"):
         ort.preload_dlls()
-    graph = {"fp32": "model.onnx", "fp16": "model_fp16.onnx", "int8": "model_int8.onnx"}[variant]
+    graph = GRAPHS[variant]
     providers = [("CUDAExecutionProvider", cuda_options), "CPUExecutionProvider"]
     session = ort.InferenceSession(str(folder / "model" / graph), options, providers=providers)
     names = [i.name for i in session.get_inputs()]
 
     def feed(width: int) -> dict[str, np.ndarray]:
-        ids = np.full((32, width), 2023, dtype=np.int64)
-        ids[:, 0], ids[:, -1] = 101, 102
+        ids = probe_ids(width)
         arrays = {"input_ids": ids, "attention_mask": np.ones_like(ids)}
         return {n: arrays.get(n, np.zeros_like(ids)) for n in names}
 
     session.run(None, feed(8))
-    first, later = [], []
-    for width in range(10, 62, 2):
-        start = time.perf_counter()
-        session.run(None, feed(width))
-        first.append(time.perf_counter() - start)
-        later.append(timed(lambda w=width: session.run(None, feed(w)), 3))
-    out: dict[str, Any] = {
-        "providers": session.get_providers(),
-        "first run ms (median)": 1000 * statistics.median(first),
-        "later runs ms (median)": 1000 * statistics.median(later),
-    }
+    out: dict[str, Any] = {"providers": session.get_providers()}
+    out |= first_and_later(lambda width: session.run(None, feed(width)), 3)
     if session_options.get("enable_profiling"):
         profile = Path(session.end_profiling())
         events = json.loads(profile.read_text())
@@ -505,20 +524,12 @@ def shapes_one(folder: Path, device: str, variant: str, what: str, multiple: int
     encoder = GistEncoder(folder / "model", variant=variant, device=device, cuda_graph=False)
     encoder.tokenizer.pad_multiple = multiple
     if what == "session":
-        first, later = [], []
-        for width in range(10, 62, 2):  # 26 shapes never seen by this session
-            ids = np.full((32, width), 2023, dtype=np.int64)
-            ids[:, 0], ids[:, -1] = 101, 102
-            batch = Batch(ids, np.ones_like(ids), np.zeros_like(ids))
-            start = time.perf_counter()
-            encoder.session.run(batch)
-            first.append(time.perf_counter() - start)
-            later.append(timed(lambda b=batch: encoder.session.run(b), 5))
-        print(json.dumps({
-            "first run ms (median)": 1000 * statistics.median(first),
-            "later runs ms (median)": 1000 * statistics.median(later),
-            "first run ms (each)": [round(1000 * t, 2) for t in first],
-        }))  # fmt: skip
+
+        def run(width: int) -> None:
+            ids = probe_ids(width)
+            encoder.session.run(Batch(ids, np.ones_like(ids), np.zeros_like(ids)))
+
+        print(json.dumps(first_and_later(run, 5)))
         return
     texts = json.loads((folder / "data" / "texts.json").read_text())
     out: dict[str, Any] = {}
@@ -540,26 +551,24 @@ def main() -> int:
     prep.add_argument("--out", type=Path, default=HERE.parent / ".gpu")
     prep.add_argument("--variant", default="fp16")
     prep.add_argument("--weights", action="store_true", help="add the safetensors (torch rows)")
-    check = commands.add_parser("run", help="run the checks (on the GPU machine)")
-    check.add_argument("--folder", type=Path, default=HERE.parent / ".gpu")
-    check.add_argument("--device", default="cuda")
-    check.add_argument("--variant", default="fp16")
-    check.add_argument("--report", type=Path, default=None)
+
+    def on_gpu(name: str, help_: str) -> argparse.ArgumentParser:
+        """A command that runs on the GPU machine: the unpacked folder, device, graph, report."""
+        command = commands.add_parser(name, help=help_)
+        command.add_argument("--folder", type=Path, default=HERE.parent / ".gpu")
+        command.add_argument("--device", default="cuda")
+        command.add_argument("--variant", default="fp16")
+        command.add_argument("--report", type=Path, default=None)
+        return command
+
+    check = on_gpu("run", "run the checks (on the GPU machine)")
     check.add_argument("--scale", type=int, default=8, help="repeat the speed texts this often")
-    look = commands.add_parser("probe", help="where an encode's time goes (on the GPU machine)")
-    look.add_argument("--folder", type=Path, default=HERE.parent / ".gpu")
-    look.add_argument("--device", default="cuda")
-    look.add_argument("--variant", default="fp16")
-    look.add_argument("--report", type=Path, default=None)
+    look = on_gpu("probe", "where an encode's time goes (on the GPU machine)")
     look.add_argument("--scale", type=int, default=8)
     look.add_argument("--query-only", action="store_true", help="one query's rows alone")
-    shape = commands.add_parser("shapes", help="what a new input shape costs (on the GPU machine)")
-    shape.add_argument("--folder", type=Path, default=HERE.parent / ".gpu")
-    shape.add_argument("--device", default="cuda")
-    shape.add_argument("--variant", default="fp16")
-    shape.add_argument("--report", type=Path, default=None)
+    shape = on_gpu("shapes", "what a new input shape costs (on the GPU machine)")
     shape.add_argument("--settings", action="store_true", help="session settings, one profiled")
-    one = commands.add_parser("shapes-one", help=argparse.SUPPRESS)
+    one = commands.add_parser("shapes-one", help="one process of shapes (run by it)")
     one.add_argument("--folder", type=Path, required=True)
     one.add_argument("--device", required=True)
     one.add_argument("--variant", required=True)
