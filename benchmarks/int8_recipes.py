@@ -30,14 +30,17 @@ from gist_onnx import GistEncoder  # noqa: E402
 from gist_onnx.export.check import cosines, reference_vectors  # noqa: E402
 from gist_onnx.export.graph import export_pooled, fuse  # noqa: E402
 from gist_onnx.export.quantize import (  # noqa: E402
-    activation_ranges,
+    Bounds,
+    activation_bounds,
     fold_attention_biases,
+    peaks,
     quantize_rowwise,
 )
 from gist_onnx.export.texts import CJK_PARAGRAPHS, PARITY_TEXTS  # noqa: E402
 from gist_onnx.export.to_onnx import (  # noqa: E402
     OUTLIER_CHANNELS,
     SMOOTHING_ALPHA,
+    STATIC_INPUTS,
     calibration_batches,
     copy_configs,
 )
@@ -53,7 +56,7 @@ def recipes(
     fused: Path,
     ranges: dict[str, np.ndarray],
     folded: Path,
-    folded_ranges: dict[str, np.ndarray],
+    folded_bounds: Bounds,
 ) -> dict[str, Callable[[Path], Any]]:
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
@@ -74,6 +77,19 @@ def recipes(
             ranges=None if alpha is None else ranges,
             alpha=alpha or 0.0,
             exclude=exclude,
+        )
+
+    folded_ranges = peaks(folded_bounds)
+
+    def kept_but(static: tuple[str, ...]) -> Callable[[Path], Any]:
+        return lambda out: quantize_rowwise(
+            folded,
+            out,
+            ranges=folded_ranges,
+            alpha=SMOOTHING_ALPHA,
+            outliers=OUTLIER_CHANNELS,
+            static=static,
+            bounds=folded_bounds,
         )
 
     qkv = ("self/query", "self/key", "self/value")
@@ -102,15 +118,19 @@ def recipes(
         "same, two channels in every FFN down-projection": lambda out: quantize_rowwise(
             folded, out, ranges=folded_ranges, alpha=0.65, outliers={ffn_down: 2}
         ),
-        f"**kept**: per-row + SmoothQuant {SMOOTHING_ALPHA}, key/value biases folded, all int8, "
-        "every FFN down-projection's largest input channel in fp32, not smoothed": (
-            lambda out: quantize_rowwise(
-                folded,
-                out,
-                ranges=folded_ranges,
-                alpha=SMOOTHING_ALPHA,
-                outliers=OUTLIER_CHANNELS,
-            )
+        "same, every FFN down-projection's largest input channel in fp32, not smoothed": (
+            kept_but(())
+        ),
+        "same, static scales (calibrated bounds, 256 levels) on Q/K/V's inputs": kept_but(
+            STATIC_INPUTS[:1]
+        ),
+        "same, static on the attention output projection's inputs too": kept_but(
+            (*STATIC_INPUTS[:1], r"/attention/output/dense/")
+        ),
+        "**kept**: same, static on the inputs of Q/K/V and of the FFN up-projection (the layer "
+        "norms' outputs)": kept_but(STATIC_INPUTS),
+        "same, static on the FFN down-projections' inputs (GELU outputs) too": kept_but(
+            (*STATIC_INPUTS, ffn_down)
         ),
     }
 
@@ -162,11 +182,11 @@ def main() -> int:
         fuse(raw, fused, num_heads=12, hidden_size=384)
         shutil.copy(fused, folder / "model.onnx")
         batches = calibration_batches(folder, config)
-        ranges = activation_ranges(raw, batches)
+        ranges = peaks(activation_bounds(raw, batches))
         folded = work / "folded.onnx"
         fold_attention_biases(raw, folded)
-        folded_ranges = activation_ranges(folded, batches)
-        for name, make in recipes(raw, fused, ranges, folded, folded_ranges).items():
+        folded_bounds = activation_bounds(folded, batches)
+        for name, make in recipes(raw, fused, ranges, folded, folded_bounds).items():
             make(folder / "model_int8.onnx")
             results[name] = measure(folder, texts, reference, cjk, args.repeats)
             r = results[name]

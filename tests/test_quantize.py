@@ -1,5 +1,6 @@
 """The int8 graph's rewrites: the attention-bias fold is exact, the outlier channels are the only
-weights left in fp32, and int8 holds on scripts the calibration never saw."""
+weights left in fp32, the layer norms' outputs take a static scale with the bias inside the
+product, and int8 holds on scripts the calibration never saw."""
 
 from __future__ import annotations
 
@@ -100,6 +101,77 @@ def test_the_int8_graph_computes_one_input_channel_per_ffn_down_projection_in_fp
         if name.endswith("/outlier_channels"):
             weights = int8[name.replace("/outlier_channels", "/w_int8")]
             assert weights.shape == (1536, 384) and not weights[picked].any()
+
+
+def test_layer_norm_outputs_take_a_static_scale_and_the_bias_inside_the_product(
+    exported: Path,
+) -> None:
+    import onnx
+    from onnx import numpy_helper
+
+    quantized = json.loads((exported / "gist_onnx_manifest.json").read_text())["graphs"]["int8"][
+        "quantized"
+    ]
+    # Per layer: the input of Q, K and V (one, shared) and of the FFN up-projection.
+    assert quantized["static_activations"] == 12
+    assert quantized["biases_in_products"] == 12  # the query's and the up-projection's
+    model = onnx.load(str(exported / "model_int8.onnx"))
+    inits = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+    consumers: dict[str, list[str]] = {}
+    for node in model.graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node.op_type)
+    products = [n for n in model.graph.node if n.op_type == "MatMulIntegerToFloat"]
+    static = [n for n in products if n.input[2].endswith("/static_scale")]
+    assert len(products) == 36 and len(static) == 24  # Q, K, V and up in each of 6 layers
+    for node in static:
+        scale, point = inits[node.input[2]], inits[node.input[4]]
+        assert scale.shape == () and scale > 0 and point.dtype == np.uint8
+        # Fully scaled in the kernel: no per-row multiplication reads its output.
+        assert "Mul" not in consumers[node.output[0]]
+    assert sum(len(n.input) == 7 and n.input[6] != "" for n in static) == 12
+    # The others (attention output, FFN down) keep a scale per row, multiplied in after.
+    for node in products:
+        if node not in static:
+            assert consumers[node.output[0]] == ["Mul"]
+
+
+def test_static_scales_span_the_calibrated_bounds(raw_graph: Path, tmp_path: Path) -> None:
+    import onnxruntime as ort
+
+    from gist_onnx.export.quantize import activation_bounds, peaks, quantize_rowwise
+    from gist_onnx.export.to_onnx import STATIC_INPUTS
+
+    feeds = _feeds()
+    bounds = activation_bounds(raw_graph, feeds)
+    assert len(bounds) == 24  # per layer: Q/K/V's shared input, and 3 more products
+    for name, (low, high) in bounds.items():
+        assert (low <= high).all(), name
+        assert np.array_equal(peaks(bounds)[name], np.maximum(np.abs(low), np.abs(high)))
+    with pytest.raises(ValueError, match="bounds"):
+        quantize_rowwise(raw_graph, tmp_path / "x.onnx", static=STATIC_INPUTS)
+    per_row, static = tmp_path / "per_row.onnx", tmp_path / "static.onnx"
+    ranges = peaks(bounds)
+    quantize_rowwise(raw_graph, per_row, ranges=ranges, alpha=0.65)
+    counts = quantize_rowwise(
+        raw_graph, static, ranges=ranges, alpha=0.65, static=STATIC_INPUTS, bounds=bounds
+    )
+    # This graph still has the key's and value's biases: those go into their products too.
+    assert counts["static_activations"] == 12 and counts["biases_in_products"] == 24
+    a = ort.InferenceSession(str(per_row), providers=["CPUExecutionProvider"])
+    b = ort.InferenceSession(str(static), providers=["CPUExecutionProvider"])
+    for feed in feeds:  # calibrated on these very rows: nothing saturates
+        x, y = a.run(None, feed)[0], b.run(None, feed)[0]
+        assert (np.sum(x * y, axis=1) > 0.998).all()  # unit vectors: the cosine
+    # The bounds are what size the scales: a tenth of them saturates most values.
+    narrow = {name: (low / 10, high / 10) for name, (low, high) in bounds.items()}
+    clipped = tmp_path / "clipped.onnx"
+    quantize_rowwise(
+        raw_graph, clipped, ranges=ranges, alpha=0.65, static=STATIC_INPUTS, bounds=narrow
+    )
+    c = ort.InferenceSession(str(clipped), providers=["CPUExecutionProvider"])
+    x, z = a.run(None, feeds[1])[0], c.run(None, feeds[1])[0]
+    assert np.isfinite(z).all() and (np.sum(x * z, axis=1) < 0.99).all()
 
 
 def test_int8_holds_on_paragraphs_the_calibration_never_saw(

@@ -5,17 +5,25 @@ The recipe (measured, see the README's "int8" section for every figure):
 - weights: int8, symmetric, one scale per output channel, computed once at export;
 - activations: int8 with **one scale per token row**, computed in the graph at run time
   (``scale = max|row| / 127``), fed to ONNX Runtime's ``MatMulIntegerToFloat`` (u8 x s8: VNNI
-  on x86; the weights' per-column scale applied in the same kernel), then scaled per row.
+  on x86; the weights' per-column scale applied in the same kernel), then scaled per row;
+- except where a product reads a layer norm's output (Q, K, V and the FFN up-projection): there
+  one **static** scale and zero point, spanning the calibrated lowest to highest value in 256
+  levels, so that ``MatMulIntegerToFloat`` returns the product fully scaled, its bias added in
+  the same kernel, and the per-row passes go (the row maximum, two multiplications, the bias
+  addition);
+- the word-embedding table: int8 with one scale per row (per token), dequantized after the
+  Gather, which cuts the file from 90 MB to about 23 MB.
 
 ONNX Runtime's ``quantize_dynamic`` instead scales the activations per *tensor*: one outlier
 token (or the padding) sets the scale of the whole batch, which cost up to 0.035 of cosine and
-made a text's vector depend on the batch it was in. Static quantization fixes the scales at
-calibration time and lost more (worst cosine 0.76 per-tensor). A per-row scale depends on that
-row only, so a text's vector is the same in any batch, and outlier tokens no longer flatten the
-others.
-
-- the word-embedding table: int8 with one scale per row (per token), dequantized after the
-  Gather, which cuts the file from 90 MB to about 23 MB.
+made a text's vector depend on the batch it was in. Static scales on every product lost more
+(worst cosine 0.76). A per-row scale depends on that row only, and a static one on nothing at
+run time, so a text's vector is the same in any batch. Static scales suit a layer norm's output:
+it is normalized per token, its largest values come from the same token ([CLS]) in every text,
+and on unseen texts it passed the calibrated bounds by at most 1.4x,
+the rare values beyond saturating at little cost (benchmarks/INT8.md). The attention output
+(worst cosine 0.986 static) and the GELU output (bounds passed by 2x on unseen texts, mean
+cosine lower) keep a scale per row.
 
 Attention's activation x activation products, softmax, layer norms and pooling stay in fp32.
 
@@ -39,15 +47,18 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from .graph import drop_unused_initializers
 
+Bounds = dict[str, tuple[np.ndarray, np.ndarray]]
 
-def activation_ranges(in_path: Path, batches: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
-    """Largest |value| per channel of every weight MatMul's input, over calibration batches."""
+
+def activation_bounds(in_path: Path, batches: list[dict[str, np.ndarray]]) -> Bounds:
+    """Lowest and highest value per channel of every weight MatMul's input, over calibration
+    batches (real tokens only)."""
     import onnx
     import onnxruntime as ort
 
@@ -61,14 +72,21 @@ def activation_ranges(in_path: Path, batches: list[dict[str, np.ndarray]]) -> di
         if name not in known:
             model.graph.output.append(onnx.ValueInfoProto(name=name))
     session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
-    ranges: dict[str, np.ndarray] = {}
+    bounds: Bounds = {}
     for feed in batches:
         mask = feed["attention_mask"].astype(bool)
         for name, value in zip(acts, session.run(acts, feed), strict=True):
             rows = value[mask]  # real tokens only: padding never reaches a real text's vector
-            peak = np.abs(rows).max(axis=0)
-            ranges[name] = np.maximum(ranges[name], peak) if name in ranges else peak
-    return ranges
+            low, high = rows.min(axis=0), rows.max(axis=0)
+            if name in bounds:
+                low, high = np.minimum(bounds[name][0], low), np.maximum(bounds[name][1], high)
+            bounds[name] = (low, high)
+    return bounds
+
+
+def peaks(bounds: Bounds) -> dict[str, np.ndarray]:
+    """Largest |value| per channel, from :func:`activation_bounds`."""
+    return {name: np.maximum(-low, high) for name, (low, high) in bounds.items()}
 
 
 def fold_attention_biases(in_path: Path, out_path: Path) -> int:
@@ -158,6 +176,15 @@ def fold_attention_biases(in_path: Path, out_path: Path) -> int:
 _ROW_EPS = "rowq/eps"
 
 
+class _Quantized(NamedTuple):
+    """An activation in uint8: its values, and what MatMulIntegerToFloat needs to undo that."""
+
+    values: str
+    row_scale: str | None  # one scale per row, applied after the product; None: static
+    a_scale: str
+    a_zero_point: str
+
+
 def quantize_rowwise(
     in_path: Path,
     out_path: Path,
@@ -166,29 +193,52 @@ def quantize_rowwise(
     outliers: dict[str, int] | None = None,
     ranges: dict[str, np.ndarray] | None = None,
     alpha: float = 0.5,
+    static: tuple[str, ...] = (),
+    bounds: Bounds | None = None,
 ) -> dict[str, int]:
     """Write the int8 graph of the (unfused) fp32 graph at ``in_path``; returns what was changed.
 
     ``exclude`` holds substrings of MatMul node names to keep in fp32. With ``ranges`` (from
-    :func:`activation_ranges`), each activation's outlier channels are scaled down and the
-    weights' rows up by the same factor (SmoothQuant, strength ``alpha``), so a row's int8 levels
-    are not spent on a few huge channels. ``outliers`` maps regular expressions searched in MatMul
-    node names to a number of input channels (the largest in ``ranges``) whose product is
-    computed in fp32 instead, for every product that reads that activation: their weight rows
-    are zero in the int8 weights (a huge weight no longer coarsens its whole column's scale) and
-    their small fp32 product is added back; such an activation is not smoothed.
+    :func:`peaks`), each activation's outlier channels are scaled down and the weights' rows up
+    by the same factor (SmoothQuant, strength ``alpha``), so a row's int8 levels are not spent on
+    a few huge channels. ``outliers`` maps regular expressions searched in MatMul node names to a
+    number of input channels (the largest in ``ranges``) whose product is computed in fp32
+    instead, for every product that reads that activation: their weight rows are zero in the int8
+    weights (a huge weight no longer coarsens its whole column's scale) and their small fp32
+    product is added back; such an activation is not smoothed.
+
+    ``static`` holds regular expressions searched in MatMul node names: the activations those
+    products read get one fixed scale and zero point instead of a scale per row, spanning their
+    lowest to highest calibrated value (``bounds``, from :func:`activation_bounds`, after
+    smoothing) in 256 levels. Their products then come out of ``MatMulIntegerToFloat`` fully
+    scaled, with the bias added in the same kernel: no row maximum, no per-row multiplications,
+    no bias addition. Values beyond the calibrated bounds saturate.
     """
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
+    if static and bounds is None:
+        raise ValueError("static activation scales need the calibrated bounds")
     model = onnx.load(str(in_path))
     graph = model.graph
     inits = {i.name: i for i in graph.initializer}
+    consumers: dict[str, list[Any]] = {}
+    for node in graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
 
     new_nodes: list[Any] = []
     new_inits: list[Any] = []
-    row_quant: dict[str, tuple[str, str]] = {}  # activation -> (uint8 tensor, row scale)
-    counts = {"matmul_int8": 0, "matmul_fp32": 0, "gather_int8": 0, "outlier_channels": 0}
+    quantized: dict[str, _Quantized] = {}  # activation -> its uint8 form
+    folded_adds: set[str] = set()  # outputs of the bias Adds taken into the int8 products
+    counts = {
+        "matmul_int8": 0,
+        "matmul_fp32": 0,
+        "gather_int8": 0,
+        "outlier_channels": 0,
+        "static_activations": 0,
+        "biases_in_products": 0,
+    }
 
     def const(name: str, array: np.ndarray) -> str:
         new_inits.append(numpy_helper.from_array(array, name))
@@ -203,6 +253,7 @@ def quantize_rowwise(
     # an activation with outlier channels computed in fp32 is not smoothed.
     weights_of: dict[str, list[np.ndarray]] = {}
     outlier_channels: dict[str, np.ndarray] = {}  # activation -> its channels computed in fp32
+    static_acts: set[str] = set()
     for node in graph.node:
         weight_matmul = node.op_type == "MatMul" and len(node.input) > 1 and node.input[1] in inits
         if weight_matmul and not any(s in node.name for s in exclude):
@@ -211,8 +262,10 @@ def quantize_rowwise(
             )
             k_out = next((k for key, k in (outliers or {}).items() if re.search(key, node.name)), 0)
             if k_out and ranges is not None and node.input[0] in ranges:
-                peaks = ranges[node.input[0]]
-                outlier_channels[node.input[0]] = np.argsort(peaks)[::-1][:k_out].astype(np.int64)
+                largest = np.argsort(ranges[node.input[0]])[::-1][:k_out]
+                outlier_channels[node.input[0]] = largest.astype(np.int64)
+            if any(re.search(key, node.name) for key in static):
+                static_acts.add(node.input[0])
     smooth: dict[str, np.ndarray] = {}
     for act, w_peaks in weights_of.items():
         if ranges is not None and act in ranges and act not in outlier_channels:
@@ -220,15 +273,40 @@ def quantize_rowwise(
             a_peak = np.maximum(ranges[act], 1e-5)
             smooth[act] = (a_peak**alpha / w_peak ** (1 - alpha)).astype(np.float32)
 
-    def quantize_rows(act: str) -> tuple[str, str]:
-        if act in row_quant:
-            return row_quant[act]
-        p = f"rowq/{len(row_quant)}"
-        source = act
-        if act in smooth:
-            inv = const(f"{p}/smooth_inv", (1.0 / smooth[act]).astype(np.float32))
-            new_nodes.append(helper.make_node("Mul", [act, inv], [f"{p}/smoothed"]))
-            source = f"{p}/smoothed"
+    def smoothed(act: str, p: str) -> str:
+        if act not in smooth:
+            return act
+        inv = const(f"{p}/smooth_inv", (1.0 / smooth[act]).astype(np.float32))
+        new_nodes.append(helper.make_node("Mul", [act, inv], [f"{p}/smoothed"]))
+        return f"{p}/smoothed"
+
+    def quantize_static(act: str, p: str) -> _Quantized:
+        assert bounds is not None
+        low, high = (b / smooth[act] if act in smooth else b.copy() for b in bounds[act])
+        if act in outlier_channels:  # computed in fp32: their values do not size the scale
+            low[outlier_channels[act]] = 0.0
+            high[outlier_channels[act]] = 0.0
+        lowest, highest = min(float(low.min()), 0.0), max(float(high.max()), 0.0)
+        scale = max(highest - lowest, 1e-8) / 255.0
+        point = int(np.clip(np.rint(-lowest / scale), 0, 255))
+        scale_name = const(f"{p}/static_scale", np.array(scale, dtype=np.float32))
+        point_name = const(f"{p}/static_zero_point", np.array(point, dtype=np.uint8))
+        new_nodes.append(
+            helper.make_node(
+                "QuantizeLinear", [smoothed(act, p), scale_name, point_name], [f"{p}/q"]
+            )
+        )
+        counts["static_activations"] += 1
+        return _Quantized(f"{p}/q", None, scale_name, point_name)
+
+    def quantize_rows(act: str) -> _Quantized:
+        if act in quantized:
+            return quantized[act]
+        p = f"rowq/{len(quantized)}"
+        if act in static_acts:
+            quantized[act] = quantize_static(act, p)
+            return quantized[act]
+        source = smoothed(act, p)
         new_nodes.extend(
             [
                 helper.make_node("Abs", [source], [f"{p}/abs"]),
@@ -242,10 +320,20 @@ def quantize_rowwise(
                 helper.make_node("QuantizeLinear", [f"{p}/scaled", one, zero_point], [f"{p}/q"]),
             ]
         )
-        row_quant[act] = (f"{p}/q", f"{p}/scale")
-        return row_quant[act]
+        quantized[act] = _Quantized(f"{p}/q", f"{p}/scale", one, zero_point)
+        return quantized[act]
+
+    def bias_add_below(matmul_output: str) -> Any:
+        """The Add that puts a constant vector on this product, if it reads nothing else."""
+        users = consumers.get(matmul_output, [])
+        if len(users) != 1 or users[0].op_type != "Add" or len(users[0].input) != 2:
+            return None
+        bias = [i for i in users[0].input if i in inits and len(inits[i].dims) == 1]
+        return users[0] if len(bias) == 1 else None
 
     for node in graph.node:
+        if node.op_type == "Add" and node.output[0] in folded_adds:
+            continue
         weight = inits.get(node.input[1]) if len(node.input) > 1 else None
         if node.op_type == "MatMul" and weight is not None and len(weight.dims) == 2:
             if any(s in node.name for s in exclude):
@@ -274,25 +362,28 @@ def quantize_rowwise(
                 w = w * smooth[node.input[0]][:, None]
             w_scale = np.maximum(np.abs(w).max(axis=0), 1e-12) / 127.0
             w_q = np.clip(np.rint(w / w_scale), -127, 127).astype(np.int8)
-            q, scale = quantize_rows(node.input[0])
-            int8_out = node.output[0] if fp32_part is None else f"{p}/int8_part"
+            q = quantize_rows(node.input[0])
             wq_name = const(f"{p}/w_int8", w_q)
             ws_name = const(f"{p}/w_scale", w_scale.astype(np.float32))
-            new_nodes.extend(
-                [
-                    # int8 product, converted and scaled per column in one kernel (ONNX
-                    # Runtime's contrib op), then scaled per row.
-                    helper.make_node(
-                        "MatMulIntegerToFloat",
-                        [q, wq_name, one, ws_name, zero_point],
-                        [f"{p}/col_scaled"],
-                        domain="com.microsoft",
-                    ),
-                    helper.make_node("Mul", [f"{p}/col_scaled", scale], [int8_out]),
-                ]
+            # int8 product, converted and scaled per column in one kernel (ONNX Runtime's contrib
+            # op); a per-row scale is applied after it, a static one (and the bias) inside it.
+            inputs = [q.values, wq_name, q.a_scale, ws_name, q.a_zero_point]
+            output = node.output[0]
+            add = bias_add_below(node.output[0]) if q.row_scale is None else None
+            if add is not None:
+                inputs += ["", next(i for i in add.input if i in inits)]
+                output = add.output[0]
+                folded_adds.add(output)
+                counts["biases_in_products"] += 1
+            int8_out = output if fp32_part is None else f"{p}/int8_part"
+            product = int8_out if q.row_scale is None else f"{p}/col_scaled"
+            new_nodes.append(
+                helper.make_node("MatMulIntegerToFloat", inputs, [product], domain="com.microsoft")
             )
+            if q.row_scale is not None:
+                new_nodes.append(helper.make_node("Mul", [product, q.row_scale], [int8_out]))
             if fp32_part is not None:
-                new_nodes.append(helper.make_node("Add", [int8_out, fp32_part], [node.output[0]]))
+                new_nodes.append(helper.make_node("Add", [int8_out, fp32_part], [output]))
             counts["matmul_int8"] += 1
             continue
         table = inits.get(node.input[0]) if node.op_type == "Gather" else None
