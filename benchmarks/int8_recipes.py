@@ -135,12 +135,64 @@ def recipes(
     }
 
 
+# Texts unlike the calibration texts and the STS sentences: markup, code, numbers, other
+# scripts, emoji, repetition. unusual_texts() adds strings of random word pieces.
+ODD_TEXTS = (
+    "",
+    "a",
+    "?",
+    "!!!!!!!!!!!!!!!!!!!!!!!!",
+    "http://example.com/a/b?c=d&e=f&g=%20h",
+    "def f(x):\n    return x**2  # square it",
+    "SELECT name, count(*) FROM users WHERE age > 30 GROUP BY name;",
+    '<html><body><div class="a">Hello</div></body></html>',
+    '{"key": [1, 2, 3], "nested": {"a": null}}',
+    "#hashtag @mention $TSLA %50 ^^ && || ~~",
+    "1234567890 3.14159 2.71828 6.022e23",
+    "SHOUTING IN ALL CAPS RIGHT NOW!!!",
+    "\U0001f600\U0001f600\U0001f600 emoji test \U0001f389\U0001f389",
+    "Ünïcödé àccents çà et là, naïve café",
+    "Привет, как дела? Это русский текст о погоде в Москве.",  # noqa: RUF001
+    "مرحبا كيف حالك اليوم؟ هذا نص عربي",
+    "यह एक हिंदी वाक्य है जो मौसम के बारे में है।",
+    "Ελληνικά κείμενα για δοκιμή",  # noqa: RUF001
+    "q: what is 2+2? a: 4",
+    "\t\n\r  whitespace  \n\n",
+    " ".join(["the"] * 200),
+    "x" * 500,
+    "A" * 1000,
+    "aaaa bbbb cccc dddd " * 40,
+    ". . . . . . . . . ." * 20,
+    "lorem ipsum dolor sit amet, consectetur adipiscing elit " * 20,
+    "The quick brown fox jumps over the lazy dog. " * 30,
+)
+
+
+def unusual_texts(model: Path, count: int = 100) -> list[str]:
+    """ODD_TEXTS, then ``count`` strings of 3 to 300 random word pieces (seeded)."""
+    vocab = [
+        w.removeprefix("##")
+        for w in (model / "vocab.txt").read_text(encoding="utf-8").splitlines()
+        if w and not w.startswith("[")
+    ]
+    rng = np.random.default_rng(0)
+    lengths = rng.choice([3, 10, 40, 150, 300], size=count)
+    return list(ODD_TEXTS) + [" ".join(rng.choice(vocab, size=int(n))) for n in lengths]
+
+
 def measure(
-    folder: Path, texts: list[str], reference: np.ndarray, cjk: np.ndarray, repeats: int
+    folder: Path,
+    texts: list[str],
+    reference: np.ndarray,
+    cjk: np.ndarray,
+    unusual: tuple[list[str], np.ndarray],
+    *,
+    repeats: int,
 ) -> dict[str, Any]:
     enc = GistEncoder(folder, variant="int8", threads=2)
     cos = cosines(enc.encode(texts), reference)
     cjk_cos = cosines(enc.encode(list(CJK_PARAGRAPHS)), cjk)
+    odd_cos = cosines(enc.encode(unusual[0]), unusual[1])
     check = list(PARITY_TEXTS)
     whole = enc.encode(check, batch_size=len(check))
     singles = np.stack([enc.encode_one(t) for t in check])
@@ -154,6 +206,8 @@ def measure(
     return {
         "worst_cosine": float(cos.min()),
         "cjk_worst_cosine": float(cjk_cos.min()),
+        "unusual_worst_cosine": float(odd_cos.min()),
+        "unusual_mean_cosine": float(odd_cos.mean()),
         "mean_cosine": float(cos.mean()),
         "batch_dependence": float(cosines(whole, singles).min()),
         "sentences_per_s": len(sentences) / float(np.median(times)),
@@ -170,6 +224,8 @@ def main() -> int:
     texts = list(PARITY_TEXTS) + load_sts("stsb").sentences
     reference = reference_vectors(model, texts)
     cjk = reference_vectors(model, list(CJK_PARAGRAPHS))
+    odd = unusual_texts(model)
+    unusual = (odd, reference_vectors(model, odd))
     results: dict[str, dict[str, Any]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
@@ -188,11 +244,12 @@ def main() -> int:
         folded_bounds = activation_bounds(folded, batches)
         for name, make in recipes(raw, fused, ranges, folded, folded_bounds).items():
             make(folder / "model_int8.onnx")
-            results[name] = measure(folder, texts, reference, cjk, args.repeats)
+            results[name] = measure(folder, texts, reference, cjk, unusual, repeats=args.repeats)
             r = results[name]
             print(
                 f"{name}: worst {r['worst_cosine']:.4f} mean {r['mean_cosine']:.5f} "
                 f"cjk {r['cjk_worst_cosine']:.4f} "
+                f"unusual {r['unusual_worst_cosine']:.4f}/{r['unusual_mean_cosine']:.5f} "
                 f"batch {r['batch_dependence']:.5f} {r['sentences_per_s']:.0f}/s "
                 f"{r['megabytes']:.1f} MB",
                 flush=True,
@@ -204,18 +261,23 @@ def main() -> int:
         f"{platform.processor() or platform.machine()}, {len(texts)} texts (43 check texts + "
         "STS-B sentences), stand-in weights. Cosine is to sentence-transformers (torch fp32); "
         "CJK is the worst over three Chinese, Japanese and Korean paragraphs (scripts the "
-        "calibration texts do not cover); batch dependence is the worst cosine between "
+        "calibration texts do not cover); unusual is the worst and mean over "
+        f"{len(unusual[0])} texts unlike the others (markup, code, numbers, other scripts, emoji, "
+        "repetition, and strings of random word pieces up to 256 tokens); batch dependence is "
+        "the worst cosine between "
         "one-batch and one-at-a-time vectors; "
         "sentences/s is 1,024 STS-B sentences at batch 32 through gist-onnx on 2 threads, "
         "median of the repeats (compare rows within this run only).",
         "",
-        "| recipe | worst cos | mean cos | CJK worst | batch dependence | sentences/s | MB |",
-        "|---|---|---|---|---|---|---|",
+        "| recipe | worst cos | mean cos | CJK worst | unusual worst | unusual mean | "
+        "batch dependence | sentences/s | MB |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for name, r in results.items():
         lines.append(
             f"| {name} | {r['worst_cosine']:.4f} | {r['mean_cosine']:.5f} | "
-            f"{r['cjk_worst_cosine']:.4f} | {r['batch_dependence']:.5f} | "
+            f"{r['cjk_worst_cosine']:.4f} | {r['unusual_worst_cosine']:.4f} | "
+            f"{r['unusual_mean_cosine']:.5f} | {r['batch_dependence']:.5f} | "
             f"{r['sentences_per_s']:.0f} | {r['megabytes']:.1f} |"
         )
     out = Path(__file__).resolve().parent

@@ -19,11 +19,10 @@ token (or the padding) sets the scale of the whole batch, which cost up to 0.035
 made a text's vector depend on the batch it was in. Static scales on every product lost more
 (worst cosine 0.76). A per-row scale depends on that row only, and a static one on nothing at
 run time, so a text's vector is the same in any batch. Static scales suit a layer norm's output:
-it is normalized per token, its largest values come from the same token ([CLS]) in every text,
-and on unseen texts it passed the calibrated bounds by at most 1.4x,
-the rare values beyond saturating at little cost (benchmarks/INT8.md). The attention output
-(worst cosine 0.986 static) and the GELU output (bounds passed by 2x on unseen texts, mean
-cosine lower) keep a scale per row.
+it is normalized per token, and its largest values come from the same token ([CLS]) in every
+text; values beyond the calibrated bounds saturate, and texts the calibration never saw keep
+their quality (benchmarks/INT8.md). The attention output (worst cosine 0.986 static) and the
+GELU output (its bounds vary from text to text; mean cosine lower static) keep a scale per row.
 
 Attention's activation x activation products, softmax, layer norms and pooling stay in fp32.
 

@@ -102,7 +102,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--quantize",
         action="store_true",
-        help="also write the int8 graph model_int8.onnx (per-row int8, smoothed; for CPUs)",
+        help="also write the int8 graph model_int8.onnx (int8 weights and activations; for CPUs)",
     )
     parser.add_argument(
         "--fp16",
