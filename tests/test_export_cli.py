@@ -208,3 +208,35 @@ def test_the_command_help_is_plain_text() -> None:
     assert proc.returncode == 0
     assert "``" not in proc.stdout
     assert "export" in proc.stdout and "info" in proc.stdout
+
+
+@pytest.mark.model
+def test_int8_falls_back_to_per_row_scales_when_static_ones_miss_the_check(
+    stand_in_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import dataclasses
+
+    import onnx
+
+    from gist_onnx.export import check, to_onnx
+
+    real = check.check_graph
+    calls: list[str] = []
+
+    def static_scales_miss(*args: object, **kwargs: object) -> check.GraphCheck:
+        result = real(*args, **kwargs)  # type: ignore[arg-type]
+        calls.append(result.variant)
+        if result.variant == "int8" and calls.count("int8") == 1:
+            return dataclasses.replace(result, passed=False)  # as on a model they do not suit
+        return result
+
+    monkeypatch.setattr(check, "check_graph", static_scales_miss)
+    out = tmp_path / "out"
+    assert to_onnx.main(["--model", str(stand_in_dir), "--output", str(out), "--quantize"]) == 0
+    assert calls == ["int8", "fp32", "int8"]  # the first, then the final checks
+    int8 = json.loads((out / "gist_onnx_manifest.json").read_text())["graphs"]["int8"]
+    assert int8["note"].startswith("static scales dropped") and int8["check"]["worst_cosine"] > 0.99
+    assert int8["quantized"]["static_activations"] == 0
+    graph = onnx.load(str(out / "model_int8.onnx"), load_external_data=False).graph
+    assert not [i.name for i in graph.initializer if i.name.endswith("/static_scale")]
+    assert sum(n.op_type == "ReduceMax" for n in graph.node) == 24  # a row maximum per input
