@@ -103,7 +103,7 @@ def test_cpu_sessions_leave_skip_layer_norm_unfused(
 
     def spy(*args: object, **kwargs: object) -> object:
         seen.append(kwargs.get("disabled_optimizers"))
-        return real(*args, **kwargs)  # type: ignore[arg-type]
+        return real(*args, **kwargs)
 
     monkeypatch.setattr(onnxruntime, "InferenceSession", spy)
     GistEncoder(write_tiny_model(tmp_path / "m"))
