@@ -66,6 +66,13 @@ _POOLING_KEYS = {
     "pooling_mode_mean_sqrt_len_tokens": "mean_sqrt_len",
 }
 POOLING_MODES = tuple(_POOLING_KEYS.values())
+# sentence-transformers 6 writes one key instead: "pooling_mode", a name or a list of names.
+_POOLING_NAMES = {
+    "mean": "mean",
+    "cls": "cls",
+    "max": "max",
+    "mean_sqrt_len_tokens": "mean_sqrt_len",
+}
 
 
 @dataclass(frozen=True)
@@ -167,19 +174,27 @@ def read_config(folder: Path) -> ModelConfig:
                 "re-download the model folder."
             )
         pool_config = _read_json(pool_path)
-        chosen = [mode for key, mode in _POOLING_KEYS.items() if pool_config.get(key)]
-        others = sorted(
-            k
-            for k, v in pool_config.items()
-            if k.startswith("pooling_mode") and v and k not in _POOLING_KEYS
-        )
+        named = pool_config.get("pooling_mode")
+        if named is not None:  # sentence-transformers 6
+            names = named if isinstance(named, list) else [named]
+            chosen = [_POOLING_NAMES[n] for n in names if n in _POOLING_NAMES]
+            others = [str(n) for n in names if n not in _POOLING_NAMES]
+        else:
+            chosen = [mode for key, mode in _POOLING_KEYS.items() if pool_config.get(key)]
+            others = sorted(
+                k
+                for k, v in pool_config.items()
+                if k.startswith("pooling_mode") and v and k not in _POOLING_KEYS
+            )
         if len(chosen) != 1 or others:
             raise ModelConfigError(
                 f"{pool_path} asks for pooling {chosen + others}; gist-onnx supports exactly one "
                 f"of {', '.join(POOLING_MODES)}."
             )
         pooling = chosen[0]
-        dimension = pool_config.get("word_embedding_dimension", dimension)
+        dimension = pool_config.get(
+            "word_embedding_dimension", pool_config.get("embedding_dimension", dimension)
+        )
     exported = _exported_config(folder)
     lowercase = tok_config.get("do_lower_case")
     return ModelConfig(

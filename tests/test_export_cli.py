@@ -240,3 +240,27 @@ def test_int8_falls_back_to_per_row_scales_when_static_ones_miss_the_check(
     graph = onnx.load(str(out / "model_int8.onnx"), load_external_data=False).graph
     assert not [i.name for i in graph.initializer if i.name.endswith("/static_scale")]
     assert sum(n.op_type == "ReduceMax" for n in graph.node) == 24  # a row maximum per input
+
+
+@pytest.mark.model
+def test_a_folder_saved_by_sentence_transformers_6_exports_and_loads(
+    stand_in_dir: Path, tmp_path: Path
+) -> None:
+    import numpy as np
+    from sentence_transformers import SentenceTransformer
+
+    from gist_onnx import GistEncoder
+    from gist_onnx.export import to_onnx
+
+    reference = SentenceTransformer(str(stand_in_dir), device="cpu")
+    saved = tmp_path / "saved"
+    reference.save(str(saved))  # its own layout: "pooling_mode": "mean", no max_seq_length
+    pooling = json.loads((saved / "1_Pooling" / "config.json").read_text())
+    if "pooling_mode" not in pooling:
+        pytest.skip("this sentence-transformers still writes the older pooling keys")
+    out = tmp_path / "out"
+    assert to_onnx.main(["--model", str(saved), "--output", str(out)]) == 0
+    texts = ["A man is playing a guitar.", "The weather is nice today."]
+    got = GistEncoder(out).encode(texts)
+    np.testing.assert_allclose(got, reference.encode(texts), atol=1e-5)
+    assert GistEncoder(out).max_seq_length == 256

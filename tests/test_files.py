@@ -168,3 +168,38 @@ def test_hub_probe_reports_why_within_its_timeout() -> None:
     # A name that cannot resolve.
     assert files_mod.hub_unreachable("https://no-such-host.invalid", timeout=2) is not None
     assert time.perf_counter() - start < 6
+
+
+def _as_sentence_transformers_6(folder: Path, pooling_mode: object) -> Path:
+    """Rewrite a tiny folder's configs the way sentence-transformers 6 saves a model."""
+    (folder / "1_Pooling" / "config.json").write_text(
+        json.dumps({"embedding_dimension": 4, "pooling_mode": pooling_mode, "include_prompt": True})
+    )
+    (folder / "sentence_bert_config.json").write_text(
+        json.dumps(
+            {"transformer_task": "feature-extraction", "module_output_name": "token_embeddings"}
+        )
+    )
+    (folder / "tokenizer_config.json").write_text(json.dumps({"model_max_length": 6}))
+    return folder
+
+
+@pytest.mark.parametrize(
+    ("pooling_mode", "pooling"),
+    [("mean", "mean"), (["cls"], "cls"), ("max", "max"), ("mean_sqrt_len_tokens", "mean_sqrt_len")],
+)
+def test_sentence_transformers_6_configs_are_read(
+    tmp_path: Path, pooling_mode: object, pooling: str
+) -> None:
+    folder = _as_sentence_transformers_6(write_tiny_model(tmp_path / "m"), pooling_mode)
+    config = read_config(folder)
+    assert (config.pooling, config.dimension, config.max_seq_length) == (pooling, 4, 6)
+
+
+@pytest.mark.parametrize("pooling_mode", ["weightedmean", "lasttoken", ["mean", "max"], []])
+def test_sentence_transformers_6_pooling_gist_onnx_cannot_run_is_named(
+    tmp_path: Path, pooling_mode: object
+) -> None:
+    folder = _as_sentence_transformers_6(write_tiny_model(tmp_path / "m"), pooling_mode)
+    with pytest.raises(ModelConfigError, match="supports exactly one of mean, cls"):
+        read_config(folder)
