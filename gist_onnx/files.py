@@ -177,8 +177,8 @@ def read_config(folder: Path) -> ModelConfig:
         named = pool_config.get("pooling_mode")
         if named is not None:  # sentence-transformers 6
             names = named if isinstance(named, list) else [named]
-            chosen = [_POOLING_NAMES[n] for n in names if n in _POOLING_NAMES]
-            others = [str(n) for n in names if n not in _POOLING_NAMES]
+            chosen = [_POOLING_NAMES[str(n)] for n in names if str(n) in _POOLING_NAMES]
+            others = [str(n) for n in names if str(n) not in _POOLING_NAMES]
         else:
             chosen = [mode for key, mode in _POOLING_KEYS.items() if pool_config.get(key)]
             others = sorted(

@@ -133,6 +133,15 @@ def externalize(path: Path) -> Path:
     return data
 
 
+def consumers_of(graph: Any) -> dict[str, list[Any]]:
+    """Every tensor name of ``graph`` (an ONNX GraphProto) -> the nodes that read it."""
+    consumers: dict[str, list[Any]] = {}
+    for node in graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+    return consumers
+
+
 def drop_unused_initializers(graph: Any) -> None:
     """Remove the initializers no node of ``graph`` (an ONNX GraphProto) reads."""
     used = {name for node in graph.node for name in node.input}
@@ -196,10 +205,7 @@ def sequence_major(path: Path, *, num_heads: int, hidden_size: int) -> int:
     graph = model.graph
     nodes = list(graph.node)
     producer = {out: node for node in nodes for out in node.output}
-    consumers: dict[str, list[Any]] = {}
-    for node in nodes:
-        for name in node.input:
-            consumers.setdefault(name, []).append(node)
+    consumers = consumers_of(graph)
 
     def perm(node: Any) -> list[int] | None:
         if node is None or node.op_type != "Transpose":

@@ -50,7 +50,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from .graph import drop_unused_initializers
+from .graph import consumers_of, drop_unused_initializers
 
 Bounds = dict[str, tuple[np.ndarray, np.ndarray]]
 
@@ -103,10 +103,7 @@ def fold_attention_biases(in_path: Path, out_path: Path) -> int:
     graph = model.graph
     inits = {i.name: i for i in graph.initializer}
     producer = {o: n for n in graph.node for o in n.output}
-    consumers: dict[str, list[Any]] = {}
-    for node in graph.node:
-        for name in node.input:
-            consumers.setdefault(name, []).append(node)
+    consumers = consumers_of(graph)
 
     def single_consumer(name: str) -> Any:
         users = consumers.get(name, [])
@@ -221,10 +218,7 @@ def quantize_rowwise(
     model = onnx.load(str(in_path))
     graph = model.graph
     inits = {i.name: i for i in graph.initializer}
-    consumers: dict[str, list[Any]] = {}
-    for node in graph.node:
-        for name in node.input:
-            consumers.setdefault(name, []).append(node)
+    consumers = consumers_of(graph)
 
     new_nodes: list[Any] = []
     new_inits: list[Any] = []
@@ -410,10 +404,8 @@ def quantize_rowwise(
     # Topological order: each row-quantization block was appended right before its first user.
     del graph.node[:]
     graph.node.extend(new_nodes)
-    used = {name for node in graph.node for name in node.input}
-    kept = [i for i in graph.initializer if i.name in used]
-    del graph.initializer[:]
-    graph.initializer.extend(kept + new_inits)
+    graph.initializer.extend(new_inits)
+    drop_unused_initializers(graph)
     if not any(o.domain == "com.microsoft" for o in model.opset_import):
         model.opset_import.append(helper.make_opsetid("com.microsoft", 1))
     onnx.save(model, str(out_path))
@@ -440,10 +432,7 @@ def skip_abs_after_gelu(path: Path) -> int:
 
     model = onnx.load(str(path))
     graph = model.graph
-    consumers: dict[str, list[Any]] = {}
-    for node in graph.node:
-        for name in node.input:
-            consumers.setdefault(name, []).append(node)
+    consumers = consumers_of(graph)
     floor = "rowq/gelu_floor"
     rewritten = 0
     for gelu in list(graph.node):
