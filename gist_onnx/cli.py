@@ -11,6 +11,7 @@ import sys
 
 from . import __version__
 from .errors import GistOnnxError
+from .interrupt import exit_on_sigterm
 
 DESCRIPTION = "GIST-all-MiniLM-L6-v2 sentence embeddings on ONNX Runtime, without torch."
 
@@ -68,6 +69,9 @@ def _serve(args: argparse.Namespace) -> int:
         max_queue_texts=args.max_queue,
         max_batch_texts=args.max_batch,
         batch_wait_ms=args.batch_wait_ms,
+        head_timeout_s=args.head_timeout,
+        max_head_bytes=args.max_header_bytes,
+        body_timeout_s=args.body_timeout,
     )
     serve(
         args.model,
@@ -89,9 +93,11 @@ def _embed(args: argparse.Namespace) -> int:
     from . import GistEncoder
     from .embed import embed_file
 
-    encoder = GistEncoder(
-        args.model, variant=args.variant, device=args.device, threads=args.threads
-    )
+    exit_on_sigterm()  # the partial output is removed on SIGTERM as on Ctrl-C
+
+    # Without --model: GistEncoder's own default, the GIST model.
+    model = [args.model] if args.model is not None else []
+    encoder = GistEncoder(*model, variant=args.variant, device=args.device, threads=args.threads)
     report = embed_file(
         encoder,
         args.input,
@@ -117,6 +123,47 @@ def _export(argv: list[str]) -> int:
     from .export.to_onnx import main as export_main
 
     return export_main(argv)
+
+
+def _count(text: str) -> int:
+    """An argument that is a positive integer (argparse reports the mistake, exit 2)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
+    if not 1 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"a port is from 1 to 65535, got {value}")
+    return value
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a finite number above 0, got {text}")
+    return value
+
+
+def _milliseconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a finite number of at least 0, got {text}")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -177,9 +224,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     embed.add_argument("--variant", default=None, help="fp32 (default), int8 or fp16")
     embed.add_argument("--device", default="cpu", help="cpu (default), cuda or auto")
-    embed.add_argument("--threads", type=int, default=None, help="ONNX Runtime threads")
+    embed.add_argument("--threads", type=_count, default=None, help="ONNX Runtime threads")
     embed.add_argument(
-        "--batch-size", type=int, default=None, help="texts per batch (32 on the CPU, 128 on CUDA)"
+        "--batch-size",
+        type=_count,
+        default=None,
+        help="texts per batch (32 on the CPU, 128 on CUDA)",
     )
     embed.add_argument("--field", default=None, help="jsonl: the field holding the text (text)")
     embed.add_argument("--column", default=None, help="csv/parquet: the column (text)")
@@ -198,25 +248,48 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--model", required=True, help="model folder (or hub repo id)")
     serve.add_argument("--variant", default=None, help="fp32 (default), int8 or fp16")
     serve.add_argument("--device", default="cpu", help="cpu (default), cuda or auto")
-    serve.add_argument("--threads", type=int, default=None, help="ONNX Runtime threads")
+    serve.add_argument("--threads", type=_count, default=None, help="ONNX Runtime threads")
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
-    serve.add_argument("--port", type=int, default=8080, help="port (8080)")
+    serve.add_argument("--port", type=_port, default=8080, help="port (8080)")
     serve.add_argument(
         "--api-key", default=None, help="require 'Authorization: Bearer KEY' (or GIST_ONNX_API_KEY)"
     )
     serve.add_argument("--model-name", default=None, help="the model id responses report")
-    serve.add_argument("--max-inputs", type=int, default=2048, help="texts per request (413)")
+    serve.add_argument("--max-inputs", type=_count, default=2048, help="texts per request (413)")
     serve.add_argument(
-        "--max-body-bytes", type=int, default=8 * 1024 * 1024, help="request body (413)"
+        "--max-body-bytes", type=_count, default=8 * 1024 * 1024, help="request body (413)"
     )
-    serve.add_argument("--max-chars", type=int, default=100_000, help="characters per text (413)")
+    serve.add_argument(
+        "--max-chars", type=_count, default=100_000, help="characters per text (413)"
+    )
     serve.add_argument(
         "--truncate-chars", action="store_true", help="cut longer texts to --max-chars, not 413"
     )
-    serve.add_argument("--max-queue", type=int, default=4096, help="texts waiting (429 past it)")
-    serve.add_argument("--max-batch", type=int, default=256, help="texts per graph batch")
+    serve.add_argument("--max-queue", type=_count, default=4096, help="texts waiting (429 past it)")
+    serve.add_argument("--max-batch", type=_count, default=256, help="texts per graph batch")
     serve.add_argument(
-        "--batch-wait-ms", type=float, default=2.0, help="wait for more texts when busy (2 ms)"
+        "--batch-wait-ms",
+        type=_milliseconds,
+        default=2.0,
+        help="wait for more texts when busy (2 ms)",
+    )
+    serve.add_argument(
+        "--head-timeout",
+        type=_seconds,
+        default=10.0,
+        help="seconds for a request's line and headers to arrive (408 past it; 10)",
+    )
+    serve.add_argument(
+        "--body-timeout",
+        type=_seconds,
+        default=30.0,
+        help="seconds for a request's body to arrive (408 past it; 30)",
+    )
+    serve.add_argument(
+        "--max-header-bytes",
+        type=_count,
+        default=32 * 1024,
+        help="bytes of request line and headers (431 past it; 32768)",
     )
     serve.add_argument(
         "--no-batching", action="store_true", help="one request per graph run (for comparison)"

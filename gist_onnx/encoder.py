@@ -19,17 +19,20 @@ import numpy.typing as npt
 from .errors import GistOnnxError, InvalidInputError, ModelConfigError
 from .files import (
     DEFAULT_MODEL,
+    MANIFEST_FILE,
     IntegrityCheck,
     ModelConfig,
     ModelFiles,
     files_read,
     read_config,
     resolve,
+    writable_by_others,
 )
 from .pooling import l2_normalize, pool
 from .precision import quantize_embeddings
 from .session import (
     CUDA,
+    GraphInfo,
     GraphSession,
     ReplayedGraph,
     choose_providers,
@@ -71,6 +74,9 @@ _DEFAULT_BATCH_CUDA = 128
 # within noise (29k, 31k, 29k/s), so 8: fewer new shapes for at most 7 padded tokens a row.
 # The CPU has no such cost (first and later runs the same) and pays for every padded token.
 _PAD_MULTIPLE_CUDA = 8
+# The largest batch_size taken: a chunk (batch_size x _CHUNK_BATCHES texts) is held in memory
+# at once, and no device runs a million texts in one graph run anyway.
+_MAX_BATCH_SIZE = 1 << 20
 
 
 def _cut_runs(lengths: list[int], batch_size: int, cap: int) -> list[list[int]]:
@@ -162,6 +168,15 @@ class GistEncoder:
             cache_dir=cache_dir,
             local_files_only=local_files_only,
         )
+        exposed = writable_by_others(self.files)
+        if exposed:
+            warnings.warn(
+                f"{', '.join(map(str, exposed))} can be written by every user of this machine: "
+                "anyone could replace the model's weights. Fix: chmod -R o-w "
+                f"{self.files.folder}",
+                UserWarning,
+                stacklevel=2,
+            )
         integrity = IntegrityCheck(self.files)
         if verify_files:
             integrity.start()
@@ -190,8 +205,10 @@ class GistEncoder:
                 f"The graph {self.files.graph} returns vectors of {graph_dim} but the model folder "
                 f"says {self.config.dimension}; the graph belongs to another model. Re-export it."
             )
+        # Whether the configs' pooling was checked against a record of the graph's own.
+        self._pooling_checked = True
         if self.session.info.pooled:
-            _check_graph_pooling(self.config, self.files.graph)
+            self._pooling_checked = _check_graph_pooling(self.config, self.files, self.session.info)
         dim = graph_dim or self.config.dimension
         if dim is None:
             raise ModelConfigError(
@@ -241,6 +258,8 @@ class GistEncoder:
     def pooling(self) -> str:
         """Pooling mode, and where it runs: inside the graph or in numpy."""
         where = "graph" if self.session.info.pooled else "numpy"
+        if not self._pooling_checked:
+            where += ", unchecked"
         return f"{self.config.pooling} ({where})"
 
     @property
@@ -329,7 +348,9 @@ class GistEncoder:
         """The vectors, and with ``counts`` each text's token count (else an empty array)."""
         iterator, total = _texts(texts, "encode")
         batch_size = _positive_int(
-            self.default_batch_size if batch_size is None else batch_size, "batch_size"
+            self.default_batch_size if batch_size is None else batch_size,
+            "batch_size",
+            _MAX_BATCH_SIZE,
         )
         runs = self._plan(iterator, batch_size)
         if self.overlap and (total is None or total > batch_size):
@@ -595,18 +616,41 @@ def _prefetch(runs: Iterator[_Run], depth: int) -> Generator[_Run, None, None]:
         worker.join()
 
 
-def _check_graph_pooling(config: ModelConfig, graph: Path) -> None:
+def _check_graph_pooling(config: ModelConfig, files: ModelFiles, info: GraphInfo) -> bool:
     """A graph that pools inside does what the export built it to do: refuse configs that ask
-    for something else (they would be reported, and silently not done)."""
+    for something else (they would be reported, and silently not done). The graph's ONNX
+    metadata says how it pools; a graph exported before it did falls back on the manifest.
+    Returns False, with a warning, when neither records it (nothing to check against)."""
     asked = (config.pooling, config.normalize)
-    built = (config.exported_pooling, config.exported_normalize)
-    if None not in built and built != asked:
-        raise ModelConfigError(
-            f"{graph} pools by {built[0]} {'and' if built[1] else 'without'} normalizing inside "
-            f"(gist_onnx_manifest.json), but the folder's configs ask for {asked[0]} pooling "
-            f"{'and' if asked[1] else 'without'} normalizing (1_Pooling/config.json, "
-            "modules.json). Re-export the folder with the configs you want."
+    if info.pooling is not None and info.normalize is not None:
+        built, record = (info.pooling, info.normalize), "its ONNX metadata"
+    elif config.exported_pooling is not None and config.exported_normalize is not None:
+        built = (config.exported_pooling, config.exported_normalize)
+        record = MANIFEST_FILE
+    else:
+        warnings.warn(
+            f"{files.graph} pools inside, but neither its ONNX metadata nor a {MANIFEST_FILE} "
+            f"records how: gist-onnx cannot check that it pools by {asked[0]} as the folder's "
+            "configs say. Export the model with `gist-onnx export` to have it checked.",
+            UserWarning,
+            stacklevel=3,  # the caller of GistEncoder()
         )
+        return False
+    if built == asked:
+        return True
+    if not (files.folder / "modules.json").is_file():
+        raise ModelConfigError(
+            f"{files.folder} has no modules.json, which says whether the model normalizes its "
+            f"vectors ({files.graph} pools by {built[0]} "
+            f"{'and' if built[1] else 'without'} normalizing, per {record}). Copy modules.json "
+            "from the model (the export writes it)."
+        )
+    raise ModelConfigError(
+        f"{files.graph} pools by {built[0]} {'and' if built[1] else 'without'} normalizing inside "
+        f"({record}), but the folder's configs ask for {asked[0]} pooling "
+        f"{'and' if asked[1] else 'without'} normalizing (1_Pooling/config.json, "
+        "modules.json). Re-export the folder with the configs you want."
+    )
 
 
 def _grow(out: npt.NDArray[np.float32], rows: int) -> npt.NDArray[np.float32]:
@@ -634,9 +678,19 @@ def _texts(texts: Any, method: str) -> tuple[Iterator[Any], int | None]:
             f"{method}() got a {type(texts).__name__}, whose order is not the caller's; pass a "
             "list (e.g. sorted(texts)) so that row i is the vector of text i."
         )
-    if isinstance(texts, np.ndarray) and texts.ndim != 1:
+    shape = getattr(texts, "shape", None)
+    if isinstance(shape, tuple) and len(shape) != 1:
+        # A table (pandas, polars, pyarrow) iterates over its column names, and a 2-d array over
+        # its rows: neither is one text a row. Anything with a shape must be a column.
+        kind = type(texts).__name__
+        hint = (
+            'pass one column of it, e.g. df["text"]'
+            if hasattr(texts, "columns") or hasattr(texts, "column_names")
+            else "pass a 1-d array or a list of str (e.g. array.ravel().tolist())"
+        )
         raise InvalidInputError(
-            f"{method}() takes a 1-d array of texts, got an array of shape {texts.shape}."
+            f"{method}() takes a sequence of texts (one text a row), got a {kind} of shape "
+            f"{shape}; {hint}."
         )
     try:
         iterator = iter(texts)
@@ -647,14 +701,17 @@ def _texts(texts: Any, method: str) -> tuple[Iterator[Any], int | None]:
     return iterator, len(texts) if isinstance(texts, Sized) else None
 
 
-def _positive_int(value: Any, name: str) -> int:
-    """``value`` as an int if it is a positive integer (numpy integers too; not a bool)."""
+def _positive_int(value: Any, name: str, most: int) -> int:
+    """``value`` as an int if it is an integer from 1 to ``most`` (numpy integers too; not a
+    bool)."""
     try:
         number = operator.index(value) if not isinstance(value, bool) else None
     except TypeError:
         number = None
-    if number is None or number < 1:
-        raise InvalidInputError(f"{name} must be a positive integer, got {value!r}.")
+    if number is None or not 1 <= number <= most:
+        raise InvalidInputError(
+            f"{name} must be a positive integer of at most {most:,}, got {value!r}."
+        )
     return number
 
 

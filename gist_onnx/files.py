@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from .errors import ModelConfigError, ModelFilesError
@@ -227,9 +227,12 @@ def _int_or_none(value: Any) -> int | None:
 def _exported_config(folder: Path) -> dict[str, Any]:
     """The manifest's record of how the export built its graphs (empty without a manifest)."""
     path = folder / MANIFEST_FILE
-    if not path.is_file():
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        # No manifest, or one that cannot be read: the integrity check (on by default) refuses
+        # the latter; with verify_files=False the graph's own metadata is what counts.
         return {}
-    manifest = _read_json(path)
     config = manifest.get("config") if isinstance(manifest, dict) else None
     return config if isinstance(config, dict) else {}
 
@@ -328,6 +331,23 @@ def check_readable(files: ModelFiles) -> None:
         )
 
 
+def writable_by_others(files: ModelFiles) -> list[Path]:
+    """The model's folder and files that any user of the machine may write (mode o+w): anyone
+    could then replace the weights. A folder with the sticky bit (like /tmp) is not counted:
+    there, others cannot replace this user's files."""
+    import stat
+
+    found = []
+    for path in [files.folder, *files_read(files)]:
+        try:
+            mode = path.stat().st_mode
+        except OSError:
+            continue
+        if mode & stat.S_IWOTH and not (stat.S_ISDIR(mode) and mode & stat.S_ISVTX):
+            found.append(path)
+    return found
+
+
 class IntegrityCheck:
     """Check the files the encoder reads against the sha256 sums of the folder's manifest.
 
@@ -365,6 +385,26 @@ class IntegrityCheck:
             raise ModelFilesError(
                 f"{self.files.graph} is not among the files {path} vouches for; it was not "
                 "written by that export. Re-export the folder, or pass verify_files=False."
+            )
+        outside = [n for n in sums if not _inside(n)]
+        if outside:
+            raise ModelFilesError(
+                f"{path} lists {outside[0]!r}, a path outside the model folder: a manifest names "
+                "the folder's own files only. Re-export the folder, or pass verify_files=False."
+            )
+        # Every file the encoder reads must be vouched for: a manifest that leaves the weights
+        # (or a config) out would let them load unchecked.
+        read = [
+            p.relative_to(folder).as_posix()
+            for p in files_read(self.files)
+            if p != path and p.is_relative_to(folder)  # not the hub's companion graph
+        ]
+        unlisted = [name for name in read if name not in sums]
+        if unlisted:
+            raise ModelFilesError(
+                f"{path} does not vouch for {', '.join(unlisted)}, which the encoder reads: the "
+                "manifest was edited or belongs to another export. Re-export the folder, or pass "
+                "verify_files=False."
             )
         chosen = {graph, f"{graph}.data"}
         pairs = []
@@ -420,6 +460,14 @@ class IntegrityCheck:
             self._thread = None
         if self.problem is not None:
             raise ModelFilesError(self.problem)
+
+
+def _inside(name: Any) -> bool:
+    """Whether a manifest entry names a file inside the folder: relative, no ``..``."""
+    if not isinstance(name, str) or not name or "\\" in name or "\0" in name:
+        return False
+    parts = PurePosixPath(name).parts
+    return not PurePosixPath(name).is_absolute() and ".." not in parts and ":" not in parts[0]
 
 
 def _hub_get(

@@ -43,7 +43,7 @@ from typing import Any
 # encoder imports it lazily); a deployment that wants the telemetry sets ORT_DISABLE_TELEMETRY=0.
 os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
 
-from . import GistEncoder
+from . import GistEncoder, ModelConfigError
 from .wire import (
     RequestError,
     check_bearer,
@@ -93,11 +93,27 @@ def get_encoder() -> GistEncoder:
         variant = os.environ.get("GIST_ONNX_VARIANT") or (
             "int8" if (folder / "model_int8.onnx").is_file() else "fp32"
         )
-        configured = os.environ.get("GIST_ONNX_THREADS")
-        threads = int(configured) if configured else None  # default: one per usable CPU
+        threads = _threads()
         verify = os.environ.get("GIST_ONNX_VERIFY_FILES", "1") != "0"
         _encoder = GistEncoder(folder, variant=variant, threads=threads, verify_files=verify)
     return _encoder
+
+
+def _threads() -> int | None:
+    """``GIST_ONNX_THREADS`` as a positive int; None (one per usable CPU) when unset."""
+    configured = os.environ.get("GIST_ONNX_THREADS", "").strip()
+    if not configured:
+        return None
+    try:
+        threads = int(configured)
+    except ValueError:
+        threads = 0
+    if threads < 1:
+        raise ModelConfigError(
+            f"GIST_ONNX_THREADS must be a positive integer (ONNX Runtime's CPU threads), got "
+            f"{configured!r}; unset it for one thread per CPU the function may use."
+        )
+    return threads
 
 
 def handler(event: Any, context: Any = None) -> dict[str, Any]:
@@ -150,9 +166,22 @@ def _is_http(event: Any) -> bool:
     )
 
 
+def _part(event: dict[str, Any], key: str, kind: type, what: str) -> Any:
+    """``event[key]`` if it is a ``kind`` (None if absent); a malformed event is the caller's
+    mistake: 400, naming the field."""
+    value = event.get(key)
+    if value is not None and not isinstance(value, kind):
+        raise RequestError(f"The event's {key!r} must be {what}, got {type(value).__name__}.")
+    return value
+
+
 def _method(event: dict[str, Any]) -> str:
-    http = (event.get("requestContext") or {}).get("http") or {}
-    return str(http.get("method") or event.get("httpMethod") or "POST").upper()
+    context = _part(event, "requestContext", dict, "an object") or {}
+    http = _part(context, "http", dict, "an object") or {}
+    method = http.get("method") or _part(event, "httpMethod", str, "a string") or "POST"
+    if not isinstance(method, str):
+        raise RequestError(f"The event's method must be a string, got {type(method).__name__}.")
+    return method.upper()
 
 
 def _check_method(event: dict[str, Any]) -> None:
@@ -164,7 +193,8 @@ def _check_method(event: dict[str, Any]) -> None:
 
 
 def _headers(event: dict[str, Any]) -> dict[str, str]:
-    return {str(k).lower(): str(v) for k, v in (event.get("headers") or {}).items()}
+    headers = _part(event, "headers", dict, "an object of header names and values") or {}
+    return {str(k).lower(): str(v) for k, v in headers.items()}
 
 
 def _check_api_key(event: dict[str, Any]) -> None:
@@ -175,7 +205,7 @@ def _body(event: dict[str, Any]) -> bytes | str:
     body = event.get("body")
     if not isinstance(body, str) or not body:
         raise RequestError("The request has no body: POST a JSON embeddings request.")
-    if event.get("isBase64Encoded"):
+    if _part(event, "isBase64Encoded", bool, "true or false"):
         try:
             return base64.b64decode(body, validate=True)
         except ValueError:

@@ -165,6 +165,15 @@ class GraphInfo:
     output: str
     pooled: bool
     dimension: int | None
+    # How a graph that pools inside pools, as its ONNX metadata records (None where it does not).
+    pooling: str | None = None
+    normalize: bool | None = None
+
+
+# The ONNX metadata keys in which the export records how a graph pools (read here, written by
+# gist_onnx.export), so that the graph itself says what it does, whatever files travel with it.
+METADATA_POOLING = "gist_onnx.pooling"
+METADATA_NORMALIZE = "gist_onnx.normalize"
 
 
 _KNOWN_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
@@ -193,11 +202,15 @@ def inspect_graph(session: Any) -> GraphInfo:
             "(batch, dim) sentence embedding or (batch, seq, dim) token vectors."
         )
     last = chosen.shape[-1]
+    recorded = dict(session.get_modelmeta().custom_metadata_map)
+    normalize = recorded.get(METADATA_NORMALIZE)
     return GraphInfo(
         inputs=inputs,
         output=chosen.name,
         pooled=rank == 2,
         dimension=last if isinstance(last, int) else None,
+        pooling=recorded.get(METADATA_POOLING),
+        normalize=None if normalize not in ("true", "false") else normalize == "true",
     )
 
 

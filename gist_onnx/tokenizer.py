@@ -40,6 +40,15 @@ def _has_lowercase(normalizer: object) -> bool:
 # TextTokenizer.tokenize): English runs 4-5 characters a token, so most texts past the limit are
 # settled by the first cut and the rest by one or two doublings.
 _CHARS_PER_TOKEN = 8
+# And no text is read past this many characters per token of max_length (65,536 at 256), where
+# the doublings stop: a text without word breaks ("x" * n, a run of combining marks or spaces)
+# would otherwise be tokenized whole, in time and memory in proportion to its length (a 50 MB
+# line: 64 s and 2.95 GB). WordPiece turns a word of over 100 characters into one [UNK], so the
+# first 256 tokens of any text lie within it unless they need over 256 characters a token: long
+# runs of spaces or marks, or words of over 256 characters (each of them one [UNK] anyway).
+MAX_CHARS_PER_TOKEN = 256
+# A lone surrogate (not valid Unicode; the tokenizer refuses it): found without copying the text.
+_SURROGATE = re.compile("[\ud800-\udfff]")
 # Characters after which a BERT word has surely ended: ASCII whitespace, ASCII punctuation (the
 # pre-tokenizer splits it off) and CJK ideographs (the normalizer puts spaces around them).
 _WORD_END = re.compile(r"[ \t\n\r!-/:-@\[-`{-~\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
@@ -66,6 +75,11 @@ class TextTokenizer:
             probe.type_ids[0] if len(set(probe.type_ids)) == 1 else None
         )
 
+    @property
+    def max_chars(self) -> int:
+        """Characters read of a text at most (see :data:`MAX_CHARS_PER_TOKEN`)."""
+        return self.max_length * MAX_CHARS_PER_TOKEN
+
     def tokenize(self, texts: Sequence[str]) -> list[Any]:
         """Tokenize ``texts`` (truncated, unpadded) in parallel calls; returns Encodings.
 
@@ -75,36 +89,37 @@ class TextTokenizer:
         result is the uncut text's exactly when the cut text fills ``max_length`` and a word ends
         between its last kept token and the cut (words before the cut are then whole, and
         WordPiece encodes each word on its own); otherwise the cut doubles and the text is encoded
-        again, up to the whole text.
+        again, up to :attr:`max_chars` characters: no text is read further (see
+        :data:`MAX_CHARS_PER_TOKEN`), so a text costs at most what that many characters cost.
         """
         texts = list(texts)
-        if not self.cuts_long_texts:
-            return list(self.backend.encode_batch(texts, add_special_tokens=True))
+        most = self.max_chars
         first = self.max_length * _CHARS_PER_TOKEN
-        cuts = {i: first for i, text in enumerate(texts) if len(text) > first}
-        for i in cuts:
+        for i, text in enumerate(texts):
             # The tokenizer refuses text that is not valid Unicode (a lone surrogate); the part
             # cut off must not hide it, or the same text would pass or fail by its length.
-            if not texts[i].isascii():
-                try:
-                    texts[i].encode("utf-8")
-                except UnicodeEncodeError:
-                    raise TypeError(f"text {i} is not valid Unicode") from None
+            if len(text) > first and not text.isascii() and _SURROGATE.search(text):
+                raise TypeError(f"text {i} is not valid Unicode")
+        if not self.cuts_long_texts:
+            return list(
+                self.backend.encode_batch([t[:most] for t in texts], add_special_tokens=True)
+            )
+        cuts = {i: first for i, text in enumerate(texts) if len(text) > first}
         out = self.backend.encode_batch(
             [text[: cuts[i]] if i in cuts else text for i, text in enumerate(texts)],
             add_special_tokens=True,
         )
         while cuts:
             cuts = {
-                i: cut * 2 for i, cut in cuts.items() if not self._settled(texts[i], out[i], cut)
+                i: min(cut * 2, most)
+                for i, cut in cuts.items()
+                if cut < min(len(texts[i]), most) and not self._settled(texts[i], out[i], cut)
             }
-            again = list(cuts)
             encoded = self.backend.encode_batch(
-                [texts[i][: cuts[i]] for i in again], add_special_tokens=True
+                [texts[i][:cut] for i, cut in cuts.items()], add_special_tokens=True
             )
-            for i, encoding in zip(again, encoded, strict=True):
+            for i, encoding in zip(cuts, encoded, strict=True):
                 out[i] = encoding
-            cuts = {i: cut for i, cut in cuts.items() if cut < len(texts[i])}
         return list(out)
 
     def _settled(self, text: str, encoding: Any, cut: int) -> bool:
@@ -116,8 +131,8 @@ class TextTokenizer:
 
     def truncated(self, text: str, encoding: Any) -> bool:
         """Whether ``encoding`` (from :meth:`tokenize`) left tokens of ``text`` out."""
-        if encoding.overflowing:
-            return True
+        if encoding.overflowing or len(text) > self.max_chars:
+            return True  # past max_chars, characters were not read at all
         if len(encoding) < self.max_length:
             return False
         # Filled exactly, perhaps from a cut text: does anything after the last kept token make a
@@ -231,6 +246,18 @@ def check_fits(tokenizer: Tokenizer, pad_token_id: int, config: ModelConfig, fol
             f"{where} pads with id {pad_token_id} but the model's pad_token_id (config.json) is "
             f"{config.pad_token_id}: it belongs to another model."
         )
+    if config.vocab_size is not None:
+        # The right number of tokens can still hold ids past the embedding table (a remapped
+        # vocabulary, a post-processor's special ids): each would fail inside the graph.
+        probe = tokenizer.encode("a b", add_special_tokens=True)
+        top = max([*tokenizer.get_vocab(with_added_tokens=True).values(), *probe.ids])
+        top = max(top, pad_token_id)
+        if top >= config.vocab_size:
+            raise ModelConfigError(
+                f"{where} produces token id {top} but the model's vocabulary (config.json "
+                f"vocab_size) has ids 0 to {config.vocab_size - 1}: it belongs to another model. "
+                "Copy the model's own tokenizer.json (the export does)."
+            )
     missing = [t for t in config.special_tokens if tokenizer.token_to_id(t) is None]
     if missing:
         raise ModelConfigError(

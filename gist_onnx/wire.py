@@ -121,6 +121,11 @@ def parse_json(body: bytes | str) -> Any:
             f"The request body is not valid JSON: {exc.msg} at line {exc.lineno} column "
             f"{exc.colno}."
         ) from None
+    except RecursionError:
+        raise RequestError(
+            "The request body nests JSON too deeply to read; send "
+            '{"input": [...]} with a list of strings.'
+        ) from None
 
 
 def parse_request(

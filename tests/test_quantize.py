@@ -100,7 +100,58 @@ def test_the_int8_graph_computes_one_input_channel_per_ffn_down_projection_in_fp
     for name, picked in int8.items():
         if name.endswith("/outlier_channels"):
             weights = int8[name.replace("/outlier_channels", "/w_int8")]
-            assert weights.shape == (1536, 384) and not weights[picked].any()
+            # uint8 around 128: a zero weight is stored as 128.
+            assert weights.shape == (1536, 384) and (weights[picked] == 128).all()
+
+
+def test_every_integer_product_is_u8_by_u8_so_no_cpu_saturates(exported: Path) -> None:
+    """ONNX Runtime's u8 x s8 kernel on x86 without VNNI sums pairs of products in int16 with
+    saturation; u8 x u8 is exact everywhere. Every product of the int8 graph must be u8 x u8."""
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load(str(exported / "model_int8.onnx"))
+    inits = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+    products = [n for n in model.graph.node if n.op_type == "MatMulIntegerToFloat"]
+    assert len(products) == 36
+    for node in products:
+        weights, zero_point = inits[node.input[1]], inits[node.input[5]]
+        assert weights.dtype == np.uint8 and zero_point.dtype == np.uint8 and zero_point == 128
+        assert weights.min() >= 1  # the levels -127..127, stored as 1..255
+
+
+def test_u8_by_u8_products_are_exact_where_u8_by_s8_may_saturate() -> None:
+    """The kind of fault the weights' uint8 storage avoids, on the CPU running the tests: a u8 x
+    s8 product that needs more than int16 per pair comes out exact as u8 x u8."""
+    import onnx
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+
+    def product(weights: np.ndarray, zero_point: int | None) -> np.ndarray:
+        inputs = ["A", "B", "", "zp"] if zero_point is not None else ["A", "B"]
+        inits = [numpy_helper.from_array(weights, "B")]
+        if zero_point is not None:
+            inits.append(numpy_helper.from_array(np.array(zero_point, weights.dtype), "zp"))
+        graph = helper.make_graph(
+            [helper.make_node("MatMulInteger", inputs, ["Y"])],
+            "g",
+            [helper.make_tensor_value_info("A", TensorProto.UINT8, [None, 64])],
+            [helper.make_tensor_value_info("Y", TensorProto.INT32, None)],
+            inits,
+        )
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+        session = ort.InferenceSession(
+            model.SerializeToString(), providers=["CPUExecutionProvider"]
+        )
+        out: np.ndarray = session.run(None, {"A": activations})[0]
+        return out
+
+    rng = np.random.default_rng(0)
+    activations = rng.integers(200, 256, size=(8, 64), dtype=np.uint8)
+    signed = rng.integers(100, 128, size=(64, 16), dtype=np.int8)
+    exact = activations.astype(np.int64) @ signed.astype(np.int64)
+    unsigned = (signed.astype(np.int16) + 128).astype(np.uint8)
+    np.testing.assert_array_equal(product(unsigned, 128), exact)
 
 
 def test_layer_norm_outputs_take_a_static_scale_and_the_bias_inside_the_product(

@@ -109,6 +109,23 @@ def _export(model_dir: Path, out_path: Path, pool: Any, output: str) -> None:
         )
 
 
+def record_pooling(path: Path, *, pooling: str, normalize: bool) -> None:
+    """Record in the graph's ONNX metadata how it pools, so that the graph itself says so and
+    the encoder can refuse configs that ask for something else, with or without a manifest."""
+    import onnx
+
+    from ..session import METADATA_NORMALIZE, METADATA_POOLING
+
+    model = onnx.load(str(path))
+    recorded = {METADATA_POOLING: pooling, METADATA_NORMALIZE: "true" if normalize else "false"}
+    kept = [p for p in model.metadata_props if p.key not in recorded]
+    del model.metadata_props[:]
+    model.metadata_props.extend(kept)
+    for key, value in recorded.items():
+        model.metadata_props.add(key=key, value=value)
+    onnx.save(model, str(path))
+
+
 def externalize(path: Path) -> Path:
     """Rewrite ``path`` with its weights in ``<name>.data`` beside it; returns the data file.
 

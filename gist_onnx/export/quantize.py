@@ -4,8 +4,9 @@ The recipe (measured, see the README's "int8" section for every figure):
 
 - weights: int8, symmetric, one scale per output channel, computed once at export;
 - activations: int8 with **one scale per token row**, computed in the graph at run time
-  (``scale = max|row| / 127``), fed to ONNX Runtime's ``MatMulIntegerToFloat`` (u8 x s8: VNNI
-  on x86; the weights' per-column scale applied in the same kernel), then scaled per row;
+  (``scale = max|row| / 127``), fed to ONNX Runtime's ``MatMulIntegerToFloat`` (u8 x u8, the
+  weights' int8 levels stored around 128: exact on every CPU, see below; the weights'
+  per-column scale applied in the same kernel), then scaled per row;
 - except where a product reads a layer norm's output (Q, K, V and the FFN up-projection): there
   one **static** scale and zero point, spanning the calibrated lowest to highest value in 256
   levels, so that ``MatMulIntegerToFloat`` returns the product fully scaled, its bias added in
@@ -238,6 +239,7 @@ def quantize_rowwise(
         return name
 
     zero_point = const("rowq/zero_point_u8", np.array(128, dtype=np.uint8))
+    w_zero_point = const("rowq/w_zero_point_u8", np.array(128, dtype=np.uint8))
     one = const("rowq/one", np.array(1.0, dtype=np.float32))
     eps = const(_ROW_EPS, np.array(1e-8, dtype=np.float32))
     levels = const("rowq/levels", np.array(127.0, dtype=np.float32))
@@ -356,15 +358,22 @@ def quantize_rowwise(
             w_scale = np.maximum(np.abs(w).max(axis=0), 1e-12) / 127.0
             w_q = np.clip(np.rint(w / w_scale), -127, 127).astype(np.int8)
             q = quantize_rows(node.input[0])
-            wq_name = const(f"{p}/w_int8", w_q)
+            # The int8 levels stored as uint8 around 128, so that ONNX Runtime runs a u8 x u8
+            # product. Its u8 x s8 kernel on x86 CPUs without VNNI (AVX2 only: AMD Zen 2/3, Intel
+            # before Ice Lake) adds pairs of products in int16 with saturation (vpmaddubsw): 255
+            # x 127 x 2 overflows, and the vectors came out wrong (worst cosine 0.990, mean
+            # 0.9946 on an AVX2 EPYC) where VNNI computed them exactly. u8 x u8 is exact on every
+            # CPU, with the same levels (the same vectors as u8 x s8 on VNNI: worst 0.99531).
+            wq_name = const(f"{p}/w_int8", (w_q.astype(np.int16) + 128).astype(np.uint8))
             ws_name = const(f"{p}/w_scale", w_scale.astype(np.float32))
             # int8 product, converted and scaled per column in one kernel (ONNX Runtime's contrib
             # op); a per-row scale is applied after it, a static one (and the bias) inside it.
             inputs = [q.values, wq_name, q.a_scale, ws_name, q.a_zero_point]
+            inputs.append(w_zero_point)
             output = node.output[0]
             add = bias_add_below(node.output[0]) if q.row_scale is None else None
             if add is not None:
-                inputs += ["", next(i for i in add.input if i in inits)]
+                inputs.append(next(i for i in add.input if i in inits))
                 output = add.output[0]
                 folded_adds.add(output)
                 counts["biases_in_products"] += 1

@@ -35,6 +35,7 @@ from ..files import (
     looks_like_path,
     read_config,
 )
+from ..interrupt import exit_on_sigterm, partial_name, stale_partials
 
 # Files copied from the source model so the output folder is a complete model for gist-onnx.
 COPIED_FILES = (
@@ -245,7 +246,7 @@ def check_output(output: Path, source: Path) -> Path:
 def swap_in(staging: Path, output: Path) -> None:
     """Put the finished export in place of ``output`` (an earlier export, if any)."""
     if output.exists():
-        old = output.with_name(f".{output.name}.old-{os.getpid()}")
+        old = output.with_name(partial_name(output, "old") + "swap")
         output.rename(old)
         staging.rename(output)
         shutil.rmtree(old)
@@ -266,7 +267,10 @@ def export(args: argparse.Namespace) -> int:
             f"{source_name} is a {hf_config.get('model_type')!r} model; this export handles BERT "
             "models (GIST-all-MiniLM-L6-v2 is one)."
         )
-    staging = Path(tempfile.mkdtemp(prefix=f".{output.name}.partial-", dir=output.parent))
+    # Staging folders (and swapped-out old exports) that a killed export left behind.
+    for stale in stale_partials(output) + stale_partials(output, "old"):
+        shutil.rmtree(stale, ignore_errors=True)
+    staging = Path(tempfile.mkdtemp(prefix=partial_name(output), dir=output.parent))
     try:
         failed = write_export(
             args,
@@ -319,6 +323,7 @@ def write_export(
         fuse,
         node_count,
         preoptimize_for_cpu,
+        record_pooling,
         sequence_major,
         to_fp16,
     )
@@ -346,6 +351,7 @@ def write_export(
             num_heads=int(hf_config["num_attention_heads"]),
             hidden_size=int(hf_config["hidden_size"]),
         )
+        record_pooling(output / "model.onnx", pooling=config.pooling, normalize=config.normalize)
         timings["fp32_s"] = time.perf_counter() - step
         graphs["fp32"] = {"file": "model.onnx", "fused_operators": fused}
         print(f"  fp32 fused: {fused}")
@@ -378,6 +384,9 @@ def write_export(
                     output / "model_int8.onnx",
                     num_heads=int(hf_config["num_attention_heads"]),
                     hidden_size=int(hf_config["hidden_size"]),
+                )
+                record_pooling(
+                    output / "model_int8.onnx", pooling=config.pooling, normalize=config.normalize
                 )
                 return counts
 
@@ -417,6 +426,9 @@ def write_export(
     if args.fp16:
         step = time.perf_counter()
         to_fp16(output / "model.onnx", output / "model_fp16.onnx")
+        record_pooling(
+            output / "model_fp16.onnx", pooling=config.pooling, normalize=config.normalize
+        )
         timings["fp16_s"] = time.perf_counter() - step
         graphs["fp16"] = {"file": "model_fp16.onnx", "io": "int64 ids in, float32 out"}
     for entry in graphs.values():
@@ -454,7 +466,13 @@ def write_export(
     share(output)
     manifest = {
         "format": 1,
-        "source": {"model": source_name, "revision": revision},
+        # A hub repo id, or for a local folder only its name: the manifest ships in bundles and
+        # images, and must not carry the exporting machine's paths.
+        "source": (
+            {"model": None, "folder": source_dir.name, "revision": None}
+            if revision is None and Path(source_name).is_absolute()
+            else {"model": source_name, "revision": revision}
+        ),
         "opset": OPSET,
         "config": {
             "max_seq_length": config.max_seq_length,
@@ -474,6 +492,7 @@ def write_export(
 
 
 def main(argv: list[str] | None = None) -> int:
+    exit_on_sigterm()  # the staging folder is removed on SIGTERM as on Ctrl-C
     args = parse_args(argv)
     try:
         import onnx  # noqa: F401

@@ -13,14 +13,14 @@ from __future__ import annotations
 
 import os
 
-from .. import GistEncoder, MissingExtraError
+from .. import GistEncoder, InvalidInputError, MissingExtraError
 from .limits import Limits
 
 __all__ = ["Limits", "serve"]
 
 
 def _require() -> None:
-    for module in ("starlette", "uvicorn", "orjson"):
+    for module in ("starlette", "uvicorn", "orjson", "httptools"):
         try:
             __import__(module)
         except ImportError:
@@ -49,6 +49,11 @@ def serve(
     import uvicorn
 
     from .app import create_app
+    from .protocol import guarded_protocol
+
+    limits = limits or Limits()
+    if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
+        raise InvalidInputError(f"port must be an integer from 0 to 65535, got {port!r}.")
 
     # The event loop parses and answers requests while the graph runs: ONNX Runtime's threads
     # must not spin on the cores between runs.
@@ -69,5 +74,8 @@ def serve(
         log_level="warning",
         timeout_graceful_shutdown=graceful_timeout_s,
         lifespan="on",
+        http=guarded_protocol(
+            head_timeout_s=limits.head_timeout_s, max_head_bytes=limits.max_head_bytes
+        ),
     )
     uvicorn.Server(config).run()

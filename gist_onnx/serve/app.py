@@ -1,8 +1,11 @@
 """The ASGI app: routes, authentication, errors as JSON, the access log.
 
 Routes: ``POST /v1/embeddings`` (and ``/embeddings``), ``POST /tokenize``, ``GET /v1/models``,
-``GET /health``, ``GET /metrics``. With an API key set, every route but ``/health`` and
-``/metrics`` needs ``Authorization: Bearer <key>`` (compared in constant time).
+``GET /health``, ``GET /metrics``, ``GET /openapi.json`` (the request and response schema).
+Every error, unknown routes and methods included, is JSON in OpenAI's shape. Parsing, tokenizing
+and writing JSON run on worker threads, never on the event loop. With an API key set, every
+route but ``/health``, ``/metrics`` and ``/openapi.json`` needs ``Authorization: Bearer <key>``
+(compared in constant time).
 """
 
 from __future__ import annotations
@@ -11,26 +14,36 @@ import asyncio
 import contextlib
 import sys
 import time
-from collections.abc import AsyncIterator
-from typing import Any
+from collections.abc import AsyncIterator, Callable
+from typing import Any, TypeVar
 
 import orjson
 from starlette.applications import Starlette
-from starlette.requests import Request
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from .. import GistEncoder
-from ..wire import RequestError, check_bearer, failure, parse_request, response
+from ..wire import RequestError, check_bearer, error_body, failure, parse_request, response
 from .batching import Batcher, Job, QueueFull, Result
 from .limits import Limits
 from .metrics import Metrics
+from .openapi import openapi_schema
 
 JSON = "application/json"
+T = TypeVar("T")
 
 
 class ClientGone(Exception):
     """The client disconnected before its answer was ready."""
+
+
+async def off_loop(function: Callable[..., T], *args: Any) -> T:
+    """Run CPU work (JSON, tokenizing) on a worker thread: the event loop keeps answering other
+    clients (/health, small requests) while one large request is parsed."""
+    return await run_in_threadpool(function, *args)
 
 
 def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -63,19 +76,41 @@ def create_app(
     def authorize(request: Request) -> None:
         check_bearer(request.headers.get("authorization"), api_key)
 
-    async def read_json(request: Request) -> Any:
+    async def read_body(request: Request) -> bytes:
+        """The body, within ``max_body_bytes`` (413) and ``body_timeout_s`` (408); a client that
+        disconnects while sending it raises :class:`ClientGone`."""
         declared = request.headers.get("content-length")
         if declared is not None and declared.isdigit():
             limits.check_body_size(int(declared))
         chunks, size = [], 0
-        async for chunk in request.stream():
-            size += len(chunk)
-            limits.check_body_size(size)
-            chunks.append(chunk)
+
+        async def receive() -> None:
+            nonlocal size
+            async for chunk in request.stream():
+                size += len(chunk)
+                limits.check_body_size(size)
+                chunks.append(chunk)
+
         try:
-            return orjson.loads(b"".join(chunks))
+            await asyncio.wait_for(receive(), limits.body_timeout_s)
+        except ClientDisconnect:
+            raise ClientGone from None
+        except asyncio.TimeoutError:
+            raise RequestError(
+                f"The request body did not arrive within {limits.body_timeout_s:g} s "
+                f"({size} bytes came).",
+                status=408,
+            ) from None
+        return b"".join(chunks)
+
+    def parse(body: bytes) -> tuple[list[str], str]:
+        """The texts of an embeddings or tokenize request (run off the event loop)."""
+        try:
+            payload = orjson.loads(body)
         except orjson.JSONDecodeError as exc:
             raise RequestError(f"The request body is not valid JSON: {exc}.") from None
+        parsed = parse_request(payload, dimension=encoder.dimension, max_inputs=limits.max_inputs)
+        return limits.fit_chars(parsed.texts), parsed.encoding_format
 
     async def until_done(request: Request, job: Job) -> Result:
         """The job's result; if the client disconnects first, the job is dropped from the queue
@@ -98,7 +133,8 @@ def create_app(
 
     def failed(exc: Exception) -> tuple[int, dict[str, Any], dict[str, str]]:
         status, body = failure(exc)
-        return status, body, ({"retry-after": "1"} if status == 429 else {})
+        headers = {429: {"retry-after": "1"}, 408: {"connection": "close"}}.get(status, {})
+        return status, body, headers
 
     async def embeddings(request: Request) -> Response:
         started = time.perf_counter()
@@ -106,13 +142,17 @@ def create_app(
         fields: dict[str, Any] = {}
         try:
             authorize(request)
-            parsed = parse_request(
-                await read_json(request), dimension=encoder.dimension, max_inputs=limits.max_inputs
-            )
-            texts = limits.fit_chars(parsed.texts)
+            texts, encoding_format = await off_loop(parse, await read_body(request))
             fields["inputs"] = len(texts)
             if batcher is None:
                 raise RequestError("The server is shutting down.", status=503)
+            if len(texts) > limits.max_queue_texts:
+                raise RequestError(
+                    f"'input' has {len(texts)} texts, more than this server queues at once "
+                    f"({limits.max_queue_texts}); split it into smaller requests.",
+                    status=413,
+                    param="input",
+                )
             try:
                 job = batcher.submit(texts)
             except QueueFull:
@@ -132,14 +172,11 @@ def create_app(
                 "run_ms": round((job.finished - job.started) * 1000, 2),
             }
             body = response(
-                vectors,
-                counts,
-                model=name,
-                encoding_format=parsed.encoding_format,
-                numpy_rows=True,
+                vectors, counts, model=name, encoding_format=encoding_format, numpy_rows=True
             )
+            reply = await off_loop(_json, body)
             log(route, 200, started, **fields)
-            return _json(body)
+            return reply
         except ClientGone:
             log(route, 499, started, **fields)  # nginx's code for a client that went away
             return Response(status_code=499)
@@ -148,27 +185,32 @@ def create_app(
             log(route, status, started, **fields)
             return _json(body, status, headers)
 
+    def tokenized(body: bytes) -> tuple[Response, int]:
+        """The /tokenize answer and its number of texts (CPU work: run off the event loop)."""
+        texts, _ = parse(body)
+        ids = encoder.token_ids(texts)
+        cut = encoder.truncated(texts)
+        answer = {
+            "object": "list",
+            "model": name,
+            "max_seq_length": encoder.max_seq_length,
+            "data": [
+                {"index": i, "tokens": t, "count": len(t), "truncated": bool(c)}
+                for i, (t, c) in enumerate(zip(ids, cut, strict=True))
+            ],
+        }
+        return _json(answer), len(texts)
+
     async def tokenize(request: Request) -> Response:
         started = time.perf_counter()
         try:
             authorize(request)
-            parsed = parse_request(
-                await read_json(request), dimension=encoder.dimension, max_inputs=limits.max_inputs
-            )
-            texts = limits.fit_chars(parsed.texts)
-            ids = encoder.token_ids(texts)
-            cut = encoder.truncated(texts)
-            body = {
-                "object": "list",
-                "model": name,
-                "max_seq_length": encoder.max_seq_length,
-                "data": [
-                    {"index": i, "tokens": t, "count": len(t), "truncated": bool(c)}
-                    for i, (t, c) in enumerate(zip(ids, cut, strict=True))
-                ],
-            }
-            log("/tokenize", 200, started, inputs=len(texts))
-            return _json(body)
+            reply, count = await off_loop(tokenized, await read_body(request))
+            log("/tokenize", 200, started, inputs=count)
+            return reply
+        except ClientGone:
+            log("/tokenize", 499, started)
+            return Response(status_code=499)
         except Exception as exc:  # noqa: BLE001 -- every failure is a JSON error, never a page
             status, body, headers = failed(exc)
             log("/tokenize", status, started)
@@ -216,7 +258,23 @@ def create_app(
             batcher.close()
             batcher = None
 
+    async def openapi(request: Request) -> Response:
+        return _json(schema)
+
+    async def http_error(request: Request, exc: Exception) -> Response:
+        """Unknown routes (404) and methods (405) in the same JSON shape as every other error."""
+        status = getattr(exc, "status_code", 500)
+        message = {
+            404: f"No route {request.url.path}; see /openapi.json for the routes served.",
+            405: f"{request.method} is not served at {request.url.path}.",
+        }.get(status, str(getattr(exc, "detail", exc)))
+        log(request.url.path, status, time.perf_counter())
+        body = error_body(message, kind="invalid_request_error")
+        return _json(body, status, dict(getattr(exc, "headers", None) or {}))
+
+    schema = openapi_schema(model=name, dimension=encoder.dimension, max_inputs=limits.max_inputs)
     return Starlette(
+        exception_handlers={HTTPException: http_error},
         routes=[
             Route("/v1/embeddings", embeddings, methods=["POST"]),
             Route("/embeddings", embeddings, methods=["POST"]),
@@ -224,6 +282,7 @@ def create_app(
             Route("/v1/models", models, methods=["GET"]),
             Route("/health", health, methods=["GET"]),
             Route("/metrics", prometheus, methods=["GET"]),
+            Route("/openapi.json", openapi, methods=["GET"]),
         ],
         lifespan=lifespan,
     )

@@ -119,22 +119,38 @@ class Batcher:
                 job.started = started
             try:
                 vectors, counts = await loop.run_in_executor(self._executor, self._encode, texts)
-            except Exception as exc:  # noqa: BLE001 -- handed to every request of the batch
-                for job in jobs:
-                    if not job.future.done():
-                        job.future.set_exception(exc)
-                continue
-            finally:
+            except Exception as exc:  # noqa: BLE001 -- handed to the request it belongs to
                 busy = True
+                if len(jobs) == 1:
+                    _settle(jobs[0], exc)
+                else:
+                    # One request's texts failed the batch (its error names an index in the
+                    # merged batch): run each alone, so the error reaches its own request, with
+                    # its own index, and the others get their vectors.
+                    for job in jobs:
+                        if not job.future.done():
+                            _settle(job, await self._alone(job))
+                continue
+            busy = True
             finished = time.perf_counter()
             self.metrics.observe_batch(len(texts), finished - started)
             start = 0
             for job in jobs:
                 end = start + len(job.texts)
                 job.finished = finished
-                if not job.future.done():
-                    job.future.set_result((vectors[start:end], counts[start:end]))
+                _settle(job, (vectors[start:end], counts[start:end]))
                 start = end
+
+    async def _alone(self, job: Job) -> Result | Exception:
+        """``job``'s texts encoded on their own: the result, or what ``encode`` raised."""
+        loop = asyncio.get_running_loop()
+        job.started = time.perf_counter()
+        try:
+            return await loop.run_in_executor(self._executor, self._encode, job.texts)
+        except Exception as exc:  # noqa: BLE001 -- the request's own error
+            return exc
+        finally:
+            job.finished = time.perf_counter()
 
     def close(self) -> None:
         """Stop the graph thread (after the worker task was cancelled)."""
@@ -142,3 +158,14 @@ class Batcher:
         for job in self._jobs:
             if not job.future.done():
                 job.future.cancel()
+
+
+def _settle(job: Job, outcome: Result | BaseException) -> None:
+    """Hand ``outcome`` to the request waiting on ``job``, unless it has gone."""
+    job.finished = job.finished or time.perf_counter()
+    if job.future.done():
+        return
+    if isinstance(outcome, BaseException):
+        job.future.set_exception(outcome)
+    else:
+        job.future.set_result(outcome)

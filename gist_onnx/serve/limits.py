@@ -7,12 +7,20 @@
 | ``max_chars``: characters per text | 100,000 | 413, or cut to it with ``truncate_chars`` |
 | ``max_queue_texts``: texts waiting for the graph | 4096 | 429 with Retry-After |
 | ``max_batch_texts``: texts per graph batch | 256 | (batches are cut there) |
+| ``head_timeout_s``: request line and headers must arrive within | 10 s | 408, connection closed |
+| ``max_head_bytes``: request line and headers | 32 KiB | 431, connection closed |
+| ``body_timeout_s``: the body must arrive within | 30 s | 408, connection closed |
+
+Idle keep-alive connections are closed after 5 s (uvicorn's own timeout). Every limit is checked
+when the server starts: a value that would refuse every request, or none, is a usage error.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
+from ..errors import InvalidInputError
 from ..wire import RequestError
 
 
@@ -27,6 +35,40 @@ class Limits:
     max_queue_texts: int = 4096
     max_batch_texts: int = 256
     batch_wait_ms: float = 2.0
+    head_timeout_s: float = 10.0
+    max_head_bytes: int = 32 * 1024
+    body_timeout_s: float = 30.0
+
+    def __post_init__(self) -> None:
+        # The smallest request there is ({"input":"a"}) must fit, and its head.
+        least = {
+            "max_inputs": 1,
+            "max_body_bytes": 64,
+            "max_chars": 1,
+            "max_queue_texts": 1,
+            "max_batch_texts": 1,
+            "max_head_bytes": 1024,
+        }
+        for name, smallest in least.items():
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < smallest:
+                raise InvalidInputError(
+                    f"{name} must be an integer of at least {smallest}, got {value!r}."
+                )
+        for name in ("batch_wait_ms", "head_timeout_s", "body_timeout_s"):
+            value = getattr(self, name)
+            positive = name != "batch_wait_ms"
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, (int, float))
+                or not math.isfinite(value)
+                or value < 0
+                or (positive and value == 0)
+            ):
+                raise InvalidInputError(
+                    f"{name} must be a finite number {'above' if positive else 'of at least'} "
+                    f"0, got {value!r}."
+                )
 
     def check_body_size(self, size: int) -> None:
         """413 for a body larger than ``max_body_bytes``."""

@@ -1,0 +1,193 @@
+"""The server's OpenAPI 3.1 description, served at ``/openapi.json``: what each route takes and
+answers, the schema API clients and fuzzers (the test suite runs schemathesis on it) read."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .. import __version__
+
+_ERROR = {
+    "type": "object",
+    "required": ["error"],
+    "properties": {
+        "error": {
+            "type": "object",
+            "required": ["message", "type"],
+            "properties": {
+                "message": {"type": "string"},
+                "type": {"type": "string"},
+                "param": {"type": ["string", "null"]},
+                "code": {"type": ["string", "null"]},
+            },
+        }
+    },
+}
+
+
+def _errors(*statuses: int) -> dict[str, Any]:
+    what = {
+        400: "The request is malformed; the message says which field.",
+        401: "Missing or wrong API key (with --api-key).",
+        404: "No such route.",
+        405: "The route does not take this method.",
+        408: "The body did not arrive in time.",
+        413: "Too many texts, too long a text, or too large a body.",
+        429: "The queue is full; retry after Retry-After seconds.",
+        503: "The server is shutting down.",
+    }
+    return {
+        str(s): {
+            "description": what[s],
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+        }
+        for s in statuses
+    }
+
+
+def openapi_schema(*, model: str, dimension: int, max_inputs: int) -> dict[str, Any]:
+    """The OpenAPI document of a server for ``model`` (vectors of ``dimension``)."""
+    texts = {
+        "oneOf": [
+            {"type": "string"},
+            {"type": "array", "items": {"type": "string"}, "minItems": 1, "maxItems": max_inputs},
+        ],
+        "description": "A text or a list of texts (token ids are not accepted).",
+    }
+    request = {
+        "type": "object",
+        "required": ["input"],
+        "properties": {
+            "input": texts,
+            "model": {"type": ["string", "null"], "description": f"Any name; {model} answers."},
+            "encoding_format": {"enum": ["float", "base64", None]},
+            "dimensions": {"enum": [dimension, None]},
+            "user": {"type": ["string", "null"]},
+        },
+    }
+    embedding = {
+        "type": "object",
+        "required": ["object", "index", "embedding"],
+        "properties": {
+            "object": {"const": "embedding"},
+            "index": {"type": "integer", "minimum": 0},
+            "embedding": {
+                "oneOf": [
+                    {
+                        "type": "array",
+                        "items": {"type": "number"},
+                        "minItems": dimension,
+                        "maxItems": dimension,
+                    },
+                    {"type": "string", "description": "base64 of little-endian float32"},
+                ]
+            },
+        },
+    }
+    usage = {
+        "type": "object",
+        "required": ["prompt_tokens", "total_tokens"],
+        "properties": {
+            "prompt_tokens": {"type": "integer", "minimum": 0},
+            "total_tokens": {"type": "integer", "minimum": 0},
+        },
+    }
+    embeddings_response = {
+        "type": "object",
+        "required": ["object", "data", "model", "usage"],
+        "properties": {
+            "object": {"const": "list"},
+            "data": {"type": "array", "items": embedding},
+            "model": {"type": "string"},
+            "usage": usage,
+        },
+    }
+    tokenize_response = {
+        "type": "object",
+        "required": ["object", "model", "max_seq_length", "data"],
+        "properties": {
+            "object": {"const": "list"},
+            "model": {"type": "string"},
+            "max_seq_length": {"type": "integer"},
+            "data": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["index", "tokens", "count", "truncated"],
+                    "properties": {
+                        "index": {"type": "integer"},
+                        "tokens": {"type": "array", "items": {"type": "integer"}},
+                        "count": {"type": "integer"},
+                        "truncated": {"type": "boolean"},
+                    },
+                },
+            },
+        },
+    }
+
+    def post(summary: str, answer: dict[str, Any], op_id: str) -> dict[str, Any]:
+        return {
+            "post": {
+                "summary": summary,
+                "operationId": op_id,
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "application/json": {
+                            "schema": {"$ref": "#/components/schemas/EmbeddingsRequest"}
+                        }
+                    },
+                },
+                "responses": {
+                    "200": {
+                        "description": "OK",
+                        "content": {"application/json": {"schema": answer}},
+                    },
+                    **_errors(400, 401, 405, 408, 413, 429, 503),
+                },
+            }
+        }
+
+    def get(summary: str, answer: dict[str, Any], media: str, op_id: str) -> dict[str, Any]:
+        return {
+            "get": {
+                "summary": summary,
+                "operationId": op_id,
+                "responses": {
+                    "200": {"description": "OK", "content": {media: {"schema": answer}}},
+                    **_errors(401, 405),
+                },
+            }
+        }
+
+    embeddings = {"$ref": "#/components/schemas/EmbeddingsResponse"}
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "gist-onnx", "version": __version__},
+        "paths": {
+            "/v1/embeddings": post("Embed texts (OpenAI's shape)", embeddings, "embeddings"),
+            "/embeddings": post("The same, without /v1", embeddings, "embeddings_unversioned"),
+            "/tokenize": post("The token ids the model reads", tokenize_response, "tokenize"),
+            "/v1/models": get(
+                "The model served",
+                {"type": "object", "required": ["object", "data"]},
+                "application/json",
+                "models",
+            ),
+            "/health": get(
+                "Ready (the model is loaded)",
+                {"type": "object", "required": ["status"]},
+                "application/json",
+                "health",
+            ),
+            "/metrics": get("Prometheus metrics", {"type": "string"}, "text/plain", "metrics"),
+            "/openapi.json": get("This document", {"type": "object"}, "application/json", "spec"),
+        },
+        "components": {
+            "schemas": {
+                "EmbeddingsRequest": request,
+                "EmbeddingsResponse": embeddings_response,
+                "Error": _ERROR,
+            }
+        },
+    }

@@ -1,0 +1,123 @@
+"""The HTTP/1.1 connection guard: uvicorn's httptools protocol with the limits it lacks.
+
+uvicorn times out idle keep-alive connections, but not a request head that never ends: 1,200
+connections that each sent half a header line were all still held after 30 s, and a 1 MB header
+was read whole. Here a request's head (request line and headers) must arrive within
+``head_timeout_s`` (else 408) and be at most ``max_head_bytes`` (else 431); both answer with the
+server's JSON error shape and close the connection. The body's deadline is the app's (it reads
+the body): see ``Limits.body_timeout_s``.
+
+It subclasses uvicorn's ``HttpToolsProtocol`` and uses its callbacks and fields; the server tests
+(slow and oversized heads against a real process) catch a uvicorn release that changes them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import orjson
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from ..wire import error_body
+
+_REASONS = {408: b"Request Timeout", 431: b"Request Header Fields Too Large"}
+
+
+def guarded_protocol(*, head_timeout_s: float, max_head_bytes: int) -> type[HttpToolsProtocol]:
+    """The protocol class for uvicorn's ``http=`` setting, with these limits."""
+    return type(
+        "GuardedHttpToolsProtocol",
+        (GuardedHttpToolsProtocol,),
+        {"head_timeout_s": head_timeout_s, "max_head_bytes": max_head_bytes},
+    )
+
+
+class GuardedHttpToolsProtocol(HttpToolsProtocol):
+    """One connection: a request head must arrive in time and within its size."""
+
+    head_timeout_s = 10.0
+    max_head_bytes = 32 * 1024
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._head_timeout_s = self.head_timeout_s
+        self._max_head_bytes = self.max_head_bytes
+        self._in_head = False
+        self._head_bytes = 0
+        self._head_timer: asyncio.TimerHandle | None = None
+        self._refused = False
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._start_head()  # a new connection owes a request head at once
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._stop_head_timer()
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        if self._refused:
+            return
+        if self._in_head:
+            self._head_bytes += len(data)
+        super().data_received(data)
+        if self._in_head and self._head_bytes > self._max_head_bytes:
+            self._refuse(431, f"The request head passed {self._max_head_bytes} bytes.")
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        if not self._in_head:  # the next request on a kept-alive connection
+            self._start_head()
+
+    def on_headers_complete(self) -> None:
+        self._in_head = False
+        self._stop_head_timer()
+        size = len(self.url) + sum(len(n) + len(v) + 4 for n, v in self.headers)
+        if size > self._max_head_bytes:
+            self._refuse(
+                431, f"The request head has {size} bytes; the limit is {self._max_head_bytes}."
+            )
+            return
+        super().on_headers_complete()
+
+    def on_body(self, body: bytes) -> None:
+        if not self._refused:
+            super().on_body(body)
+
+    def on_message_complete(self) -> None:
+        if not self._refused:
+            super().on_message_complete()
+
+    def _start_head(self) -> None:
+        self._in_head, self._head_bytes = True, 0
+        self._stop_head_timer()
+        self._head_timer = self.loop.call_later(self._head_timeout_s, self._head_timed_out)
+
+    def _stop_head_timer(self) -> None:
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+
+    def _head_timed_out(self) -> None:
+        self._head_timer = None
+        if self._in_head and not self.transport.is_closing():
+            self._refuse(408, f"The request head did not arrive within {self._head_timeout_s:g} s.")
+
+    def _refuse(self, status: int, message: str) -> None:
+        """Answer ``status`` with a JSON error and close the connection."""
+        self._refused = True
+        self._in_head = False
+        self._stop_head_timer()
+        if self.transport.is_closing():
+            return
+        body = orjson.dumps(error_body(message, kind="invalid_request_error"))
+        head = [
+            b"HTTP/1.1 %d %s\r\n" % (status, _REASONS[status]),
+            *(name + b": " + value + b"\r\n" for name, value in self.server_state.default_headers),
+            b"content-type: application/json\r\n",
+            b"content-length: %d\r\n" % len(body),
+            b"connection: close\r\n\r\n",
+        ]
+        self.transport.write(b"".join(head) + body)
+        self.transport.close()
