@@ -123,26 +123,24 @@ def test_every_integer_product_is_u8_by_u8_so_no_cpu_saturates(exported: Path) -
 def test_u8_by_u8_products_are_exact_where_u8_by_s8_may_saturate() -> None:
     """The kind of fault the weights' uint8 storage avoids, on the CPU running the tests: a u8 x
     s8 product that needs more than int16 per pair comes out exact as u8 x u8."""
-    import onnx
     import onnxruntime as ort
     from onnx import TensorProto, helper, numpy_helper
 
-    def product(weights: np.ndarray, zero_point: int | None) -> np.ndarray:
-        inputs = ["A", "B", "", "zp"] if zero_point is not None else ["A", "B"]
-        inits = [numpy_helper.from_array(weights, "B")]
-        if zero_point is not None:
-            inits.append(numpy_helper.from_array(np.array(zero_point, weights.dtype), "zp"))
+    def product(weights: np.ndarray, zero_point: int) -> np.ndarray:
+        inits = [
+            numpy_helper.from_array(weights, "B"),
+            numpy_helper.from_array(np.array(zero_point, weights.dtype), "zp"),
+        ]
         graph = helper.make_graph(
-            [helper.make_node("MatMulInteger", inputs, ["Y"])],
+            [helper.make_node("MatMulInteger", ["A", "B", "", "zp"], ["Y"])],
             "g",
             [helper.make_tensor_value_info("A", TensorProto.UINT8, [None, 64])],
             [helper.make_tensor_value_info("Y", TensorProto.INT32, None)],
             inits,
         )
         model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
-        session = ort.InferenceSession(
-            model.SerializeToString(), providers=["CPUExecutionProvider"]
-        )
+        cpu = ["CPUExecutionProvider"]
+        session = ort.InferenceSession(model.SerializeToString(), providers=cpu)
         out: np.ndarray = session.run(None, {"A": activations})[0]
         return out
 
