@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import csv
 import json
+import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -15,7 +19,7 @@ from gist_onnx import GistEncoder
 from gist_onnx import embed as embed_mod
 from gist_onnx.cli import main
 from gist_onnx.embed import embed_file
-from tiny import write_tiny_model
+from tiny import DIM, write_tiny_model
 
 TEXTS = ["hello world", "the cat sat on the mat", "cat", "hello"]
 
@@ -138,3 +142,190 @@ def test_unknown_formats_and_missing_files_are_one_line(
     assert "Cannot tell the output format" in capsys.readouterr().err
     assert main(["embed", str(tmp_path / "none.txt"), "-o", "o.npy", "--model", str(model)]) == 2
     assert "No input file" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------------------ edges
+
+
+def _run(model: Path, *args: str) -> int:
+    return main(["embed", *args, "--model", str(model), "--quiet"])
+
+
+def test_vectors_and_ids_are_always_one_pair(model: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out.npy"
+    ids = tmp_path / "out.npy.ids.npy"
+    source = tmp_path / "in.txt"
+    source.write_text("hello\n\ncat\nmat\n")
+    assert _run(model, str(source), "-o", str(out), "--on-bad", "skip") == 0
+    assert np.load(ids).tolist() == [1, 3, 4] and np.load(out).shape == (3, DIM)
+    source.write_text("hello\ncat\n")  # a clean run into the same output
+    assert _run(model, str(source), "-o", str(out)) == 0
+    assert np.load(ids).tolist() == [1, 2] and np.load(out).shape == (2, DIM)
+    source.write_text("hello\n\n")  # a failed run changes neither
+    assert _run(model, str(source), "-o", str(out)) == 2
+    assert np.load(ids).tolist() == [1, 2] and np.load(out).shape == (2, DIM)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.txt", "model", "out.npy", ids.name]
+
+
+def test_ids_count_lines_as_wc_and_csv_reader_do(encoder: GistEncoder, tmp_path: Path) -> None:
+    source = tmp_path / "in.txt"
+    source.write_bytes(b"hello\rworld\ncat\r\n\xef\xbb\xbfmat\n")  # a lone \r is inside line 1
+    embed_file(encoder, str(source), str(tmp_path / "t.jsonl"))
+    rows = [json.loads(x) for x in (tmp_path / "t.jsonl").read_text().splitlines()]
+    assert [r["id"] for r in rows] == [1, 2, 3]
+    assert len(rows) == source.read_bytes().count(b"\n")  # wc -l
+    np.testing.assert_allclose(rows[0]["embedding"], encoder.encode(["hello\rworld"])[0], atol=1e-6)
+    records = [["a", "the cat\nsat\non the mat"], ["b", "hello"], ["c", 'say "hi",\r\nthen go']]
+    with (tmp_path / "in.csv").open("w", newline="") as handle:
+        writer = csv.writer(handle, lineterminator="\n")
+        writer.writerow(["id", "text"])
+        writer.writerows(records)
+    embed_file(encoder, str(tmp_path / "in.csv"), str(tmp_path / "c.jsonl"))
+    rows = [json.loads(x) for x in (tmp_path / "c.jsonl").read_text().splitlines()]
+    assert [r["id"] for r in rows] == [2, 5, 6]  # the line each record starts on
+    np.testing.assert_allclose(
+        [r["embedding"] for r in rows], encoder.encode([r[1] for r in records]), atol=1e-6
+    )
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        (".txt", b"hello\ncaf\xe9\ncat\n", "line 2: the line: not UTF-8 (byte 0xe9 at column 4)"),
+        (".jsonl", b'{"text": "a"}\n{"text": "caf\xe9"}\n{"text": "b"}\n', "line 2: not UTF-8"),
+        (".csv", b"text\nhello\ncaf\xff\nmat\n", "line 3: column 'text': not UTF-8 (byte 0xff"),
+        (".jsonl", b'{"text": "a"}\n' + b"[" * 100_000 + b"\n{}\n", "line 2: JSON nested too"),
+        (".jsonl", b'{"text": "\\ud800x"}\n{"text": "b"}\n', "line 1: field 'text': not valid"),
+    ],
+)
+def test_rows_that_cannot_be_read_are_bad_rows_with_their_line(
+    model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], case: tuple[str, bytes, str]
+) -> None:
+    suffix, content, why = case
+    source = tmp_path / f"in{suffix}"
+    source.write_bytes(content)
+    out = tmp_path / "out.jsonl"
+    assert _run(model, str(source), "-o", str(out)) == 2
+    err = capsys.readouterr().err
+    assert why in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert _run(model, str(source), "-o", str(out), "--on-bad", "skip") in (0, 2)
+
+
+def test_undecodable_and_deep_rows_are_skipped_with_the_rest_kept(
+    model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    source = tmp_path / "in.jsonl"
+    source.write_bytes(b'{"text": "a"}\n{"text": "\xff"}\n' + b"{" * 50_000 + b'\n{"text": "b"}\n')
+    out = tmp_path / "out.jsonl"
+    assert _run(model, str(source), "-o", str(out), "--on-bad", "skip") == 0
+    assert "skipped 2 bad rows: lines 2, 3" in capsys.readouterr().err
+    assert [json.loads(x)["id"] for x in out.read_text().splitlines()] == [1, 4]
+
+
+def test_the_output_is_checked_before_any_text_is_encoded(
+    model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source = tmp_path / "in.txt"
+    source.write_text("hello\n")
+    encoded: list[int] = []
+    original = GistEncoder.encode
+
+    def counting(self: GistEncoder, texts: Any, *args: Any, **kwargs: Any) -> Any:
+        encoded.append(len(texts))
+        return original(self, texts, *args, **kwargs)
+
+    monkeypatch.setattr(GistEncoder, "encode", counting)
+    (tmp_path / "folder.npy").mkdir()
+    (tmp_path / "x.npy.ids.npy").mkdir()
+    cases = {
+        str(tmp_path / "folder.npy"): "is a folder",
+        str(tmp_path / "x.npy"): "is a folder",  # its ids file would be
+        str(tmp_path / "missing" / "o.npy"): "does not exist; create it",
+        "/proc/o.npy": "Cannot write into /proc",
+        str(source.with_suffix(".jsonl")): None,
+    }
+    for output, message in cases.items():
+        if message is None:
+            continue
+        assert _run(model, str(source), "-o", output) == 2, output
+        err = capsys.readouterr().err
+        assert message in err and "Traceback" not in err, err
+    same = tmp_path / "same.jsonl"
+    same.write_text('{"text": "hello"}\n')
+    assert _run(model, str(same), "-o", str(same)) == 2
+    assert "is the input" in capsys.readouterr().err
+    assert encoded == []
+
+
+def test_embed_without_model_means_the_gist_model(tmp_path: Path) -> None:
+    source = tmp_path / "in.txt"
+    source.write_text("hello\n")
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(tmp_path / "cache")}
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "gist_onnx.cli",
+            "embed",
+            str(source),
+            "-o",
+            str(tmp_path / "o.npy"),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
+    assert proc.returncode == 2  # an empty cache, offline: the GIST model is what was looked for
+    assert "avsolatorio/GIST-all-MiniLM-L6-v2" in proc.stderr and "NoneType" not in proc.stderr
+
+
+@pytest.mark.parametrize(("umask", "mode"), [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)])
+def test_outputs_get_the_modes_the_umask_gives(
+    model: Path, tmp_path: Path, umask: int, mode: int
+) -> None:
+    source = tmp_path / "in.txt"
+    source.write_text("hello\ncat\n")
+    old = os.umask(umask)
+    try:
+        for name in ("o.npy", "o.jsonl"):
+            assert _run(model, str(source), "-o", str(tmp_path / name)) == 0
+    finally:
+        os.umask(old)
+    for name in ("o.npy", "o.npy.ids.npy", "o.jsonl"):
+        assert (tmp_path / name).stat().st_mode & 0o777 == mode, name
+
+
+def _dead_pid() -> int:
+    pid = 4_000_000
+    while True:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return pid
+        except PermissionError:
+            pass
+        pid += 1
+
+
+def test_sigterm_leaves_no_partial_and_a_later_run_removes_stale_ones(
+    model: Path, tmp_path: Path
+) -> None:
+    source = tmp_path / "in.txt"
+    source.write_text("the cat sat on the mat\n" * 400_000)
+    out = tmp_path / "out.npy"
+    stale = tmp_path / f".out.npy.partial-{_dead_pid()}-abc.partial"
+    stale_ids = tmp_path / f".out.npy.ids.npy.partial-{_dead_pid()}-abc.partial"
+    alive = tmp_path / f".out.npy.partial-{os.getpid()}-abc.partial"  # a run still going
+    for path in (stale, stale_ids, alive):
+        path.write_bytes(b"x")
+    command = [sys.executable, "-m", "gist_onnx.cli", "embed", str(source), "-o", str(out)]
+    proc = subprocess.Popen([*command, "--model", str(model), "--quiet"])
+    deadline = time.monotonic() + 60
+    while not list(tmp_path.glob(f".out.npy.partial-{proc.pid}-*")):
+        assert proc.poll() is None and time.monotonic() < deadline
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=30) == 128 + signal.SIGTERM
+    left = sorted(p.name for p in tmp_path.iterdir())
+    assert left == sorted(["in.txt", "model", alive.name]), left
