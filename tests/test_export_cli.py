@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -138,6 +141,38 @@ def test_an_export_stopped_half_way_leaves_the_earlier_export(
         to_onnx.main(["--model", str(stand_in_dir), "--output", str(out), "--quantize"])
     assert _tree(out) == before
     assert [p.name for p in tmp_path.iterdir()] == ["out"]  # no partial folder left behind
+
+
+@pytest.mark.model
+def test_sigterm_removes_the_staging_folder_and_a_later_export_removes_stale_ones(
+    stand_in_dir: Path, tmp_path: Path
+) -> None:
+    """What `timeout`, systemd and CI send: the export cleans up as on Ctrl-C. A staging folder
+    a killed export left (its process gone) is removed by the next export; a running one's is
+    left alone."""
+    out = tmp_path / "out"
+    dead = 4_000_000
+    while Path(f"/proc/{dead}").exists():
+        dead += 1
+    stale = tmp_path / f".out.partial-{dead}-x1"
+    stale_old = tmp_path / f".out.old-{dead}-swap"
+    running = tmp_path / f".out.partial-{os.getpid()}-x2"
+    for folder in (stale, stale_old, running):
+        folder.mkdir()
+        (folder / "model.onnx").write_bytes(b"half")
+    proc = subprocess.Popen(
+        [sys.executable, SCRIPT, "--model", str(stand_in_dir), "--output", str(out)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 120
+    while not list(tmp_path.glob(f".out.partial-{proc.pid}-*")):
+        assert proc.poll() is None and time.monotonic() < deadline
+        time.sleep(0.05)
+    time.sleep(1)  # into the work
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=60) == 128 + signal.SIGTERM
+    assert sorted(p.name for p in tmp_path.iterdir()) == [running.name]
 
 
 @pytest.mark.model
