@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from gist_onnx import GistEncoder, serverless, wire
+from gist_onnx import GistEncoder, ModelConfigError, serverless, wire
 from tiny import DIM, write_tiny_model
 
 EVENTS = Path(__file__).resolve().parent / "events"
@@ -209,3 +209,57 @@ def test_the_bundle_layout_is_found_without_configuration(
     model.rename(tmp_path / "task" / "model")
     monkeypatch.setenv("LAMBDA_TASK_ROOT", str(tmp_path / "task"))
     assert serverless.model_folder() == tmp_path / "task" / "model"
+
+
+# ------------------------------------------------------------------------------------ edges
+
+
+def _malformed(name: str, change: dict[str, Any]) -> dict[str, Any]:
+    event = http_event(name, {"input": "hello"})
+    event.update(change)
+    return event
+
+
+@pytest.mark.parametrize(
+    ("name", "change", "field"),
+    [
+        ("function_url.json", {"requestContext": "x"}, "'requestContext' must be an object"),
+        ("function_url.json", {"requestContext": {"http": "x"}}, "'http' must be an object"),
+        ("function_url.json", {"requestContext": {"http": {"method": 5}}}, "method must be"),
+        ("function_url.json", {"headers": ["a", "b"]}, "'headers' must be an object"),
+        ("function_url.json", {"headers": "authorization"}, "'headers' must be an object"),
+        ("function_url.json", {"isBase64Encoded": "yes"}, "'isBase64Encoded' must be true"),
+        ("apigw_rest_v1.json", {"httpMethod": ["POST"]}, "'httpMethod' must be a string"),
+        ("function_url.json", {"requestContext": [1]}, "'requestContext' must be an object"),
+    ],
+)
+def test_malformed_events_are_the_callers_400(
+    model: Path, name: str, change: dict[str, Any], field: str
+) -> None:
+    status, body = call_http(_malformed(name, change))
+    assert status == 400, body
+    assert field in body["error"]["message"]
+
+
+@pytest.mark.parametrize("depth", [1_000, 100_000])
+def test_a_deeply_nested_body_is_a_400_as_the_server_answers_it(model: Path, depth: int) -> None:
+    status, body = call_http(http_event("function_url.json", "[" * depth + "]" * depth))
+    assert status == 400
+    assert "must be a JSON object" in body["error"]["message"] or "too deeply" in str(body)
+    status, body = call_http(http_event("function_url.json", '{"input": ' + "[" * depth))
+    assert status == 400
+
+
+@pytest.mark.parametrize("value", ["two", "0", "-1", "1.5", "1e3"])
+def test_a_bad_thread_count_fails_at_init_with_one_clear_message(
+    model: Path, monkeypatch: pytest.MonkeyPatch, value: str
+) -> None:
+    monkeypatch.setenv("GIST_ONNX_THREADS", value)
+    with pytest.raises(
+        ModelConfigError, match=f"GIST_ONNX_THREADS must be a positive integer .* got '{value}'"
+    ):
+        serverless.get_encoder()
+    status, body = call_http(http_event("function_url.json", {"input": "hello"}))
+    assert status == 500 and "GIST_ONNX_THREADS" in body["error"]["message"]
+    monkeypatch.setenv("GIST_ONNX_THREADS", "1")
+    assert call_http(http_event("function_url.json", {"input": "hello"}))[0] == 200
