@@ -21,6 +21,8 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from ..wire import error_body
 
+# How long a refused connection's remaining bytes are read and dropped before it is closed.
+_LINGER_S = 2.0
 _REASONS = {408: b"Request Timeout", 431: b"Request Header Fields Too Large"}
 
 
@@ -120,4 +122,11 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             b"connection: close\r\n\r\n",
         ]
         self.transport.write(b"".join(head) + body)
-        self.transport.close()
+        # Closing with the client's bytes still unread makes the kernel send a reset, which can
+        # reach the client before the answer does: end our side, read and drop what still comes
+        # for a moment (a "lingering close"), then close.
+        if self.transport.can_write_eof():
+            self.transport.write_eof()
+            self.loop.call_later(_LINGER_S, self.transport.close)
+        else:
+            self.transport.close()
