@@ -135,7 +135,8 @@ def parse_request(
 
     ``dimensions`` is accepted only when it equals ``dimension``: MiniLM is not a Matryoshka
     model, so a shorter prefix of its vector is not a good embedding. ``user`` and keys this
-    server does not know are ignored, as OpenAI-compatible servers do.
+    server does not know are ignored, as OpenAI-compatible servers do (``user`` must still be a
+    string, as OpenAI checks).
     """
     if not isinstance(payload, dict):
         raise RequestError(
@@ -198,6 +199,9 @@ def parse_request(
     model = payload.get("model")
     if model is not None and not isinstance(model, str):
         raise RequestError(f"'model' must be a string, got {_json_type(model)}.", param="model")
+    user = payload.get("user")
+    if user is not None and not isinstance(user, str):
+        raise RequestError(f"'user' must be a string, got {_json_type(user)}.", param="user")
     return EmbeddingsRequest(texts=texts, encoding_format=fmt, model=model)
 
 

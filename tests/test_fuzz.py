@@ -1,0 +1,254 @@
+"""Fuzzing tier: generated inputs against the ways in, each hunting a class of fault.
+
+- the server: schemathesis drives a real ``gist-onnx serve`` from the /openapi.json it publishes,
+  valid and invalid requests, with every check on (no 5xx, statuses and bodies as documented,
+  invalid requests refused, valid ones taken);
+- the Lambda handler: event shapes of every kind (HTTP payload 1.0 and 2.0, direct invocation,
+  wrong types at every level, bodies of any JSON or none) must get an answer, never a crash, and
+  no 500 for the caller's mistakes;
+- ``embed``'s readers: generated txt, jsonl and csv files, with quotes, newlines, lone ``\\r``,
+  bytes that are not UTF-8 and blank rows; every row comes back with the id of the line it
+  starts on, its text as written, or as a bad row: never an exception, never a shifted id.
+
+Example counts are fixed and seeds derandomized, so the tier is bounded (well under a minute on
+two cores) and a failure replays.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from gist_onnx import serverless
+from gist_onnx.embed import BadRow, read_rows
+from tiny import write_tiny_model
+
+pytestmark = pytest.mark.fuzz
+
+BOUNDED = settings(
+    max_examples=300,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_tiny_model(tmp_path_factory.mktemp("fuzz") / "model")
+
+
+# ------------------------------------------------------------------------------ the server
+
+
+def test_the_server_keeps_its_published_schema_under_schemathesis(tiny: Path) -> None:
+    pytest.importorskip("schemathesis", reason="the dev extra")
+    from serverproc import Server
+
+    server = Server(tiny, "--max-inputs", "16", "--quiet").start()
+    try:
+        proc = subprocess.run(
+            [
+                sys.executable, "-m", "schemathesis.cli",
+                "--config-file", str(Path(__file__).with_name("schemathesis.toml")),
+                "run", f"{server.url}/openapi.json",
+                "--checks", "all", "--max-examples", "60", "--seed", "7", "--no-color",
+            ],
+            capture_output=True, text=True, timeout=300, check=False,
+        )  # fmt: skip
+    finally:
+        log = server.stop()
+    assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-2000:]
+    assert "No issues found" in proc.stdout
+    assert "internal error" not in log  # nothing reached the catch-all 500
+
+
+# ------------------------------------------------------------------------ the Lambda handler
+
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6), inner, max_size=4)
+    ),
+    max_leaves=12,
+)
+ANYTHING = JSON | st.just([]) | st.just({})
+REQUEST = st.fixed_dictionaries(
+    {"input": st.one_of(st.text(max_size=30), st.lists(st.text(max_size=30), max_size=5), JSON)},
+    optional={
+        "encoding_format": st.sampled_from(["float", "base64", None, "hex", 1]),
+        "dimensions": st.sampled_from([4, 5, None, "4", True]),
+        "model": st.one_of(st.text(max_size=5), JSON),
+        "user": JSON,
+    },
+)
+BODY = st.one_of(
+    REQUEST.map(json.dumps),
+    JSON.map(json.dumps),
+    st.text(max_size=40),
+    st.integers(1, 3000).map(lambda n: "[" * n),
+    st.none(),
+    ANYTHING,
+)
+HTTP_EVENT = st.fixed_dictionaries(
+    {},
+    optional={
+        "version": st.sampled_from(["2.0", "1.0", None]),
+        "routeKey": st.sampled_from(["$default", "POST /", None]),
+        "requestContext": st.one_of(
+            st.fixed_dictionaries(
+                {},
+                optional={
+                    "http": st.one_of(
+                        st.fixed_dictionaries(
+                            {},
+                            optional={"method": st.sampled_from(["POST", "GET", "post", 5, None])},
+                        ),
+                        ANYTHING,
+                    )
+                },
+            ),
+            ANYTHING,
+        ),
+        "httpMethod": st.one_of(st.sampled_from(["POST", "PUT"]), ANYTHING),
+        "headers": st.one_of(
+            st.dictionaries(
+                st.sampled_from(["authorization", "Content-Type", "x"]), st.text(max_size=12)
+            ),
+            ANYTHING,
+        ),
+        "body": BODY,
+        "isBase64Encoded": st.one_of(st.booleans(), ANYTHING),
+    },
+).filter(lambda e: bool({"requestContext", "httpMethod", "routeKey"} & set(e)))
+
+
+@pytest.fixture
+def handler_model(tiny: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    monkeypatch.setenv("GIST_ONNX_MODEL", str(tiny))
+    for name in (
+        "GIST_ONNX_API_KEY",
+        "GIST_ONNX_VARIANT",
+        "GIST_ONNX_MODEL_NAME",
+        "GIST_ONNX_THREADS",
+    ):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(serverless, "_encoder", None)
+    serverless.get_encoder()
+    yield tiny
+
+
+CALLERS_MISTAKES = {400, 405, 413}
+
+
+@BOUNDED
+@given(event=HTTP_EVENT)
+def test_any_http_event_gets_an_answer_and_never_a_500(
+    handler_model: Path, event: dict[str, Any]
+) -> None:
+    result = serverless.handler(event, None)
+    assert result["statusCode"] in {200} | CALLERS_MISTAKES, result
+    body = json.loads(result["body"])
+    if result["statusCode"] == 200:
+        assert body["object"] == "list" and body["data"]
+    else:
+        assert body["error"]["message"]
+
+
+@BOUNDED
+@given(event=st.one_of(REQUEST, ANYTHING))
+def test_any_direct_invocation_gets_an_answer_and_never_a_500(
+    handler_model: Path, event: Any
+) -> None:
+    result = serverless.handler(event, None)
+    assert isinstance(result, dict)
+    assert result.get("status", 200) in {200} | CALLERS_MISTAKES, result
+    json.dumps(result)  # what the runtime sends back must serialize
+
+
+# ---------------------------------------------------------------------------- embed's readers
+
+# Texts with what breaks line counting and decoding: quotes, commas, \n, a lone \r, \r\n, tabs,
+# BOMs, and lone surrogates (standing in for bytes that are not UTF-8 once written).
+PIECES = st.sampled_from(['"', ",", "\n", "\r", "\r\n", "\t", " ", "\ufeff", "é", "中", "\udcff"])
+FIELD = st.lists(st.one_of(st.text("abc xyz", min_size=1, max_size=5), PIECES), max_size=6).map(
+    "".join
+)
+
+
+def _encode(text: str) -> bytes:
+    return text.encode("utf-8", "surrogateescape")  # \udcff becomes the byte 0xff
+
+
+def _expected(text: str) -> str | None:
+    """The text ``read_rows`` must give back, or None where it must give a bad row."""
+    if not text.strip() or any(0xD800 <= ord(c) <= 0xDFFF for c in text):
+        return None
+    return text
+
+
+@BOUNDED
+@given(records=st.lists(FIELD, max_size=12))
+def test_csv_rows_come_back_with_the_line_they_start_on(records: list[str]) -> None:
+    out = io.StringIO(newline="")
+    writer = csv.writer(out, lineterminator="\n", quoting=csv.QUOTE_ALL)
+    writer.writerow(["text"])
+    starts, line = [], 2
+    for record in records:
+        starts.append(line)
+        before = out.tell()
+        writer.writerow([record])
+        line += out.getvalue()[before:].count("\n")  # the lines this record spans, as wc -l counts
+    rows = list(read_rows(io.BytesIO(_encode(out.getvalue())), "csv", "text"))
+    assert [number for number, _ in rows] == starts
+    for (number, value), record in zip(rows, records, strict=True):
+        expected = _expected(record)
+        if expected is None:
+            assert isinstance(value, BadRow) and value.line == number
+        else:
+            assert value == expected
+
+
+@BOUNDED
+@given(lines=st.lists(st.one_of(FIELD, st.just("")), max_size=12))
+def test_txt_and_jsonl_rows_are_numbered_as_wc_counts_lines(lines: list[str]) -> None:
+    # txt: a text cannot hold \n (it ends the line), so those pieces split it into more lines.
+    data = _encode("\n".join(lines) + "\n")
+    raw_lines = data.split(b"\n")[:-1]
+    rows = list(read_rows(io.BytesIO(data), "txt", "text"))
+    assert [n for n, _ in rows] == list(range(1, len(raw_lines) + 1))
+    for (number, value), raw in zip(rows, raw_lines, strict=True):
+        text = raw.removesuffix(b"\r").decode("utf-8", "surrogateescape")
+        if number == 1:
+            text = text.removeprefix("\ufeff")
+        expected = _expected(text)
+        assert value == expected if expected is not None else isinstance(value, BadRow)
+    # jsonl: each text in a JSON record of its own line; \n inside is escaped by json.dumps.
+    data = b"".join(_encode(json.dumps({"text": t}, ensure_ascii=False)) + b"\n" for t in lines)
+    rows = list(read_rows(io.BytesIO(data), "jsonl", "text"))
+    assert [n for n, _ in rows] == list(range(1, len(lines) + 1))
+    for (_, value), text in zip(rows, lines, strict=True):
+        expected = _expected(text)
+        assert value == expected if expected is not None else isinstance(value, BadRow)
+
+
+@BOUNDED
+@given(data=st.binary(max_size=400), fmt=st.sampled_from(["txt", "jsonl", "csv"]))
+def test_any_bytes_are_rows_or_bad_rows_never_an_exception(data: bytes, fmt: str) -> None:
+    source = b"text\n" + data if fmt == "csv" else data
+    rows = list(read_rows(io.BytesIO(source), fmt, "text"))
+    numbers = [n for n, _ in rows]
+    assert numbers == sorted(set(numbers))  # increasing, one row a line at most
+    assert all(1 <= n <= source.count(b"\n") + 1 for n in numbers)
+    for number, value in rows:
+        assert isinstance(value, str) or (isinstance(value, BadRow) and value.line == number)
