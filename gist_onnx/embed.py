@@ -322,16 +322,17 @@ def embed_file(
 
     report = Report(output=output)
     out: IO[bytes] | None = None
-    if outputs is None:
-        writer: Any = _JsonlWriter(stdout or sys.stdout.buffer)
-    elif out_fmt == "parquet":
-        writer = _ParquetWriter(str(outputs.vectors), encoder.dimension)
-    else:
-        out = outputs.vectors.open("wb")
-        writer = _NpyWriter(out, encoder.dimension) if out_fmt == "npy" else _JsonlWriter(out)
-    bar = _bar(progress, source, in_fmt)
+    bar = None
     kept_ids: list[int] = []
     try:
+        if outputs is None:
+            writer: Any = _JsonlWriter(stdout or sys.stdout.buffer)
+        elif out_fmt == "parquet":
+            writer = _ParquetWriter(str(outputs.vectors), encoder.dimension)
+        else:
+            out = outputs.vectors.open("wb")
+            writer = _NpyWriter(out, encoder.dimension) if out_fmt == "npy" else _JsonlWriter(out)
+        bar = _bar(progress, source, in_fmt)
         while chunk := list(islice(rows, CHUNK)):
             ids, texts = [], []
             for number, value in chunk:
