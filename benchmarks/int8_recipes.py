@@ -81,7 +81,7 @@ def recipes(
 
     folded_ranges = peaks(folded_bounds)
 
-    def kept_but(static: tuple[str, ...]) -> Callable[[Path], Any]:
+    def kept_but(static: tuple[str, ...], signed_weights: bool = False) -> Callable[[Path], Any]:
         return lambda out: quantize_rowwise(
             folded,
             out,
@@ -90,6 +90,7 @@ def recipes(
             outliers=OUTLIER_CHANNELS,
             static=static,
             bounds=folded_bounds,
+            signed_weights=signed_weights,
         )
 
     qkv = ("self/query", "self/key", "self/value")
@@ -129,6 +130,8 @@ def recipes(
         ),
         "**kept**: same, static on the inputs of Q/K/V and of the FFN up-projection (the layer "
         "norms' outputs)": kept_but(STATIC_INPUTS),
+        "kept, but the weights stored as int8 (u8 x s8 products, as before; ONNX Runtime's kernel "
+        "saturates on x86 without VNNI)": kept_but(STATIC_INPUTS, signed_weights=True),
         "same, static on the FFN down-projections' inputs (GELU outputs) too": kept_but(
             (*STATIC_INPUTS, ffn_down)
         ),
@@ -215,10 +218,33 @@ def measure(
     }
 
 
+def _cpu() -> str:
+    """The CPU, with whether it has VNNI (which decides how u8 x s8 int8 products run)."""
+    name, flags = platform.processor() or platform.machine(), ""
+    try:
+        info = Path("/proc/cpuinfo").read_text(encoding="utf-8")
+    except OSError:
+        return name
+    for line in info.splitlines():
+        if line.startswith("model name"):
+            name = line.split(":", 1)[1].strip()
+        if line.startswith("flags"):
+            flags = line
+            break
+    vnni = "VNNI" if "vnni" in flags else "no VNNI"
+    return f"{name} ({'AVX-512' if 'avx512f' in flags else 'AVX2'}, {vnni})"
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", type=Path, default=None, help="model folder (default: stand-in)")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument(
+        "--only", default=None, help="run only the recipes whose name holds this text"
+    )
+    parser.add_argument(
+        "--output", default="INT8.md", help="report name in benchmarks/ (INT8.md; json beside)"
+    )
     args = parser.parse_args()
     model = args.model or stand_in()
     texts = list(PARITY_TEXTS) + load_sts("stsb").sentences
@@ -243,6 +269,8 @@ def main() -> int:
         fold_attention_biases(raw, folded)
         folded_bounds = activation_bounds(folded, batches)
         for name, make in recipes(raw, fused, ranges, folded, folded_bounds).items():
+            if args.only is not None and args.only not in name:
+                continue
             make(folder / "model_int8.onnx")
             results[name] = measure(folder, texts, reference, cjk, unusual, repeats=args.repeats)
             r = results[name]
@@ -257,8 +285,10 @@ def main() -> int:
     lines = [
         "# int8 recipes, side by side",
         "",
-        f"Written by `python benchmarks/int8_recipes.py --repeats {args.repeats}` on "
-        f"{platform.processor() or platform.machine()}, {len(texts)} texts (43 check texts + "
+        f"Written by `python benchmarks/int8_recipes.py --repeats {args.repeats}"
+        f"{'' if args.only is None else f' --only {args.only!r} --output {args.output}'}` "
+        f"on {_cpu()}, "
+        f"{len(texts)} texts (43 check texts + "
         "STS-B sentences), stand-in weights. Cosine is to sentence-transformers (torch fp32); "
         "CJK is the worst over three Chinese, Japanese and Korean paragraphs (scripts the "
         "calibration texts do not cover); unusual is the worst and mean over "
@@ -281,8 +311,10 @@ def main() -> int:
             f"{r['sentences_per_s']:.0f} | {r['megabytes']:.1f} |"
         )
     out = Path(__file__).resolve().parent
-    (out / "INT8.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    (out / "int8_recipes.json").write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    report = out / args.output
+    data = out / ("int8_recipes.json" if args.output == "INT8.md" else f"{report.stem}.json")
+    report.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    data.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
     return 0
 
 

@@ -192,6 +192,7 @@ def quantize_rowwise(
     alpha: float = 0.5,
     static: tuple[str, ...] = (),
     bounds: Bounds | None = None,
+    signed_weights: bool = False,
 ) -> dict[str, int]:
     """Write the int8 graph of the (unfused) fp32 graph at ``in_path``; returns what was changed.
 
@@ -210,6 +211,11 @@ def quantize_rowwise(
     smoothing) in 256 levels. Their products then come out of ``MatMulIntegerToFloat`` fully
     scaled, with the bias added in the same kernel: no row maximum, no per-row multiplications,
     no bias addition. Values beyond the calibrated bounds saturate.
+
+    The weights' int8 levels are stored as uint8 around 128 (u8 x u8 products, exact on every
+    CPU); ``signed_weights`` stores them as int8 (u8 x s8), as before, for side-by-side studies
+    only (``benchmarks/int8_recipes.py``): ONNX Runtime's u8 x s8 kernel saturates on x86 without
+    VNNI.
     """
     import onnx
     from onnx import TensorProto, helper, numpy_helper
@@ -364,12 +370,15 @@ def quantize_rowwise(
             # x 127 x 2 overflows, and the vectors came out wrong (worst cosine 0.990, mean
             # 0.9946 on an AVX2 EPYC) where VNNI computed them exactly. u8 x u8 is exact on every
             # CPU, with the same levels (the same vectors as u8 x s8 on VNNI: worst 0.99531).
-            wq_name = const(f"{p}/w_int8", (w_q.astype(np.int16) + 128).astype(np.uint8))
+            if signed_weights:
+                wq_name = const(f"{p}/w_int8", w_q)
+            else:
+                wq_name = const(f"{p}/w_int8", (w_q.astype(np.int16) + 128).astype(np.uint8))
             ws_name = const(f"{p}/w_scale", w_scale.astype(np.float32))
             # int8 product, converted and scaled per column in one kernel (ONNX Runtime's contrib
             # op); a per-row scale is applied after it, a static one (and the bias) inside it.
             inputs = [q.values, wq_name, q.a_scale, ws_name, q.a_zero_point]
-            inputs.append(w_zero_point)
+            inputs.append("" if signed_weights else w_zero_point)
             output = node.output[0]
             add = bias_add_below(node.output[0]) if q.row_scale is None else None
             if add is not None:
