@@ -7,7 +7,10 @@ User mistakes print one line (``error: ...``) and exit with code 2, never a trac
 from __future__ import annotations
 
 import argparse
+import math
 import sys
+from collections.abc import Callable
+from typing import Any
 
 from . import __version__
 from .errors import GistOnnxError
@@ -125,45 +128,31 @@ def _export(argv: list[str]) -> int:
     return export_main(argv)
 
 
-def _count(text: str) -> int:
-    """An argument that is a positive integer (argparse reports the mistake, exit 2)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
+def _within(
+    convert: Callable[[str], Any], least: float, most: float, *, above: bool = False
+) -> Any:
+    """An argparse type: ``convert(text)`` if it is finite and from ``least`` (excluded with
+    ``above``) to ``most``; argparse reports anything else as a usage error (exit 2)."""
+
+    def parse(text: str) -> Any:
+        try:
+            value = convert(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        low_ok = value > least if above else value >= least
+        if not (math.isfinite(value) and low_ok and value <= most):
+            side = "above" if above else "from"
+            upper = "" if math.isinf(most) else f" to {most:g}"
+            raise argparse.ArgumentTypeError(f"must be {side} {least:g}{upper}, got {text}")
+        return value
+
+    return parse
 
 
-def _port(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
-    if not 1 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"a port is from 1 to 65535, got {value}")
-    return value
-
-
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a finite number above 0, got {text}")
-    return value
-
-
-def _milliseconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not 0 <= value < float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a finite number of at least 0, got {text}")
-    return value
+_count = _within(int, 1, math.inf)
+_port = _within(int, 1, 65535)
+_seconds = _within(float, 0, math.inf, above=True)
+_milliseconds = _within(float, 0, math.inf)
 
 
 def build_parser() -> argparse.ArgumentParser:
