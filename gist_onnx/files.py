@@ -466,8 +466,9 @@ def _inside(name: Any) -> bool:
     """Whether a manifest entry names a file inside the folder: relative, no ``..``."""
     if not isinstance(name, str) or not name or "\\" in name or "\0" in name:
         return False
-    parts = PurePosixPath(name).parts
-    return not PurePosixPath(name).is_absolute() and ".." not in parts and ":" not in parts[0]
+    path = PurePosixPath(name)
+    parts = path.parts
+    return bool(parts) and not path.is_absolute() and ".." not in parts and ":" not in parts[0]
 
 
 def _hub_get(
