@@ -28,7 +28,7 @@ sys.path.insert(0, str(ROOT / "export"))
 
 from gist_onnx import GistEncoder  # noqa: E402
 from gist_onnx.export.check import cosines, reference_vectors  # noqa: E402
-from gist_onnx.export.graph import export_pooled, fuse  # noqa: E402
+from gist_onnx.export.graph import export_pooled, fuse, record_pooling  # noqa: E402
 from gist_onnx.export.quantize import (  # noqa: E402
     Bounds,
     activation_bounds,
@@ -272,6 +272,9 @@ def main() -> int:
             if args.only is not None and args.only not in name:
                 continue
             make(folder / "model_int8.onnx")
+            record_pooling(
+                folder / "model_int8.onnx", pooling=config.pooling, normalize=config.normalize
+            )
             results[name] = measure(folder, texts, reference, cjk, unusual, repeats=args.repeats)
             r = results[name]
             print(
