@@ -7,8 +7,15 @@
     ├── ModelConfigError (ValueError)            a model file is there but cannot be used
     ├── ProviderUnavailableError (RuntimeError)  the requested execution provider cannot run
     ├── InvalidInputError (TypeError, ValueError) what was passed to ``encode`` is not text
-    └── MissingExtraError (ImportError)          a feature's extra is not installed
+    │   ├── wire.RequestError                    an HTTP request that cannot be served (status)
+    │   └── embed.BadRow                         a row of an input file, with its line
+    ├── MissingExtraError (ImportError)          a feature's extra is not installed
+    ├── bundle.BundleError (RuntimeError)        a Lambda bundle cannot be built
+    ├── export.to_onnx.UsageError (ValueError)   the export was called wrongly
+    ├── serve.batching.QueueFull (RuntimeError)  the server's queue is full (answered 429)
+    └── serve.app.ClientGone (ConnectionError)   the client left before its answer (logged 499)
 
+The first five are public (``gist_onnx.__all__``); the others belong to the layer named.
 Every message says what was looked for and what to do next.
 """
 

@@ -210,11 +210,6 @@ def to_base64(vector: npt.NDArray[np.float32]) -> str:
     return base64.b64encode(np.asarray(vector, dtype="<f4").tobytes()).decode("ascii")
 
 
-def from_base64(text: str) -> npt.NDArray[np.float32]:
-    """The inverse of :func:`to_base64` (for clients and tests)."""
-    return np.frombuffer(base64.b64decode(text), dtype="<f4").astype(np.float32)
-
-
 def response(
     vectors: npt.NDArray[np.float32],
     token_counts: npt.NDArray[np.int64] | list[int],

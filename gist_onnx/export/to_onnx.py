@@ -28,6 +28,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ..errors import GistOnnxError
 from ..files import (
     DEFAULT_MODEL,
     MANIFEST_FILE,
@@ -73,8 +74,8 @@ _PACKAGES = (
 )
 
 
-class UsageError(Exception):
-    """A mistake in how the script was called: shown as one line, exit code 2."""
+class UsageError(GistOnnxError, ValueError):
+    """A mistake in how the export was called: shown as one line, exit code 2."""
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -207,12 +208,6 @@ def calibration_batches(output: Path, config: ModelConfig) -> list[dict[str, Any
             }
         )
     return feeds
-
-
-def cuda_available() -> bool:
-    import onnxruntime as ort
-
-    return "CUDAExecutionProvider" in ort.get_available_providers()
 
 
 def check_output(output: Path, source: Path) -> Path:
@@ -506,11 +501,10 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
-    from ..errors import GistOnnxError
 
     try:
         return export(args)
-    except (UsageError, GistOnnxError) as exc:
+    except GistOnnxError as exc:  # UsageError among them
         print(f"error: {exc}", file=sys.stderr)
         return 2
 

@@ -25,7 +25,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from .. import GistEncoder
+from .. import GistEncoder, GistOnnxError
 from ..wire import RequestError, check_bearer, error_body, failure, parse_request, response
 from .batching import Batcher, Job, QueueFull, Result
 from .limits import Limits
@@ -36,8 +36,8 @@ JSON = "application/json"
 T = TypeVar("T")
 
 
-class ClientGone(Exception):
-    """The client disconnected before its answer was ready."""
+class ClientGone(GistOnnxError, ConnectionError):
+    """The client disconnected before its answer was ready (logged as 499, never sent)."""
 
 
 async def off_loop(function: Callable[..., T], *args: Any) -> T:

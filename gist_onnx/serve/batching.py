@@ -19,14 +19,14 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
-from .. import GistEncoder
+from .. import GistEncoder, GistOnnxError
 from .metrics import Metrics
 
 Result = tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]
 
 
-class QueueFull(Exception):
-    """More texts are waiting than the queue takes."""
+class QueueFull(GistOnnxError, RuntimeError):
+    """More texts are waiting than the queue takes (the server answers 429)."""
 
 
 @dataclass
