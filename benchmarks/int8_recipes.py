@@ -44,7 +44,7 @@ from gist_onnx.export.to_onnx import (  # noqa: E402
     calibration_batches,
     copy_configs,
 )
-from gist_onnx.files import read_config  # noqa: E402
+from gist_onnx.model import read_config  # noqa: E402
 from sts import load_sts  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))

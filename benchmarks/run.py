@@ -204,7 +204,7 @@ def gist_venv(device: str) -> Path:
 
 def workloads(quick: bool, gist_dir: Path) -> dict[str, dict[str, Any]]:
     """Short queries, STS-B sentences, ~200-word passages; with real-token counts."""
-    from gist_onnx.files import read_config
+    from gist_onnx.model import read_config
     from gist_onnx.tokenizer import load_tokenizer
 
     stsb = load_sts("stsb")

@@ -251,7 +251,7 @@ def _gist_tokenizer(gist_dir: Path) -> Any:
     import sys
 
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-    from gist_onnx.files import read_config
+    from gist_onnx.model import read_config
     from gist_onnx.tokenizer import load_tokenizer
 
     return load_tokenizer(gist_dir, max_length=read_config(gist_dir).max_seq_length)

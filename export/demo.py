@@ -19,7 +19,7 @@ import numpy as np
 
 from gist_onnx import GistEncoder
 from gist_onnx.export import to_onnx
-from gist_onnx.files import DEFAULT_MODEL
+from gist_onnx.model import DEFAULT_MODEL
 
 TEXTS = [
     "What is the capital of France?",

@@ -17,7 +17,7 @@ import numpy as np
 import numpy.typing as npt
 
 from .errors import GistOnnxError, InvalidInputError, ModelConfigError
-from .files import (
+from .model import (
     DEFAULT_MODEL,
     MANIFEST_FILE,
     IntegrityCheck,
@@ -181,7 +181,9 @@ class GistEncoder:
         if verify_files:
             integrity.start()
         try:
-            self.config: ModelConfig = read_config(self.files.folder)
+            self.config: ModelConfig = read_config(
+                self.files.folder, modules=self.files.modules, manifest=self.files.manifest
+            )
             self.tokenizer: TextTokenizer = load_tokenizer(
                 self.files.folder,
                 max_length=self.config.max_seq_length,

@@ -19,7 +19,7 @@ import numpy.typing as npt
 from tokenizers import Tokenizer, normalizers
 
 from .errors import ModelConfigError, ModelFilesError
-from .files import ModelConfig
+from .model import ModelConfig
 
 
 @dataclass(frozen=True)
@@ -196,7 +196,9 @@ def load_tokenizer(
         except Exception as exc:  # tokenizers raises a bare Exception on a bad file
             raise ModelConfigError(f"Could not load {path}: {exc}. Re-download it.") from exc
     elif (folder / "vocab.txt").is_file():
-        tokenizer = _wordpiece_from_vocab(folder)
+        tokenizer = _wordpiece_from_vocab(
+            folder, config.tokenizer_config if config is not None else None
+        )
     else:
         raise ModelFilesError(
             f"No tokenizer in {folder}: looked for tokenizer.json and vocab.txt. "
@@ -273,14 +275,16 @@ def check_fits(tokenizer: Tokenizer, pad_token_id: int, config: ModelConfig, fol
         )
 
 
-def _wordpiece_from_vocab(folder: Path) -> Tokenizer:
-    """Build the BERT WordPiece tokenizer from vocab.txt, for repos that ship no tokenizer.json."""
-    import json
-
+def _wordpiece_from_vocab(folder: Path, config: dict[str, Any] | None) -> Tokenizer:
+    """Build the BERT WordPiece tokenizer from vocab.txt, for repos that ship no tokenizer.json;
+    ``config`` is tokenizer_config.json as read with the model's configs (read here if None)."""
     from tokenizers import decoders, models, pre_tokenizers, processors
 
-    config_path = folder / "tokenizer_config.json"
-    config = json.loads(config_path.read_text(encoding="utf-8")) if config_path.is_file() else {}
+    if config is None:
+        import json
+
+        path = folder / "tokenizer_config.json"
+        config = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
     vocab: dict[str, int] = {}
     with (folder / "vocab.txt").open(encoding="utf-8") as handle:
         for index, line in enumerate(handle):

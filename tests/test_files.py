@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import gist_onnx.model as files_mod
 from gist_onnx import GistEncoder, ModelConfigError, ModelFilesError
-from gist_onnx import files as files_mod
-from gist_onnx.files import read_config, resolve
+from gist_onnx.model import layout, read_config, resolve
 from tiny import write_manifest, write_tiny_model
 
 
@@ -115,7 +115,7 @@ def test_unreadable_files_are_named_with_the_fix(
     # real thing (an unprivileged user and a 0600 file) runs in test_deploy.py.
     folder = write_tiny_model(tmp_path / "m")
     graph = folder / "model.onnx"
-    monkeypatch.setattr(files_mod.os, "access", lambda path, mode: Path(path) != graph)
+    monkeypatch.setattr(layout.os, "access", lambda path, mode: Path(path) != graph)
     with pytest.raises(ModelFilesError, match=r"Permission denied.*model\.onnx.*chmod -R a\+rX"):
         GistEncoder(folder)
 

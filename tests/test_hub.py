@@ -19,7 +19,7 @@ import pytest
 
 from fakehub import FakeHub
 from gist_onnx import GistEncoder
-from gist_onnx.files import DEFAULT_MODEL, GRAPH_COMPANIONS
+from gist_onnx.model import DEFAULT_MODEL, GRAPH_COMPANIONS
 
 pytestmark = pytest.mark.model
 

@@ -17,7 +17,6 @@ Needs ``pip install 'gist-onnx[export]'`` (torch, transformers, sentence-transfo
 from __future__ import annotations
 
 import argparse
-import hashlib
 import importlib.metadata
 import json
 import os
@@ -29,14 +28,16 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import GistOnnxError
-from ..files import (
+from ..interrupt import exit_on_sigterm, partial_name, stale_partials
+from ..model import (
     DEFAULT_MODEL,
     MANIFEST_FILE,
+    Manifest,
     ModelConfig,
     looks_like_path,
     read_config,
+    sha256,
 )
-from ..interrupt import exit_on_sigterm, partial_name, stale_partials
 
 # Files copied from the source model so the output folder is a complete model for gist-onnx.
 COPIED_FILES = (
@@ -118,14 +119,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="where the parity check runs the graphs (default: cpu)",
     )
     return parser.parse_args(argv)
-
-
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def share(path: Path) -> None:
@@ -459,30 +452,28 @@ def write_export(
         entry["sha256"] = files[entry["file"]]
         entry["bytes"] = sum((output / entry[k]).stat().st_size for k in ("file", "data_file"))
     share(output)
-    manifest = {
-        "format": 1,
+    manifest = Manifest(
         # A hub repo id, or for a local folder only its name: the manifest ships in bundles and
         # images, and must not carry the exporting machine's paths.
-        "source": (
+        source=(
             {"model": None, "folder": source_dir.name, "revision": None}
             if revision is None and Path(source_name).is_absolute()
             else {"model": source_name, "revision": revision}
         ),
-        "opset": OPSET,
-        "config": {
+        opset=OPSET,
+        config={
             "max_seq_length": config.max_seq_length,
             "pooling": config.pooling,
             "normalize": config.normalize,
             "dimension": config.dimension,
         },
-        "graphs": graphs,
-        "files": files,
-        "versions": versions(),
-        "timings": {k: round(v, 2) for k, v in timings.items()},
-        "passed": not failed,
-    }
-    (output / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
-    share(output / MANIFEST_FILE)
+        graphs=graphs,
+        files=files,
+        versions=versions(),
+        timings={k: round(v, 2) for k, v in timings.items()},
+        passed=not failed,
+    )
+    share(manifest.write(output))
     return failed
 
 

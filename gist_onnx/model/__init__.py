@@ -1,0 +1,81 @@
+"""Stage 1: the model's files, from a local folder or a hub repo, and what they say.
+
+- :mod:`.layout`: which files make a model, where each variant's graph lies, file modes;
+- :mod:`.configs`: the sentence-transformers configs, read into one :class:`ModelConfig`;
+- :mod:`.manifest`: the export's record (:class:`Manifest`) and the sha256 check it allows;
+- :mod:`.hub`: a hub repo id's files, through the hub's cache.
+
+:func:`resolve` turns what a user passed (a folder, or else a repo id) into :class:`ModelFiles`.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from ..errors import ModelFilesError
+from .configs import POOLING_MODES, ModelConfig, read_config
+from .hub import GRAPH_COMPANIONS, hub_unreachable, resolve_hub
+from .layout import (
+    DEFAULT_MODEL,
+    GRAPH_FILES,
+    MANIFEST_FILE,
+    VARIANTS,
+    ModelFiles,
+    files_read,
+    looks_like_path,
+    resolve_local,
+    writable_by_others,
+)
+from .manifest import IntegrityCheck, Manifest, sha256
+
+__all__ = [
+    "DEFAULT_MODEL",
+    "GRAPH_COMPANIONS",
+    "GRAPH_FILES",
+    "MANIFEST_FILE",
+    "POOLING_MODES",
+    "VARIANTS",
+    "IntegrityCheck",
+    "Manifest",
+    "ModelConfig",
+    "ModelFiles",
+    "files_read",
+    "hub_unreachable",
+    "looks_like_path",
+    "read_config",
+    "resolve",
+    "sha256",
+    "writable_by_others",
+]
+
+
+def resolve(
+    model: str | os.PathLike[str],
+    variant: str,
+    *,
+    revision: str | None = None,
+    cache_dir: str | os.PathLike[str] | None = None,
+    local_files_only: bool = False,
+) -> ModelFiles:
+    """Resolve ``model`` (a local folder, or else a hub repo id) to the files the encoder needs."""
+    if model is None or not isinstance(model, (str, os.PathLike)):
+        raise ModelFilesError(
+            f"model must be a folder path or a hub repo id (str), got {type(model).__name__}."
+        )
+    path = Path(model).expanduser()
+    if path.is_dir():
+        return resolve_local(path, variant)
+    text = str(model)
+    if not isinstance(model, str) or looks_like_path(text):
+        raise ModelFilesError(
+            f"Model folder {path} does not exist (looked in {path.parent.resolve()}), and "
+            f"{text!r} is not a hub repo id (owner/name). Check the path."
+        )
+    return resolve_hub(
+        text,
+        variant,
+        revision=revision,
+        cache_dir=cache_dir,
+        local_files_only=local_files_only,
+    )
