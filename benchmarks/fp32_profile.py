@@ -36,14 +36,14 @@ LAYERS, HIDDEN, FFN = 6, 384, 1536
 
 def batches(workload: str) -> list[dict[str, np.ndarray]]:
     """The encoder's runs for this workload: tokenized, length-sorted, cut as on the CPU."""
-    from gist_onnx.encoder import _CPU_TOKENS_PER_RUN, _cut_runs
+    from gist_onnx.planner import CPU_TOKENS_PER_RUN, cut_runs
     from gist_onnx.tokenizer import load_tokenizer
 
     texts = json.loads((WORK / "workloads.json").read_text())[workload]["texts"]
     tokenizer = load_tokenizer(WORK / "gist-model", max_length=256)
     encodings = tokenizer.tokenize(texts)
     feeds = []
-    for rows in _cut_runs([len(e) for e in encodings], 32, _CPU_TOKENS_PER_RUN):
+    for rows in cut_runs([len(e) for e in encodings], 32, CPU_TOKENS_PER_RUN):
         batch = tokenizer.pad([encodings[i] for i in rows])
         feeds.append(
             {
@@ -278,7 +278,7 @@ def main() -> int:
 
 
 def render(report: dict[str, Any]) -> str:
-    from gist_onnx.encoder import _CPU_TOKENS_PER_RUN
+    from gist_onnx.planner import CPU_TOKENS_PER_RUN
 
     ceiling = report["mlas_gflops"]
     lines = [
@@ -286,7 +286,7 @@ def render(report: dict[str, Any]) -> str:
         "",
         f"Written by `python benchmarks/fp32_profile.py` on {report['machine']}, 2 threads, "
         "stand-in weights, the same graph (model.onnx) and the same batches for both engines "
-        f"(runs of at most {_CPU_TOKENS_PER_RUN} tokens, length-sorted, as the encoder cuts them; "
+        f"(runs of at most {CPU_TOKENS_PER_RUN} tokens, length-sorted, as the encoder cuts them; "
         "ONNX Runtime with the encoder's CPU session options). Kernel times are each engine's "
         "own profiler "
         "(one warm pass, then one profiled pass); the profilers add their own overhead, so "

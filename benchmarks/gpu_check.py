@@ -82,6 +82,22 @@ def prepare(out: Path, variant: str, weights: bool) -> None:
     print(f"wrote {out} ({size:.0f} MiB)")
 
 
+def runs_of(encoder: Any, texts: list[str], batch_size: int, by_batch: bool) -> Any:
+    """The graph runs ``encoder.encode`` would make of ``texts`` (tokenized and padded, not run):
+    the planner's public interface with the encoder's tokenizer, ``by_batch`` as with overlap."""
+    from gist_onnx import planner
+
+    return planner.plan(
+        iter(texts),
+        batch_size,
+        tokenize=lambda part, offset, positions: encoder.tokenizer.tokenize(part),
+        pad=encoder.tokenizer.pad,
+        check=lambda chunk, offset: None,
+        cap=0 if encoder.provider == "CUDAExecutionProvider" else planner.CPU_TOKENS_PER_RUN,
+        by_batch=by_batch,
+    )
+
+
 def timed(fn: Any, repeats: int) -> float:
     """Median seconds of ``fn()`` over ``repeats`` calls, after one warm-up call."""
     fn()
@@ -232,24 +248,24 @@ def probe(
     except ImportError:
         pass
     rows: dict[str, Any] = {}
-    groups = {"whole chunk": 0, "per batch": 1, "4 batches": 4, "8 batches": 8}
+    groups = {"whole chunk": False, "per batch": True}
     for name, batch in workloads.items() if not query_only else ():
-        for label, group in groups.items():
-            encoder._group_batches = group
-            seconds = timed(lambda b=batch: sum(1 for _ in encoder._plan(iter(b), 128)), 3)
+        for label, by_batch in groups.items():
+            seconds = timed(
+                lambda b=batch, g=by_batch: sum(1 for _ in runs_of(encoder, b, 128, g)), 3
+            )
             rows[f"host only ({label}) {name}/s"] = len(batch) / seconds
-        runs = [run.batch for run in encoder._plan(iter(batch), 128)]
+        runs = [run.batch for run in runs_of(encoder, batch, 128, encoder.overlap)]
         seconds = timed(lambda r=runs: [encoder.session.run(b) for b in r], 3)
         rows[f"graph only {name}/s"] = len(batch) / seconds
         rows[f"graph only {name} tokens/s"] = sum(b.attention_mask.size for b in runs) / seconds
         for label, overlap, size in (
-            ("whole chunk", True, 128), ("per batch", True, 128), ("4 batches", True, 128),
-            ("8 batches", True, 128), ("plain", False, 128), ("4 batches", True, 512),
+            ("per batch", True, 128), ("plain", False, 128), ("per batch", True, 512),
         ):  # fmt: skip
-            encoder._group_batches, encoder.overlap = groups.get(label, 0), overlap
+            encoder.overlap = overlap
             seconds = timed(lambda b=batch, n=size: encoder.encode(b, batch_size=n), 3)
             rows[f"encode {label} batch {size} {name}/s"] = len(batch) / seconds
-    encoder._group_batches, encoder.overlap = 4, True
+    encoder.overlap = True
     query = ["capital of France"]
     one = encoder.tokenizer(query)
     rows["one query: encode ms"] = 1000 * timed(lambda: encoder.encode(query), 100)
@@ -535,7 +551,7 @@ def shapes_one(folder: Path, device: str, variant: str, what: str, multiple: int
     out: dict[str, Any] = {}
     loads = {"sentences": texts["sentences"][:1024], "passages": texts["passages"][:128]}
     for name, batch in loads.items():
-        runs = [run.batch for run in encoder._plan(iter(batch), 32)]
+        runs = [run.batch for run in runs_of(encoder, batch, 32, encoder.overlap)]
         out[f"{name} shapes"] = len({b.input_ids.shape for b in runs})
         for n in (1, 2, 3):
             start = time.perf_counter()

@@ -264,14 +264,14 @@ def _batches(gist_dir: Path, texts: Sequence[str], batch: int) -> list[tuple[lis
     import sys
 
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-    from gist_onnx.encoder import _CPU_TOKENS_PER_RUN, _cut_runs
+    from gist_onnx.planner import CPU_TOKENS_PER_RUN, cut_runs
 
     tokenizer = _gist_tokenizer(gist_dir)
     encodings = tokenizer.tokenize(list(texts))
     lengths = [len(e) for e in encodings]
     return [
         (rows, tokenizer.pad([encodings[i] for i in rows]))
-        for rows in _cut_runs(lengths, batch, _CPU_TOKENS_PER_RUN)
+        for rows in cut_runs(lengths, batch, CPU_TOKENS_PER_RUN)
     ]
 
 

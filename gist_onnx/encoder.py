@@ -2,24 +2,23 @@
 
 from __future__ import annotations
 
-import operator
 import os
-import queue
 import threading
 import warnings
-from collections import deque
-from collections.abc import Generator, Iterable, Iterator, Mapping, Sized
-from itertools import chain, islice
+from collections.abc import Callable, Generator, Iterable, Iterator
+from functools import partial
+from itertools import islice
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
+from . import planner
 from .errors import GistOnnxError, InvalidInputError, ModelConfigError
+from .inputs import check_texts, invalid_unicode, positive_int, texts_of
 from .model import (
     DEFAULT_MODEL,
-    MANIFEST_FILE,
     IntegrityCheck,
     ModelConfig,
     ModelFiles,
@@ -28,11 +27,11 @@ from .model import (
     resolve,
     writable_by_others,
 )
+from .model.configs import check_graph_pooling
 from .pooling import l2_normalize, pool
 from .precision import quantize_embeddings
 from .session import (
     CUDA,
-    GraphInfo,
     GraphSession,
     ReplayedGraph,
     choose_providers,
@@ -40,65 +39,6 @@ from .session import (
     usable_cpus,
 )
 from .tokenizer import Batch, TextTokenizer, load_tokenizer
-
-if TYPE_CHECKING:
-    from concurrent.futures import Future, ThreadPoolExecutor
-
-# Texts tokenized, length-sorted and batched together: large enough that sorting removes most
-# padding, small enough that the tokenizer's per-text objects stay a few MB.
-_CHUNK_BATCHES = 32
-# On the CPU, at most this many (padded) tokens go through the graph in one run, whatever
-# batch_size says. Measured on 2 cores: runs of 256-512 tokens keep the activations in cache and
-# encoded 1.2-1.5x more short texts per second than runs of 4,096 (batch_size=128 x 32 tokens);
-# 256 rather than 512 puts one long text in a run (its 12 attention matrices are 3 MB at 256
-# tokens): int8 passages +3 to +6%, short texts and fp32 the same. A text's vector does not
-# depend on its batch, so this changes speed only. With CUDA, batch_size alone sizes a run.
-_CPU_TOKENS_PER_RUN = 256
-# With overlap on, a chunk is tokenized this many batches at a time after the first, so that the
-# graph starts at once. On an H200 (16 cores, batch_size 128), 1, 4 and 8 batches measured the
-# same within noise (sentences 77k/78k/80k a second, passages 10.7k/10.4k/9.2k).
-_OVERLAP_GROUP_BATCHES = 1
-# With overlap on, at most this many padded batches wait ahead of the graph.
-_PREFETCH = 8
-# encode()'s batch_size when none is given. The CPU caps a run at 256 tokens anyway. On an H200,
-# fp16, runs of 64 texts encoded 26% fewer sentences a second than runs of 128 (59k against 80k;
-# passages 10.6k against 10.8k), 256 and 512 a little more (88k, 96k) for twice and four times
-# the GPU memory; 128 keeps a run of 256-token texts at ~0.3 GB.
-_DEFAULT_BATCH_CPU = 32
-_DEFAULT_BATCH_CUDA = 128
-# With CUDA, a run's width is rounded up to a multiple of this many tokens. ONNX Runtime's CUDA
-# Attention pays for each input shape it has not run before: on an H200, fp16, a new width's first
-# run took 44-86 ms against ~1 ms after (profiled: Attention 45 of 50 ms), whichever attention
-# kernel was allowed. A fresh encoder's first pass over 1,024 sentences (batch 32) ran 659/s with
-# 16 widths, 1,259/s padded to 8 (6 widths), 1,572/s to 16 (4); the passes after ran the same
-# within noise (29k, 31k, 29k/s), so 8: fewer new shapes for at most 7 padded tokens a row.
-# The CPU has no such cost (first and later runs the same) and pays for every padded token.
-_PAD_MULTIPLE_CUDA = 8
-# The largest batch_size taken: a chunk (batch_size x _CHUNK_BATCHES texts) is held in memory
-# at once, and no device runs a million texts in one graph run anyway.
-_MAX_BATCH_SIZE = 1 << 20
-
-
-def _cut_runs(lengths: list[int], batch_size: int, cap: int) -> list[list[int]]:
-    """The texts of each run, by index: longest first (the first run shows at once whether memory
-    suffices), at most ``batch_size`` texts and, if ``cap``, at most ``cap`` padded tokens a run
-    (one text at least)."""
-    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
-    runs, begin = [], 0
-    while begin < len(order):
-        longest = lengths[order[begin]]  # sorted: the first is the longest
-        size = max(1, min(batch_size, cap // longest)) if cap else batch_size
-        runs.append(order[begin : begin + size])
-        begin += size
-    return runs
-
-
-class _Run(NamedTuple):
-    """One graph run: which rows of its chunk it fills; ``chunk`` > 0 opens a chunk of that size."""
-
-    chunk: int
-    rows: list[int]
-    batch: Batch
 
 
 class GistEncoder:
@@ -210,7 +150,10 @@ class GistEncoder:
         # Whether the configs' pooling was checked against a record of the graph's own.
         self._pooling_checked = True
         if self.session.info.pooled:
-            self._pooling_checked = _check_graph_pooling(self.config, self.files, self.session.info)
+            info = self.session.info
+            self._pooling_checked = check_graph_pooling(
+                self.config, self.files, info.pooling, info.normalize
+            )
         dim = graph_dim or self.config.dimension
         if dim is None:
             raise ModelConfigError(
@@ -221,12 +164,9 @@ class GistEncoder:
         self.overlap: bool = self.provider == CUDA if overlap is None else bool(overlap)
         # encode()'s batch_size when the call gives none.
         self.default_batch_size: int = (
-            _DEFAULT_BATCH_CUDA if self.provider == CUDA else _DEFAULT_BATCH_CPU
+            planner.DEFAULT_BATCH_CUDA if self.provider == CUDA else planner.DEFAULT_BATCH_CPU
         )
-        self.tokenizer.pad_multiple = _PAD_MULTIPLE_CUDA if self.provider == CUDA else 1
-        # With overlap, batches tokenized together after the first (see _plan; 0: the whole
-        # chunk at once). benchmarks/gpu_check.py probe changes it to measure what it gains.
-        self._group_batches = _OVERLAP_GROUP_BATCHES
+        self.tokenizer.pad_multiple = planner.PAD_MULTIPLE_CUDA if self.provider == CUDA else 1
         # Runs at once for calls of several runs (CPU only): one single-threaded session shared
         # by that many Python threads (ONNX Runtime releases the GIL and allows concurrent runs).
         workers = resolved_threads or usable_cpus()
@@ -324,12 +264,8 @@ class GistEncoder:
                 "gist-onnx returns numpy arrays (it never imports torch): drop convert_to_tensor "
                 "/ convert_to_numpy=False and wrap the result with torch.from_numpy(...)."
             )
-        if precision != "float32":
-            return quantize_embeddings(
-                self.encode(texts, batch_size, normalize_embeddings, show_progress_bar), precision
-            )
         vectors, _ = self._encode(texts, batch_size, normalize_embeddings, show_progress_bar)
-        return vectors
+        return vectors if precision == "float32" else quantize_embeddings(vectors, precision)
 
     def encode_with_token_counts(
         self, texts: Iterable[str], batch_size: int | None = None, normalize_embeddings: bool = True
@@ -348,65 +284,41 @@ class GistEncoder:
         counts: bool = False,
     ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]:
         """The vectors, and with ``counts`` each text's token count (else an empty array)."""
-        iterator, total = _texts(texts, "encode")
-        batch_size = _positive_int(
+        iterator, total = texts_of(texts, "encode")
+        batch_size = positive_int(
             self.default_batch_size if batch_size is None else batch_size,
             "batch_size",
-            _MAX_BATCH_SIZE,
+            planner.MAX_BATCH_SIZE,
         )
         runs = self._plan(iterator, batch_size)
         if self.overlap and (total is None or total > batch_size):
-            runs = _prefetch(runs, _PREFETCH)
+            runs = planner.prefetch(runs)
+        made = planner.run_in_order(
+            runs, self._run, parallel=self.parallel_runs, single=self._single_runner
+        )
         progress = _progress(show_progress_bar, total)
         normalize = normalize_embeddings and not self.config.normalize
         # One output array, filled in place: allocated whole when the number of texts is known,
-        # else grown as chunks arrive (see _grow), so that it is never held twice.
+        # else grown as chunks arrive (see planner.grow), so that it is never held twice.
         out = np.empty((total or 0, self.dimension), dtype=np.float32)
         tokens = np.zeros(len(out) if counts else 0, dtype=np.int64)
         filled = start = 0
-        pending: deque[tuple[list[int], Batch, Future[npt.NDArray[np.float32]]]] = deque()
-        pool_: ThreadPoolExecutor | None = None
-
-        def write(rows: list[int], batch: Batch, vectors: npt.NDArray[np.float32]) -> None:
-            out[rows] = l2_normalize(vectors) if normalize else vectors
-            if counts:
-                tokens[rows] = batch.attention_mask.sum(axis=1)
-            if progress is not None:
-                progress.update(len(rows))
-
         try:
-            first = next(runs, None)
-            second = next(runs, None) if self.parallel_runs > 1 else None
-            if second is not None:  # several runs: run them at once, one thread each
-                # Imported here: ~5 ms that a cold start of one-text calls never needs.
-                from concurrent.futures import ThreadPoolExecutor
-
-                single = self._single_session()
-                pool_ = ThreadPoolExecutor(self.parallel_runs, thread_name_prefix="gist-onnx-run")
-            every = chain([r for r in (first, second) if r is not None], runs)
-            for run in every:
+            for run, vectors in made:
                 if run.chunk:
                     start, filled = filled, filled + run.chunk
                     if filled > len(out):
-                        out = _grow(out, filled)
+                        out = planner.grow(out, filled)
                         if counts:
                             tokens.resize(len(out), refcheck=False)
                 rows = [start + row for row in run.rows]
-                if pool_ is None:
-                    write(rows, run.batch, self._run(run.batch))
-                    continue
-                pending.append((rows, run.batch, pool_.submit(self._run, run.batch, single)))
-                if len(pending) > 2 * self.parallel_runs:  # bounded: results are written in order
-                    rows, batch, future = pending.popleft()
-                    write(rows, batch, future.result())
-            while pending:
-                rows, batch, future = pending.popleft()
-                write(rows, batch, future.result())
+                out[rows] = l2_normalize(vectors) if normalize else vectors
+                if counts:
+                    tokens[rows] = run.batch.attention_mask.sum(axis=1)
+                if progress is not None:
+                    progress.update(len(rows))
         finally:
-            if pool_ is not None:
-                for _, _, future in pending:
-                    future.cancel()
-                pool_.shutdown(wait=True)  # no run outlives the call, even when one raised
+            made.close()  # no run outlives the call, even when one raised
             runs.close()  # stops the producer thread at once if the graph raised
             if progress is not None:
                 progress.close()
@@ -470,10 +382,10 @@ class GistEncoder:
     def _tokenized(
         self, texts: Iterable[str], method: str
     ) -> Generator[tuple[list[str], list[Any]], None, None]:
-        iterator, _ = _texts(texts, method)
+        iterator, _ = texts_of(texts, method)
         offset = 0
         while chunk := list(islice(iterator, 1024)):
-            _check_texts(chunk, offset)
+            check_texts(chunk, offset)
             yield chunk, self._tokenize(chunk, offset)
             offset += len(chunk)
 
@@ -485,51 +397,28 @@ class GistEncoder:
         try:
             return self.tokenizer.tokenize(chunk)
         except TypeError:
-            # The tokenizer refuses a whole batch for one str that is not valid Unicode (a lone
-            # surrogate, as from '\udc80' in JSON or surrogateescape decoding) without saying
-            # which: find it. Only this failing path pays for the search.
-            for index, text in enumerate(chunk):
-                try:
-                    text.encode("utf-8")
-                except UnicodeEncodeError as exc:
-                    where = offset + (positions[index] if positions is not None else index)
-                    raise InvalidInputError(
-                        f"Text {where} is not valid Unicode ({exc.reason} at character "
-                        f"{exc.start}); fix or drop it, e.g. text.encode('utf-8', 'replace')"
-                        ".decode('utf-8')."
-                    ) from None
+            # The tokenizer refuses a whole batch for one str that is not valid Unicode without
+            # saying which: find it. Only this failing path pays for the search.
+            invalid_unicode(chunk, offset, positions)
             raise
 
-    def _plan(self, texts: Iterator[Any], batch_size: int) -> Generator[_Run, None, None]:
-        """Tokenize texts a chunk at a time, sort each chunk by length and cut it into runs.
+    def _plan(self, texts: Iterator[Any], batch_size: int) -> Generator[planner.Run, None, None]:
+        """The runs of one call (see :func:`planner.plan`): on the CPU at most
+        :data:`planner.CPU_TOKENS_PER_RUN` padded tokens a run; with overlap, tokenized a batch
+        at a time."""
+        return planner.plan(
+            texts,
+            batch_size,
+            tokenize=self._tokenize,
+            pad=self.tokenizer.pad,
+            check=check_texts,
+            cap=planner.CPU_TOKENS_PER_RUN if self.provider != CUDA else 0,
+            by_batch=self.overlap,
+        )
 
-        With overlap, a chunk is ordered by characters and tokenized a batch at a time (see
-        _OVERLAP_GROUP_BATCHES), so that the graph starts on the first batch while the next are
-        tokenized: a whole chunk tokenized first (4,096 texts at batch_size 128) left a GPU idle
-        for all of it. Runs are then cut in each group by tokens as without overlap.
-        """
-        chunk_size = batch_size * _CHUNK_BATCHES
-        cap = _CPU_TOKENS_PER_RUN if self.provider != CUDA else 0
-        start = 0
-        while chunk := list(islice(texts, chunk_size)):
-            _check_texts(chunk, start)
-            groups: list[list[int] | None] = [None]  # None: the whole chunk at once
-            if self.overlap and self._group_batches and len(chunk) > batch_size:
-                order = sorted(range(len(chunk)), key=lambda i: -len(chunk[i]))
-                step = batch_size * self._group_batches
-                groups = [order[:batch_size]]
-                groups += [order[g : g + step] for g in range(batch_size, len(order), step)]
-            opened = False
-            for group in groups:
-                part = chunk if group is None else [chunk[i] for i in group]
-                encodings = self._tokenize(part, start, group)
-                lengths = [len(e) for e in encodings]  # len() is cheap; .ids builds a list
-                for rows in _cut_runs(lengths, batch_size, cap):
-                    batch = self.tokenizer.pad([encodings[i] for i in rows])
-                    chunk_rows = rows if group is None else [group[i] for i in rows]
-                    yield _Run(0 if opened else len(chunk), chunk_rows, batch)
-                    opened = True
-            start += len(chunk)
+    def _single_runner(self) -> Callable[[Batch], npt.NDArray[np.float32]]:
+        """A runner of one batch on the single-threaded session (see planner.run_in_order)."""
+        return partial(self._run, session=self._single_session())
 
     def _single_session(self) -> GraphSession:
         """The single-threaded session for runs made at once (one more session over the same
@@ -568,162 +457,6 @@ class GistEncoder:
             if self.config.normalize:
                 result = l2_normalize(result)
         return result
-
-
-_DONE = object()
-
-
-def _prefetch(runs: Iterator[_Run], depth: int) -> Generator[_Run, None, None]:
-    """Produce ``runs`` on a background thread, at most ``depth`` ahead of the consumer.
-
-    The graph releases the GIL while it runs, so tokenizing and padding the next batches overlap
-    with it. An error in the producer is raised in the consumer; a consumer that stops early (an
-    error while running the graph, a generator closed) stops the producer.
-    """
-    ahead: queue.Queue[Any] = queue.Queue(maxsize=depth)
-    stop = threading.Event()
-
-    def put(item: Any) -> bool:
-        """Queue ``item`` unless the consumer has stopped; False once it has."""
-        while not stop.is_set():
-            try:
-                ahead.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def produce() -> None:
-        try:
-            for run in runs:
-                if not put(run):
-                    return
-        except BaseException as exc:  # noqa: BLE001 -- handed to the consumer, which raises it
-            put(exc)
-            return
-        put(_DONE)
-
-    worker = threading.Thread(target=produce, name="gist-onnx-tokenize", daemon=True)
-    worker.start()
-    try:
-        while True:
-            item = ahead.get()
-            if item is _DONE:
-                return
-            if isinstance(item, BaseException):
-                raise item
-            yield item
-    finally:
-        stop.set()
-        worker.join()
-
-
-def _check_graph_pooling(config: ModelConfig, files: ModelFiles, info: GraphInfo) -> bool:
-    """A graph that pools inside does what the export built it to do: refuse configs that ask
-    for something else (they would be reported, and silently not done). The graph's ONNX
-    metadata says how it pools; a graph exported before it did falls back on the manifest.
-    Returns False, with a warning, when neither records it (nothing to check against)."""
-    asked = (config.pooling, config.normalize)
-    if info.pooling is not None and info.normalize is not None:
-        built, record = (info.pooling, info.normalize), "its ONNX metadata"
-    elif config.exported_pooling is not None and config.exported_normalize is not None:
-        built = (config.exported_pooling, config.exported_normalize)
-        record = MANIFEST_FILE
-    else:
-        warnings.warn(
-            f"{files.graph} pools inside, but neither its ONNX metadata nor a {MANIFEST_FILE} "
-            f"records how: gist-onnx cannot check that it pools by {asked[0]} as the folder's "
-            "configs say. Export the model with `gist-onnx export` to have it checked.",
-            UserWarning,
-            stacklevel=3,  # the caller of GistEncoder()
-        )
-        return False
-    if built == asked:
-        return True
-    if not (files.folder / "modules.json").is_file():
-        raise ModelConfigError(
-            f"{files.folder} has no modules.json, which says whether the model normalizes its "
-            f"vectors ({files.graph} pools by {built[0]} "
-            f"{'and' if built[1] else 'without'} normalizing, per {record}). Copy modules.json "
-            "from the model (the export writes it)."
-        )
-    raise ModelConfigError(
-        f"{files.graph} pools by {built[0]} {'and' if built[1] else 'without'} normalizing inside "
-        f"({record}), but the folder's configs ask for {asked[0]} pooling "
-        f"{'and' if asked[1] else 'without'} normalizing (1_Pooling/config.json, "
-        "modules.json). Re-export the folder with the configs you want."
-    )
-
-
-def _grow(out: npt.NDArray[np.float32], rows: int) -> npt.NDArray[np.float32]:
-    """``out`` with room for at least ``rows`` rows, grown in place where the allocator can.
-
-    Large blocks grow by remapping their pages, not by copying them, so small steps cost little;
-    numpy zero-fills what it adds, so spare rows count in memory: growing by 1/32 keeps the peak
-    within ~3% of the output's own size.
-    """
-    target = max(rows, len(out) + len(out) // 32)
-    out.resize((target, out.shape[1]), refcheck=False)
-    return out
-
-
-def _texts(texts: Any, method: str) -> tuple[Iterator[Any], int | None]:
-    """An iterator over ``texts`` and their number if known; refuses what is not a sequence of
-    texts in a defined order."""
-    if isinstance(texts, (str, bytes)):
-        raise InvalidInputError(
-            f"{method}() takes a list (or iterable) of texts and returns one row per text; for a "
-            "single text use encode_one(text), or pass [text]."
-        )
-    if isinstance(texts, (set, frozenset, Mapping)):
-        raise InvalidInputError(
-            f"{method}() got a {type(texts).__name__}, whose order is not the caller's; pass a "
-            "list (e.g. sorted(texts)) so that row i is the vector of text i."
-        )
-    shape = getattr(texts, "shape", None)
-    if isinstance(shape, tuple) and len(shape) != 1:
-        # A table (pandas, polars, pyarrow) iterates over its column names, and a 2-d array over
-        # its rows: neither is one text a row. Anything with a shape must be a column.
-        kind = type(texts).__name__
-        hint = (
-            'pass one column of it, e.g. df["text"]'
-            if hasattr(texts, "columns") or hasattr(texts, "column_names")
-            else "pass a 1-d array or a list of str (e.g. array.ravel().tolist())"
-        )
-        raise InvalidInputError(
-            f"{method}() takes a sequence of texts (one text a row), got a {kind} of shape "
-            f"{shape}; {hint}."
-        )
-    try:
-        iterator = iter(texts)
-    except TypeError:
-        raise InvalidInputError(
-            f"{method}() takes a list (or iterable) of str, got {type(texts).__name__}."
-        ) from None
-    return iterator, len(texts) if isinstance(texts, Sized) else None
-
-
-def _positive_int(value: Any, name: str, most: int) -> int:
-    """``value`` as an int if it is an integer from 1 to ``most`` (numpy integers too; not a
-    bool)."""
-    try:
-        number = operator.index(value) if not isinstance(value, bool) else None
-    except TypeError:
-        number = None
-    if number is None or not 1 <= number <= most:
-        raise InvalidInputError(
-            f"{name} must be a positive integer of at most {most:,}, got {value!r}."
-        )
-    return number
-
-
-def _check_texts(texts: list[Any], offset: int) -> None:
-    for index, text in enumerate(texts):
-        if not isinstance(text, str):
-            raise InvalidInputError(
-                f"Text {offset + index} is of type {type(text).__name__}, not str; convert it "
-                "first (None and numbers are not encoded silently)."
-            )
 
 
 def _progress(show: bool | None, total: int | None) -> Any:

@@ -6,12 +6,13 @@ from the folder's files; nothing of it is hard-coded here. Each file is parsed o
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..errors import ModelConfigError, ModelFilesError
-from .layout import Parsed, parse_once, pooling_folder, read_json
+from .layout import MANIFEST_FILE, ModelFiles, Parsed, parse_once, pooling_folder, read_json
 from .manifest import Manifest, read_manifest
 
 _POOLING_KEYS = {
@@ -171,3 +172,45 @@ def _pooling(folder: Path, pool_dir: str, dimension: Any) -> tuple[str, Any]:
 
 def _int_or_none(value: Any) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def check_graph_pooling(
+    config: ModelConfig, files: ModelFiles, pooling: str | None, normalize: bool | None
+) -> bool:
+    """A graph that pools inside does what the export built it to do: refuse configs that ask
+    for something else (they would be reported, and silently not done). The graph's ONNX
+    metadata says how it pools; a graph exported before it did falls back on the manifest.
+    Returns False, with a warning, when neither records it (nothing to check against).
+
+    ``pooling`` and ``normalize`` are what the graph's metadata records (None where it does not).
+    """
+    asked = (config.pooling, config.normalize)
+    if pooling is not None and normalize is not None:
+        built, record = (pooling, normalize), "its ONNX metadata"
+    elif config.exported_pooling is not None and config.exported_normalize is not None:
+        built = (config.exported_pooling, config.exported_normalize)
+        record = MANIFEST_FILE
+    else:
+        warnings.warn(
+            f"{files.graph} pools inside, but neither its ONNX metadata nor a {MANIFEST_FILE} "
+            f"records how: gist-onnx cannot check that it pools by {asked[0]} as the folder's "
+            "configs say. Export the model with `gist-onnx export` to have it checked.",
+            UserWarning,
+            stacklevel=3,  # the caller of GistEncoder()
+        )
+        return False
+    if built == asked:
+        return True
+    if not (files.folder / "modules.json").is_file():
+        raise ModelConfigError(
+            f"{files.folder} has no modules.json, which says whether the model normalizes its "
+            f"vectors ({files.graph} pools by {built[0]} "
+            f"{'and' if built[1] else 'without'} normalizing, per {record}). Copy modules.json "
+            "from the model (the export writes it)."
+        )
+    raise ModelConfigError(
+        f"{files.graph} pools by {built[0]} {'and' if built[1] else 'without'} normalizing inside "
+        f"({record}), but the folder's configs ask for {asked[0]} pooling "
+        f"{'and' if asked[1] else 'without'} normalizing (1_Pooling/config.json, "
+        "modules.json). Re-export the folder with the configs you want."
+    )
