@@ -72,7 +72,7 @@ def log(message: str) -> None:
 
 
 def bundle_sizes(model: Path, compile_with: str | None) -> list[dict[str, Any]]:
-    from gist_onnx.bundle import build
+    from gist_onnx.serverless.bundle import build
 
     rows = []
     for variant in ("int8", "fp32"):
@@ -104,7 +104,7 @@ def bundle_sizes(model: Path, compile_with: str | None) -> list[dict[str, Any]]:
 
 def local_bundle(model: Path, root: Path) -> tuple[list[str], str]:
     """The int8 bundle for this machine, unzipped as Lambda lays it out; (sys.path, task root)."""
-    from gist_onnx.bundle import build
+    from gist_onnx.serverless.bundle import build
 
     here = f"{sys.version_info.major}.{sys.version_info.minor}"
     report = build(

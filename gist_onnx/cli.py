@@ -40,7 +40,7 @@ def _info(args: argparse.Namespace) -> int:
 
 
 def _bundle(args: argparse.Namespace) -> int:
-    from .bundle import build
+    from .serverless.bundle import build
 
     report = build(
         args.model,
@@ -60,8 +60,7 @@ def _bundle(args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    import os
-
+    from . import options
     from .serve import Limits, serve
 
     limits = Limits(
@@ -83,7 +82,7 @@ def _serve(args: argparse.Namespace) -> int:
         threads=args.threads,
         host=args.host,
         port=args.port,
-        api_key=args.api_key or os.environ.get("GIST_ONNX_API_KEY") or None,
+        api_key=args.api_key or options.api_key(),
         limits=limits,
         batching=not args.no_batching,
         model_name=args.model_name,
@@ -228,6 +227,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--on-bad", default="fail", help="a bad row: fail (default, naming its line) or skip"
     )
     embed.add_argument("--quiet", action="store_true", help="no progress bar or summary")
+    from .wire.limits import Limits
+
+    limits = Limits()  # the defaults: written once, in Limits
     serve = commands.add_parser(
         "serve",
         help="an OpenAI-compatible embeddings server (needs gist-onnx[server])",
@@ -244,40 +246,49 @@ def build_parser() -> argparse.ArgumentParser:
         "--api-key", default=None, help="require 'Authorization: Bearer KEY' (or GIST_ONNX_API_KEY)"
     )
     serve.add_argument("--model-name", default=None, help="the model id responses report")
-    serve.add_argument("--max-inputs", type=_count, default=2048, help="texts per request (413)")
     serve.add_argument(
-        "--max-body-bytes", type=_count, default=8 * 1024 * 1024, help="request body (413)"
+        "--max-inputs", type=_count, default=limits.max_inputs, help="texts per request (413)"
     )
     serve.add_argument(
-        "--max-chars", type=_count, default=100_000, help="characters per text (413)"
+        "--max-body-bytes", type=_count, default=limits.max_body_bytes, help="request body (413)"
+    )
+    serve.add_argument(
+        "--max-chars", type=_count, default=limits.max_chars, help="characters per text (413)"
     )
     serve.add_argument(
         "--truncate-chars", action="store_true", help="cut longer texts to --max-chars, not 413"
     )
-    serve.add_argument("--max-queue", type=_count, default=4096, help="texts waiting (429 past it)")
-    serve.add_argument("--max-batch", type=_count, default=256, help="texts per graph batch")
+    serve.add_argument(
+        "--max-queue",
+        type=_count,
+        default=limits.max_queue_texts,
+        help="texts waiting (429 past it)",
+    )
+    serve.add_argument(
+        "--max-batch", type=_count, default=limits.max_batch_texts, help="texts per graph batch"
+    )
     serve.add_argument(
         "--batch-wait-ms",
         type=_milliseconds,
-        default=2.0,
+        default=limits.batch_wait_ms,
         help="wait for more texts when busy (2 ms)",
     )
     serve.add_argument(
         "--head-timeout",
         type=_seconds,
-        default=10.0,
+        default=limits.head_timeout_s,
         help="seconds for a request's line and headers to arrive (408 past it; 10)",
     )
     serve.add_argument(
         "--body-timeout",
         type=_seconds,
-        default=30.0,
+        default=limits.body_timeout_s,
         help="seconds for a request's body to arrive (408 past it; 30)",
     )
     serve.add_argument(
         "--max-header-bytes",
         type=_count,
-        default=32 * 1024,
+        default=limits.max_head_bytes,
         help="bytes of request line and headers (431 past it; 32768)",
     )
     serve.add_argument(

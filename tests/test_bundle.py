@@ -19,8 +19,8 @@ import numpy as np
 import pytest
 
 from gist_onnx import GistEncoder
-from gist_onnx.bundle import UNZIPPED_LIMIT_BYTES, ZIP_LIMIT_BYTES, build
 from gist_onnx.cli import main
+from gist_onnx.serverless.bundle import UNZIPPED_LIMIT_BYTES, ZIP_LIMIT_BYTES, build
 from unprivileged import run_as_nobody, shared_dir, skip_unless_possible
 
 pytestmark = pytest.mark.model
@@ -127,7 +127,7 @@ def test_lambda_bundles_for_each_architecture(exported: Path, tmp_path: Path, ar
                 assert header[:4] == b"\x7fELF"
                 assert int.from_bytes(header[18:20], "little") == ELF_MACHINE[arch]
     joined = "\n".join(names)
-    assert "gist_onnx/serverless.py" in joined
+    assert "gist_onnx/serverless/function.py" in joined
     for pruned in (
         "libonnxruntime.so",
         "onnxruntime/transformers/",
@@ -191,7 +191,7 @@ def test_user_mistakes_are_one_line_and_exit_2(
 
 
 def test_python_3_11_on_lambda_says_why_it_cannot_be(exported: Path, tmp_path: Path) -> None:
-    from gist_onnx.bundle import BundleError
+    from gist_onnx.serverless.bundle import BundleError
 
     with pytest.raises(BundleError, match=r"Amazon Linux 2 \(glibc 2.26\).*--python 3.12"):
         build(exported, tmp_path / "d", python="3.11")

@@ -29,8 +29,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gist_onnx import serverless
 from gist_onnx.embed import BadRow, read_rows
+from gist_onnx.serverless import function as serverless
 from tiny import write_tiny_model
 
 pytestmark = pytest.mark.fuzz

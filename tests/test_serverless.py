@@ -16,7 +16,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from gist_onnx import GistEncoder, ModelConfigError, serverless, wire
+from gist_onnx import GistEncoder, ModelConfigError, wire
+from gist_onnx.serverless import function as serverless
 from tiny import DIM, write_tiny_model
 
 EVENTS = Path(__file__).resolve().parent / "events"
@@ -155,8 +156,23 @@ def test_a_response_over_the_limit_is_refused_up_front(
         return original(self, texts, *args, **kwargs)
 
     monkeypatch.setattr(GistEncoder, "encode", counting)
-    limit = serverless.RESPONSE_LIMIT_BYTES - serverless._ENVELOPE_ROOM
+    with_counts = GistEncoder.encode_with_token_counts
+
+    def counting_both(self: GistEncoder, texts: Any, *args: Any, **kwargs: Any) -> Any:
+        calls.append(len(texts))
+        return with_counts(self, texts, *args, **kwargs)
+
+    monkeypatch.setattr(GistEncoder, "encode_with_token_counts", counting_both)
+    limit = serverless.RESPONSE_LIMIT_BYTES - serverless.ENVELOPE_ROOM
+    assert serverless.LIMITS.max_response_bytes == limit
+    # The tiny model's vectors are short: a smaller response limit brings the bound below the
+    # count limit (2048), as Lambda's 6 MB does for the 384-dimension model.
+    limit = 20_000
+    monkeypatch.setattr(
+        serverless, "LIMITS", wire.Limits(max_body_bytes=limit * 8, max_response_bytes=limit)
+    )
     fit = wire.max_inputs_within(limit, DIM, "float")
+    assert fit < serverless.LIMITS.max_inputs
     status, body = call_http(http_event("function_url.json", {"input": ["hello"] * (fit + 1)}))
     assert status == 413
     assert f"at most {fit} inputs" in body["error"]["message"]
@@ -164,6 +180,19 @@ def test_a_response_over_the_limit_is_refused_up_front(
     assert calls == []  # refused before any encoding
     status, body = call_http(http_event("function_url.json", {"input": ["hello"] * fit}))
     assert status == 200 and len(body["data"]) == fit
+
+
+def test_the_servers_request_limits_hold_in_lambda_too(model: Path) -> None:
+    """One Limits: the count and length limits of ``gist-onnx serve``'s defaults."""
+    limits = serverless.LIMITS
+    status, body = call_http(
+        http_event("function_url.json", {"input": ["a"] * (limits.max_inputs + 1)})
+    )
+    assert status == 413 and f"at most {limits.max_inputs}" in body["error"]["message"]
+    status, body = call_http(
+        http_event("function_url.json", {"input": ["ok", "a" * (limits.max_chars + 1)]})
+    )
+    assert status == 413 and body["error"]["param"] == "input[1]"
 
 
 def test_the_size_bound_holds_for_real_vectors(model: Path) -> None:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 
 from .. import GistEncoder, InvalidInputError, MissingExtraError
-from .limits import Limits
+from ..wire import Limits
 
 __all__ = ["Limits", "serve"]
 

@@ -26,9 +26,8 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from .. import GistEncoder, GistOnnxError
-from ..wire import RequestError, check_bearer, error_body, failure, parse_request, response
+from ..wire import Limits, RequestError, check_bearer, error_body, failure, parse_request, response
 from .batching import Batcher, Job, QueueFull, Result
-from .limits import Limits
 from .metrics import Metrics
 from .openapi import openapi_schema
 

@@ -1,4 +1,8 @@
-"""The server's limits, their defaults, and the status each one answers with.
+"""What one request may hold, for every HTTP way in: one :class:`Limits`, its defaults, and the
+status each limit answers with. The server takes every field (set by ``gist-onnx serve``'s
+options); the Lambda handler takes the request limits (``max_inputs``, ``max_chars``) with
+Lambda's own payload limits on the body and the response (see
+:data:`gist_onnx.serverless.function.LIMITS`).
 
 | limit | default | when passed |
 |---|---|---|
@@ -10,6 +14,7 @@
 | ``head_timeout_s``: request line and headers must arrive within | 10 s | 408, connection closed |
 | ``max_head_bytes``: request line and headers | 32 KiB | 431, connection closed |
 | ``body_timeout_s``: the body must arrive within | 30 s | 408, connection closed |
+| ``max_response_bytes``: the response, bounded before encoding | none | 413 |
 
 Idle keep-alive connections are closed after 5 s (uvicorn's own timeout). Every limit is checked
 when the server starts: a value that would refuse every request, or none, is a usage error.
@@ -21,7 +26,7 @@ import math
 from dataclasses import dataclass
 
 from ..errors import InvalidInputError
-from ..wire import RequestError
+from .embeddings import RequestError, max_inputs_within, response_bytes_bound
 
 
 @dataclass(frozen=True)
@@ -38,6 +43,7 @@ class Limits:
     head_timeout_s: float = 10.0
     max_head_bytes: int = 32 * 1024
     body_timeout_s: float = 30.0
+    max_response_bytes: int | None = None
 
     def __post_init__(self) -> None:
         # The smallest request there is ({"input":"a"}) must fit, and its head.
@@ -55,6 +61,15 @@ class Limits:
                 raise InvalidInputError(
                     f"{name} must be an integer of at least {smallest}, got {value!r}."
                 )
+        if self.max_response_bytes is not None and (
+            isinstance(self.max_response_bytes, bool)
+            or not isinstance(self.max_response_bytes, int)
+            or self.max_response_bytes < 4096
+        ):
+            raise InvalidInputError(
+                "max_response_bytes must be None or an integer of at least 4096, got "
+                f"{self.max_response_bytes!r}."
+            )
         for name in ("batch_wait_ms", "head_timeout_s", "body_timeout_s"):
             value = getattr(self, name)
             positive = name != "batch_wait_ms"
@@ -96,4 +111,26 @@ class Limits:
             f"{self.max_chars} per text (the model reads only its first 256 tokens anyway).",
             status=413,
             param=f"input[{first}]",
+        )
+
+    def check_response(self, count: int, dimension: int, encoding_format: str, why: str) -> None:
+        """413, before any encoding, for a request whose response could pass
+        ``max_response_bytes``; ``why`` names that limit to the caller (e.g. "Lambda's 6 MB limit
+        on synchronous responses"). The message says how many inputs fit, and how many would
+        with base64."""
+        limit = self.max_response_bytes
+        if limit is None or response_bytes_bound(count, dimension, encoding_format) <= limit:
+            return
+        fit = max_inputs_within(limit, dimension, encoding_format)
+        hint = (
+            f", or set encoding_format to 'base64' "
+            f"({max_inputs_within(limit, dimension, 'base64')} fit then)"
+            if encoding_format == "float"
+            else ""
+        )
+        raise RequestError(
+            f"{count} inputs make a response larger than {why}; send at most {fit} inputs per "
+            f"request{hint}.",
+            status=413,
+            param="input",
         )

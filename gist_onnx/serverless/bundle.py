@@ -45,7 +45,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import GistEncoder, GistOnnxError, ModelFilesError, __version__
+from .. import GistEncoder, GistOnnxError, ModelFilesError, __version__, options
 
 HANDLER = "gist_onnx.serverless.handler"
 ZIP_LIMIT_BYTES = 50 * 1000 * 1000  # Lambda's direct upload limit (layers too), 50 MB
@@ -385,7 +385,7 @@ def _install_runtime(target_dir: Path, target: Target, pip_args: tuple[str, ...]
 
 
 def _copy_package(destination: Path) -> None:
-    source = Path(__file__).resolve().parent
+    source = Path(__file__).resolve().parents[1]  # the gist_onnx package
     shutil.copytree(
         source, destination, ignore=shutil.ignore_patterns("__pycache__", "export", "*.pyc")
     )
@@ -530,7 +530,7 @@ def _check_here(parts: list[Part], target: Target, reference: Any, variant: str)
                 archive.extractall(opt if part.name == "layer" else task)
         paths = [str(task), str(opt / "python")]
         env = {"PATH": os.environ.get("PATH", ""), "LAMBDA_TASK_ROOT": str(task)}
-        env["GIST_ONNX_VARIANT"] = variant
+        env[options.VARIANT] = variant
         proc = subprocess.run(
             [sys.executable, "-I", "-S", "-c", SMOKE, json.dumps(paths)],
             capture_output=True,

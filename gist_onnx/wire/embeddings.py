@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from .errors import GistOnnxError, InvalidInputError
+from ..errors import GistOnnxError, InvalidInputError
 
 ENCODING_FORMATS = ("float", "base64")
 

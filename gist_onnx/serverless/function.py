@@ -12,16 +12,11 @@ Request and response are OpenAI's embeddings shape (see :mod:`gist_onnx.wire`). 
 ``{"error": {...}, "status": N}``). Bad input is a 400 saying what was wrong; a request whose
 response would pass Lambda's 6 MB limit on synchronous responses is refused up front with 413.
 
-Configuration, from the environment:
-
-- ``GIST_ONNX_MODEL``: the model folder (default: ``model/`` in the function's code, where
-  ``gist-onnx bundle`` puts it, found beside the ``gist_onnx`` package or in ``LAMBDA_TASK_ROOT``);
-- ``GIST_ONNX_VARIANT``: ``int8`` or ``fp32`` (default: int8 if the folder has it);
-- ``GIST_ONNX_THREADS``: ONNX Runtime threads (default: the encoder's, one per CPU this function
-  may use);
-- ``GIST_ONNX_MODEL_NAME``: the ``model`` reported in responses (default: the model's name);
-- ``GIST_ONNX_VERIFY_FILES``: ``0`` skips checking the model's files against its manifest;
-- ``GIST_ONNX_API_KEY``: if set, requests must send ``Authorization: Bearer <key>`` (401 if not).
+Configuration comes from the environment (``GIST_ONNX_MODEL``, ``GIST_ONNX_VARIANT``,
+``GIST_ONNX_THREADS``, ``GIST_ONNX_MODEL_NAME``, ``GIST_ONNX_VERIFY_FILES``, ``GIST_ONNX_API_KEY``,
+``GIST_ONNX_LAZY``): see :mod:`gist_onnx.options` for the table. The request limits are the
+server's (:class:`gist_onnx.wire.Limits`: 2048 inputs, 100,000 characters a text) within Lambda's
+own 6 MB payload limits: :data:`LIMITS`.
 
 The encoder is created once per execution environment: during Lambda's init phase when the
 module is imported by the Lambda runtime, else on the first call. Nothing is written anywhere
@@ -43,23 +38,26 @@ from typing import Any
 # encoder imports it lazily); a deployment that wants the telemetry sets ORT_DISABLE_TELEMETRY=0.
 os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
 
-from . import GistEncoder, ModelConfigError
-from .wire import (
+from .. import GistEncoder, options
+from ..wire import (
+    Limits,
     RequestError,
     check_bearer,
     dumps,
     failure,
-    max_inputs_within,
     parse_json,
     parse_request,
     response,
-    response_bytes_bound,
 )
 
-# Lambda's limit on a synchronous invocation's response payload. An HTTP event's body travels
-# as a JSON string inside the response object, so keep room for that envelope.
+# Lambda's limit on a synchronous invocation's request and response payloads. An HTTP event's
+# body travels as a JSON string inside the response object, so keep room for that envelope.
 RESPONSE_LIMIT_BYTES = 6 * 1024 * 1024
-_ENVELOPE_ROOM = 4096
+ENVELOPE_ROOM = 4096
+# The server's request limits, within Lambda's payload limits.
+LIMITS = Limits(
+    max_body_bytes=RESPONSE_LIMIT_BYTES, max_response_bytes=RESPONSE_LIMIT_BYTES - ENVELOPE_ROOM
+)
 MODEL_DIR_NAME = "model"
 
 _encoder: GistEncoder | None = None
@@ -67,13 +65,14 @@ _encoder: GistEncoder | None = None
 
 def model_folder() -> Path:
     """Where the model is: ``GIST_ONNX_MODEL``, else the bundle's ``model/`` folder."""
-    configured = os.environ.get("GIST_ONNX_MODEL")
-    if configured:
-        return Path(configured)
-    candidates = [Path(__file__).resolve().parent.parent / MODEL_DIR_NAME]
-    task_root = os.environ.get("LAMBDA_TASK_ROOT")
-    if task_root:
-        candidates.insert(0, Path(task_root) / MODEL_DIR_NAME)
+    configured = options.model()
+    if configured is not None:
+        return configured
+    # Beside the gist_onnx package, where the bundle puts it.
+    candidates = [Path(__file__).resolve().parents[2] / MODEL_DIR_NAME]
+    task_root = options.lambda_task_root()
+    if task_root is not None:
+        candidates.insert(0, task_root / MODEL_DIR_NAME)
     for candidate in candidates:
         if candidate.is_dir():
             return candidate
@@ -90,30 +89,16 @@ def get_encoder() -> GistEncoder:
     global _encoder  # noqa: PLW0603 -- one encoder per execution environment, by design
     if _encoder is None:
         folder = model_folder()
-        variant = os.environ.get("GIST_ONNX_VARIANT") or (
+        variant = options.variant() or (
             "int8" if (folder / "model_int8.onnx").is_file() else "fp32"
         )
-        threads = _threads()
-        verify = os.environ.get("GIST_ONNX_VERIFY_FILES", "1") != "0"
-        _encoder = GistEncoder(folder, variant=variant, threads=threads, verify_files=verify)
-    return _encoder
-
-
-def _threads() -> int | None:
-    """``GIST_ONNX_THREADS`` as a positive int; None (one per usable CPU) when unset."""
-    configured = os.environ.get("GIST_ONNX_THREADS", "").strip()
-    if not configured:
-        return None
-    try:
-        threads = int(configured)
-    except ValueError:
-        threads = 0
-    if threads < 1:
-        raise ModelConfigError(
-            f"GIST_ONNX_THREADS must be a positive integer (ONNX Runtime's CPU threads), got "
-            f"{configured!r}; unset it for one thread per CPU the function may use."
+        _encoder = GistEncoder(
+            folder,
+            variant=variant,
+            threads=options.threads(),
+            verify_files=options.verify_files(),
         )
-    return threads
+    return _encoder
 
 
 def handler(event: Any, context: Any = None) -> dict[str, Any]:
@@ -139,24 +124,16 @@ def handler(event: Any, context: Any = None) -> dict[str, Any]:
 
 def _embed(payload: Any) -> dict[str, Any]:
     encoder = get_encoder()
-    request = parse_request(payload, dimension=encoder.dimension)
-    limit = RESPONSE_LIMIT_BYTES - _ENVELOPE_ROOM
-    if response_bytes_bound(len(request.texts), encoder.dimension, request.encoding_format) > limit:
-        fit = max_inputs_within(limit, encoder.dimension, request.encoding_format)
-        hint = (
-            f", or set encoding_format to 'base64' "
-            f"({max_inputs_within(limit, encoder.dimension, 'base64')} fit then)"
-            if request.encoding_format == "float"
-            else ""
-        )
-        raise RequestError(
-            f"{len(request.texts)} inputs make a response larger than Lambda's 6 MB limit on "
-            f"synchronous responses; send at most {fit} inputs per request{hint}.",
-            status=413,
-            param="input",
-        )
-    vectors, counts = encoder.encode_with_token_counts(request.texts)
-    name = os.environ.get("GIST_ONNX_MODEL_NAME") or encoder.model_name
+    request = parse_request(payload, dimension=encoder.dimension, max_inputs=LIMITS.max_inputs)
+    LIMITS.check_response(
+        len(request.texts),
+        encoder.dimension,
+        request.encoding_format,
+        "Lambda's 6 MB limit on synchronous responses",
+    )
+    texts = LIMITS.fit_chars(request.texts)
+    vectors, counts = encoder.encode_with_token_counts(texts)
+    name = options.model_name() or encoder.model_name
     return response(vectors, counts, model=name, encoding_format=request.encoding_format)
 
 
@@ -198,13 +175,14 @@ def _headers(event: dict[str, Any]) -> dict[str, str]:
 
 
 def _check_api_key(event: dict[str, Any]) -> None:
-    check_bearer(_headers(event).get("authorization"), os.environ.get("GIST_ONNX_API_KEY"))
+    check_bearer(_headers(event).get("authorization"), options.api_key())
 
 
 def _body(event: dict[str, Any]) -> bytes | str:
     body = event.get("body")
     if not isinstance(body, str) or not body:
         raise RequestError("The request has no body: POST a JSON embeddings request.")
+    LIMITS.check_body_size(len(body))
     if _part(event, "isBase64Encoded", bool, "true or false"):
         try:
             return base64.b64decode(body, validate=True)
@@ -213,7 +191,7 @@ def _body(event: dict[str, Any]) -> bytes | str:
     return body
 
 
-if "AWS_LAMBDA_RUNTIME_API" in os.environ and "GIST_ONNX_LAZY" not in os.environ:
+if options.in_lambda() and not options.lazy():
     # Imported by the Lambda runtime: load during the init phase, which runs before the first
     # request (and, with SnapStart or provisioned concurrency, before any request).
     try:
