@@ -300,30 +300,12 @@ def write_export(
 ) -> list[str]:
     """Write the graphs, configs and manifest into ``output``; returns the variants that missed
     their parity thresholds."""
-    started = time.perf_counter()
-    copy_configs(source_dir, output)
-
-    from .check import THRESHOLDS, check_graph, reference_vectors
-    from .graph import (
-        OPSET,
-        export_pooled,
-        externalize,
-        fuse,
-        node_count,
-        preoptimize_for_cpu,
-        record_pooling,
-        sequence_major,
-        to_fp16,
-    )
-    from .quantize import (
-        activation_bounds,
-        fold_attention_biases,
-        peaks,
-        quantize_rowwise,
-        skip_abs_after_gelu,
-    )
+    from .check import reference_vectors
+    from .graph import externalize
     from .texts import PARITY_TEXTS
 
+    started = time.perf_counter()
+    copy_configs(source_dir, output)
     timings: dict[str, float] = {}
     graphs: dict[str, dict[str, Any]] = {}
     reference = reference_vectors(source_dir, PARITY_TEXTS)
@@ -331,106 +313,213 @@ def write_export(
     with tempfile.TemporaryDirectory() as tmp:
         raw = Path(tmp) / "raw.onnx"
         step = time.perf_counter()
-        print(f"exporting {source_name} (eager attention, pooling={config.pooling}) ...")
-        export_pooled(source_dir, raw, pooling=config.pooling, normalize=config.normalize)
-        fused = fuse(
-            raw,
-            output / "model.onnx",
-            num_heads=int(hf_config["num_attention_heads"]),
-            hidden_size=int(hf_config["hidden_size"]),
+        graphs["fp32"] = write_fp32(
+            source_dir, source_name, raw=raw, output=output, config=config, hf_config=hf_config
         )
-        record_pooling(output / "model.onnx", pooling=config.pooling, normalize=config.normalize)
         timings["fp32_s"] = time.perf_counter() - step
-        graphs["fp32"] = {"file": "model.onnx", "fused_operators": fused}
-        print(f"  fp32 fused: {fused}")
-        if fused.get("Attention", 0) != int(hf_config["num_hidden_layers"]):
-            print("  warning: attention did not fuse in every layer; the graph runs, but slower")
-
         if args.quantize:
             step = time.perf_counter()
-            folded = Path(tmp) / "folded.onnx"
-            biases_folded = fold_attention_biases(raw, folded)
-            bounds = activation_bounds(folded, calibration_batches(output, config))
-            ranges = peaks(bounds)
-
-            def quantize(static: tuple[str, ...]) -> dict[str, int]:
-                counts = quantize_rowwise(
-                    folded,
-                    output / "model_int8.onnx",
-                    ranges=ranges,
-                    alpha=SMOOTHING_ALPHA,
-                    outliers=OUTLIER_CHANNELS,
-                    static=static,
-                    bounds=bounds,
-                )
-                # The int8 graph runs on the CPU only: its load-time rewrites can be done here,
-                # and its activations put in the order ONNX Runtime's CPU attention products
-                # read best.
-                counts["nodes_after_preoptimize"] = preoptimize_for_cpu(output / "model_int8.onnx")
-                counts["gelu_rows_without_abs"] = skip_abs_after_gelu(output / "model_int8.onnx")
-                counts["sequence_major_layers"] = sequence_major(
-                    output / "model_int8.onnx",
-                    num_heads=int(hf_config["num_attention_heads"]),
-                    hidden_size=int(hf_config["hidden_size"]),
-                )
-                record_pooling(
-                    output / "model_int8.onnx", pooling=config.pooling, normalize=config.normalize
-                )
-                return counts
-
-            static: tuple[str, ...] = STATIC_INPUTS
-            counts = quantize(static)
-            # Static scales are sized on this model's calibration texts: should they miss the
-            # check on another model, the graph is written again with a scale per row everywhere.
-            first = check_graph(output, "int8", PARITY_TEXTS, reference, device=args.device)
-            static_note = None
-            if first.passed:
+            graphs["int8"], first = write_int8(
+                raw,
+                Path(tmp),
+                output,
+                config=config,
+                hf_config=hf_config,
+                reference=reference,
+                device=args.device,
+            )
+            if first is not None:
                 checks["int8"] = first  # the same weights once moved to the .data file
-            else:
-                static_note = (
-                    f"static scales dropped: worst cosine {first.worst_cosine:.6f}, mean "
-                    f"{first.mean_cosine:.6f} with them missed the thresholds"
-                )
-                print(f"  int8: {static_note}; writing it with a scale per row everywhere")
-                static = ()
-                counts = quantize(static)
-            counts["attention_biases_folded"] = biases_folded
-            counts["nodes"] = node_count(output / "model_int8.onnx")
             timings["int8_s"] = time.perf_counter() - step
-            graphs["int8"] = {
-                "file": "model_int8.onnx",
-                "recipe": "int8 activations with a scale per row, or a static scale and zero "
-                f"point where a product matches {list(static)}, per-channel int8 "
-                f"weights, SmoothQuant alpha={SMOOTHING_ALPHA} from {len(ranges)} calibrated "
-                "activations, "
-                "int8 word embeddings, key/value biases folded, "
-                f"input channels in fp32 instead of smoothing: {OUTLIER_CHANNELS}; "
-                "activations (sequence, batch, hidden) inside",
-                "quantized": counts,
-            }
-            if static_note is not None:
-                graphs["int8"]["note"] = static_note
-            print(f"  int8: {counts}")
     if args.fp16:
         step = time.perf_counter()
-        to_fp16(output / "model.onnx", output / "model_fp16.onnx")
-        record_pooling(
-            output / "model_fp16.onnx", pooling=config.pooling, normalize=config.normalize
-        )
+        graphs["fp16"] = write_fp16(output, config)
         timings["fp16_s"] = time.perf_counter() - step
-        graphs["fp16"] = {"file": "model_fp16.onnx", "io": "int64 ids in, float32 out"}
     for entry in graphs.values():
         entry["data_file"] = externalize(output / entry["file"]).name
+    failed = check_graphs(output, graphs, checks, reference, device=args.device)
+    timings["total_s"] = time.perf_counter() - started
+    write_manifest(
+        output,
+        graphs,
+        source_dir=source_dir,
+        source_name=source_name,
+        revision=revision,
+        config=config,
+        timings=timings,
+        passed=not failed,
+    )
+    return failed
+
+
+def write_fp32(
+    source_dir: Path,
+    source_name: str,
+    *,
+    raw: Path,
+    output: Path,
+    config: ModelConfig,
+    hf_config: dict[str, Any],
+) -> dict[str, Any]:
+    """The torch graph with pooling inside (``raw``, kept for the int8 graph), and the fused
+    fp32 graph ``model.onnx`` made of it; returns its manifest entry."""
+    from .graph import export_pooled, fuse, record_pooling
+
+    print(f"exporting {source_name} (eager attention, pooling={config.pooling}) ...")
+    export_pooled(source_dir, raw, pooling=config.pooling, normalize=config.normalize)
+    fused = fuse(
+        raw,
+        output / "model.onnx",
+        num_heads=int(hf_config["num_attention_heads"]),
+        hidden_size=int(hf_config["hidden_size"]),
+    )
+    record_pooling(output / "model.onnx", pooling=config.pooling, normalize=config.normalize)
+    print(f"  fp32 fused: {fused}")
+    if fused.get("Attention", 0) != int(hf_config["num_hidden_layers"]):
+        print("  warning: attention did not fuse in every layer; the graph runs, but slower")
+    return {"file": "model.onnx", "fused_operators": fused}
+
+
+def write_int8(
+    raw: Path,
+    tmp: Path,
+    output: Path,
+    *,
+    config: ModelConfig,
+    hf_config: dict[str, Any],
+    reference: Any,
+    device: str,
+) -> tuple[dict[str, Any], Any]:
+    """The int8 graph ``model_int8.onnx`` of the raw torch graph (biases folded, calibrated,
+    smoothed, quantized, then rewritten for the CPU); returns its manifest entry and its parity
+    check when one was made here (to choose between static and per-row scales), else None."""
+    from .check import check_graph
+    from .graph import node_count
+    from .quantize import activation_bounds, fold_attention_biases, peaks
+    from .texts import PARITY_TEXTS
+
+    folded = tmp / "folded.onnx"
+    biases_folded = fold_attention_biases(raw, folded)
+    bounds = activation_bounds(folded, calibration_batches(output, config))
+    ranges = peaks(bounds)
+    static: tuple[str, ...] = STATIC_INPUTS
+    counts = quantize_for_cpu(
+        folded,
+        output,
+        config=config,
+        hf_config=hf_config,
+        ranges=ranges,
+        bounds=bounds,
+        static=static,
+    )
+    # Static scales are sized on this model's calibration texts: should they miss the check on
+    # another model, the graph is written again with a scale per row everywhere.
+    first = check_graph(output, "int8", PARITY_TEXTS, reference, device=device)
+    static_note = None
+    if not first.passed:
+        static_note = (
+            f"static scales dropped: worst cosine {first.worst_cosine:.6f}, mean "
+            f"{first.mean_cosine:.6f} with them missed the thresholds"
+        )
+        print(f"  int8: {static_note}; writing it with a scale per row everywhere")
+        static = ()
+        counts = quantize_for_cpu(
+            folded,
+            output,
+            config=config,
+            hf_config=hf_config,
+            ranges=ranges,
+            bounds=bounds,
+            static=static,
+        )
+    counts["attention_biases_folded"] = biases_folded
+    counts["nodes"] = node_count(output / "model_int8.onnx")
+    entry: dict[str, Any] = {
+        "file": "model_int8.onnx",
+        "recipe": "int8 activations with a scale per row, or a static scale and zero "
+        f"point where a product matches {list(static)}, per-channel int8 "
+        f"weights, SmoothQuant alpha={SMOOTHING_ALPHA} from {len(ranges)} calibrated "
+        "activations, "
+        "int8 word embeddings, key/value biases folded, "
+        f"input channels in fp32 instead of smoothing: {OUTLIER_CHANNELS}; "
+        "activations (sequence, batch, hidden) inside",
+        "quantized": counts,
+    }
+    if static_note is not None:
+        entry["note"] = static_note
+    print(f"  int8: {counts}")
+    return entry, first if first.passed else None
+
+
+def quantize_for_cpu(
+    folded: Path,
+    output: Path,
+    *,
+    config: ModelConfig,
+    hf_config: dict[str, Any],
+    ranges: Any,
+    bounds: Any,
+    static: tuple[str, ...],
+) -> dict[str, int]:
+    """Write ``model_int8.onnx`` with the kept recipe; returns what each step changed.
+
+    The int8 graph runs on the CPU only: its load-time rewrites are done here, and its
+    activations put in the order ONNX Runtime's CPU attention products read best."""
+    from .graph import preoptimize_for_cpu, record_pooling, sequence_major
+    from .quantize import quantize_rowwise, skip_abs_after_gelu
+
+    graph = output / "model_int8.onnx"
+    counts = quantize_rowwise(
+        folded,
+        graph,
+        ranges=ranges,
+        alpha=SMOOTHING_ALPHA,
+        outliers=OUTLIER_CHANNELS,
+        static=static,
+        bounds=bounds,
+    )
+    counts["nodes_after_preoptimize"] = preoptimize_for_cpu(graph)
+    counts["gelu_rows_without_abs"] = skip_abs_after_gelu(graph)
+    counts["sequence_major_layers"] = sequence_major(
+        graph,
+        num_heads=int(hf_config["num_attention_heads"]),
+        hidden_size=int(hf_config["hidden_size"]),
+    )
+    record_pooling(graph, pooling=config.pooling, normalize=config.normalize)
+    return counts
+
+
+def write_fp16(output: Path, config: ModelConfig) -> dict[str, Any]:
+    """``model_fp16.onnx``, converted from the fused fp32 graph; returns its manifest entry."""
+    from .graph import record_pooling, to_fp16
+
+    to_fp16(output / "model.onnx", output / "model_fp16.onnx")
+    record_pooling(output / "model_fp16.onnx", pooling=config.pooling, normalize=config.normalize)
+    return {"file": "model_fp16.onnx", "io": "int64 ids in, float32 out"}
+
+
+def check_graphs(
+    output: Path,
+    graphs: dict[str, dict[str, Any]],
+    checks: dict[str, Any],
+    reference: Any,
+    *,
+    device: str,
+) -> list[str]:
+    """Check every graph against sentence-transformers (reusing ``checks`` made earlier), record
+    the figures and thresholds in its entry, print them; returns the variants that failed."""
+    from .check import THRESHOLDS, check_graph
+    from .texts import PARITY_TEXTS
 
     print(f"checking against sentence-transformers on {len(PARITY_TEXTS)} texts ...")
     failed = []
     for variant, entry in graphs.items():
-        if variant == "fp16" and args.device != "cuda":
+        if variant == "fp16" and device != "cuda":
             # ONNX Runtime's CPU kernels run the fp16 graph in fp32 arithmetic: this checks the
             # converted weights and graph, not CUDA's fp16 arithmetic (--device cuda does).
             entry["check_note"] = "run on CPU: fp16 weights, fp32 arithmetic"
         result = checks.get(variant) or check_graph(
-            output, variant, PARITY_TEXTS, reference, device=args.device
+            output, variant, PARITY_TEXTS, reference, device=device
         )
         entry["check"] = result.as_dict()
         entry["thresholds"] = THRESHOLDS[variant]
@@ -442,7 +531,24 @@ def write_export(
         )
         if not result.passed:
             failed.append(variant)
-    timings["total_s"] = time.perf_counter() - started
+    return failed
+
+
+def write_manifest(
+    output: Path,
+    graphs: dict[str, dict[str, Any]],
+    *,
+    source_dir: Path,
+    source_name: str,
+    revision: str | None,
+    config: ModelConfig,
+    timings: dict[str, float],
+    passed: bool,
+) -> None:
+    """Every file's sha256, each graph's size, and the export's record, as one Manifest; every
+    file made readable by all."""
+    from .graph import OPSET
+
     files = {
         str(p.relative_to(output)): sha256(p)
         for p in sorted(output.rglob("*"))
@@ -471,10 +577,9 @@ def write_export(
         files=files,
         versions=versions(),
         timings={k: round(v, 2) for k, v in timings.items()},
-        passed=not failed,
+        passed=passed,
     )
     share(manifest.write(output))
-    return failed
 
 
 def main(argv: list[str] | None = None) -> int:
