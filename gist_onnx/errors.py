@@ -10,7 +10,7 @@
     │   ├── wire.RequestError                    an HTTP request that cannot be served (status)
     │   └── embed.BadRow                         a row of an input file, with its line
     ├── MissingExtraError (ImportError)          a feature's extra is not installed
-    ├── bundle.BundleError (RuntimeError)        a Lambda bundle cannot be built
+    ├── serverless.bundle.BundleError (RuntimeError) a Lambda bundle cannot be built
     ├── export.to_onnx.UsageError (ValueError)   the export was called wrongly
     ├── serve.batching.QueueFull (RuntimeError)  the server's queue is full (answered 429)
     └── serve.app.ClientGone (ConnectionError)   the client left before its answer (logged 499)

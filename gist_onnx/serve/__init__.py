@@ -5,8 +5,9 @@
 Starlette and uvicorn (ASGI), orjson for the JSON (it writes 32 x 384 floats in ~0.5 ms where
 the standard library takes ~12 ms: at small requests that decides the request rate); all from
 the ``server`` extra: ``pip install 'gist-onnx[server]'``. Modules: ``app`` (routes, auth,
-errors, access log), ``batching`` (the queue and its worker), ``limits`` (what a request may
-hold), ``metrics`` (``/metrics``).
+errors, access log), ``batching`` (the queue and its worker), ``metrics`` (``/metrics``),
+``openapi`` (``/openapi.json``), ``protocol`` (the HTTP parser's timeouts); what a request may
+hold is :class:`gist_onnx.wire.Limits`, shared with the Lambda handler.
 """
 
 from __future__ import annotations
