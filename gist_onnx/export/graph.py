@@ -216,59 +216,14 @@ def sequence_major(path: Path, *, num_heads: int, hidden_size: int) -> int:
     +5%, one query -4%, sentences within noise; 51 nodes fewer.
     """
     import onnx
-    from onnx import helper, numpy_helper
+    from onnx import numpy_helper
 
     model = onnx.load(str(path))
     graph = model.graph
     nodes = list(graph.node)
     producer = {out: node for node in nodes for out in node.output}
     consumers = consumers_of(graph)
-
-    def perm(node: Any) -> list[int] | None:
-        if node is None or node.op_type != "Transpose":
-            return None
-        return next((list(a.ints) for a in node.attribute if a.name == "perm"), None)
-
-    def ints(node: Any) -> dict[str, int]:
-        return {a.name: a.i for a in node.attribute if a.type == onnx.AttributeProto.INT}
-
-    def only_consumer(name: str) -> Any:
-        users = consumers.get(name, [])
-        return users[0] if len(users) == 1 else None
-
-    # Each layer: FusedMatMul(T(Reshape(q)), T(Reshape(k))) -> Add(mask) -> Softmax ->
-    # MatMul(., T(Reshape(v))) -> Transpose -> Reshape, with the exporter's head permutations.
-    layers = []
-    for scores in nodes:
-        if scores.op_type != "FusedMatMul" or scores.domain != "com.microsoft":
-            continue
-        t_q: Any = producer.get(scores.input[0])
-        t_k: Any = producer.get(scores.input[1])
-        if perm(t_q) is None or perm(t_k) is None:
-            continue  # not attention's scores
-        masked = only_consumer(scores.output[0])
-        softmax = masked and only_consumer(masked.output[0])
-        context = softmax and only_consumer(softmax.output[0])
-        if not (masked and softmax and context) or context.op_type != "MatMul":
-            return 0
-        t_v: Any = producer.get(context.input[1])
-        t_out = only_consumer(context.output[0])
-        merge = t_out and only_consumer(t_out.output[0])
-        if (
-            any(ints(scores).get(k, 0) for k in ("transA", "transB", "transBatchA", "transBatchB"))
-            or (perm(t_q), perm(t_k), perm(t_v), perm(t_out))
-            != ([0, 2, 1, 3], [0, 2, 3, 1], [0, 2, 1, 3], [0, 2, 1, 3])
-            or masked.op_type != "Add"
-            or softmax.op_type != "Softmax"
-            or merge is None
-            or merge.op_type != "Reshape"
-            or any(
-                producer.get(t.input[0]) is None or producer[t.input[0]].op_type != "Reshape"
-                for t in (t_q, t_k, t_v)
-            )
-        ):
-            return 0
-        layers.append((scores, t_q, t_k, t_v, context, t_out, merge))
+    layers = _attention_layers(nodes, producer, consumers)
     last_norm = [n for n in nodes if n.op_type == "LayerNormalization"]
     positions = [
         n
@@ -279,30 +234,107 @@ def sequence_major(path: Path, *, num_heads: int, hidden_size: int) -> int:
         return 0
     if last_norm[-1].output[0] in {o.name for o in graph.output}:
         return 0  # a graph that returns the hidden states: not handled, left as it was
-
     heads = numpy_helper.from_array(
         np.array([0, 0, num_heads, hidden_size // num_heads], np.int64), "seqmajor/heads"
     )
     merged = numpy_helper.from_array(np.array([0, 0, hidden_size], np.int64), "seqmajor/merged")
     graph.initializer.extend([heads, merged])
+    _attention_sequence_major(graph, layers, producer, heads.name, merged.name)
+    _transpose_inputs(graph, consumers, positions[0])
+    _transpose_output(graph, consumers, last_norm[-1])
+    _shapes_batch_first(graph)
+    _drop_dead_nodes(graph)
+    drop_unused_initializers(graph)  # else ONNX Runtime warns of each at every load
+    del graph.value_info[:]  # shapes recorded for the old order
+    onnx.save(model, str(path))
+    return len(layers)
 
-    def set_attribute(node: Any, key: str, value: Any) -> None:
-        kept = [a for a in node.attribute if a.name != key]
-        del node.attribute[:]
-        node.attribute.extend([*kept, helper.make_attribute(key, value)])
 
-    def insert_after(node: Any, new: Any) -> None:
-        graph.node.insert(list(graph.node).index(node) + 1, new)
+def _perm(node: Any) -> list[int] | None:
+    """A Transpose's permutation; None for anything else."""
+    if node is None or node.op_type != "Transpose":
+        return None
+    return next((list(a.ints) for a in node.attribute if a.name == "perm"), None)
+
+
+def _set_attribute(node: Any, key: str, value: Any) -> None:
+    from onnx import helper
+
+    kept = [a for a in node.attribute if a.name != key]
+    del node.attribute[:]
+    node.attribute.extend([*kept, helper.make_attribute(key, value)])
+
+
+def _insert_after(graph: Any, node: Any, new: Any) -> None:
+    graph.node.insert(list(graph.node).index(node) + 1, new)
+
+
+def _attention_layers(
+    nodes: list[Any], producer: dict[str, Any], consumers: dict[str, list[Any]]
+) -> list[tuple[Any, ...]]:
+    """Each attention layer's nodes (scores, the three head Transposes, context, the output's
+    Transpose and merge Reshape), or [] if any layer is not the pattern this rewrite knows:
+    FusedMatMul(T(Reshape(q)), T(Reshape(k))) -> Add(mask) -> Softmax -> MatMul(., T(Reshape(v)))
+    -> Transpose -> Reshape, with the exporter's head permutations."""
+    import onnx
+
+    def ints(node: Any) -> dict[str, int]:
+        return {a.name: a.i for a in node.attribute if a.type == onnx.AttributeProto.INT}
+
+    def only_consumer(name: str) -> Any:
+        users = consumers.get(name, [])
+        return users[0] if len(users) == 1 else None
+
+    layers = []
+    for scores in nodes:
+        if scores.op_type != "FusedMatMul" or scores.domain != "com.microsoft":
+            continue
+        t_q: Any = producer.get(scores.input[0])
+        t_k: Any = producer.get(scores.input[1])
+        if _perm(t_q) is None or _perm(t_k) is None:
+            continue  # not attention's scores
+        masked = only_consumer(scores.output[0])
+        softmax = masked and only_consumer(masked.output[0])
+        context = softmax and only_consumer(softmax.output[0])
+        if not (masked and softmax and context) or context.op_type != "MatMul":
+            return []
+        t_v: Any = producer.get(context.input[1])
+        t_out = only_consumer(context.output[0])
+        merge = t_out and only_consumer(t_out.output[0])
+        if (
+            any(ints(scores).get(k, 0) for k in ("transA", "transB", "transBatchA", "transBatchB"))
+            or (_perm(t_q), _perm(t_k), _perm(t_v), _perm(t_out))
+            != ([0, 2, 1, 3], [0, 2, 3, 1], [0, 2, 1, 3], [0, 2, 1, 3])
+            or masked.op_type != "Add"
+            or softmax.op_type != "Softmax"
+            or merge is None
+            or merge.op_type != "Reshape"
+            or any(
+                producer.get(t.input[0]) is None or producer[t.input[0]].op_type != "Reshape"
+                for t in (t_q, t_k, t_v)
+            )
+        ):
+            return []
+        layers.append((scores, t_q, t_k, t_v, context, t_out, merge))
+    return layers
+
+
+def _attention_sequence_major(
+    graph: Any, layers: list[tuple[Any, ...]], producer: dict[str, Any], heads: str, merged: str
+) -> None:
+    """Each layer's heads read straight from the (seq, batch, heads, head_dim) projections by
+    FusedMatMul's batch transposes; three Transposes a layer dropped."""
+    from onnx import helper
 
     dropped = []
     for scores, t_q, t_k, t_v, context, t_out, merge in layers:
         for t in (t_q, t_k, t_v):
-            producer[t.input[0]].input[1] = heads.name  # (seq, batch, heads, head_dim)
+            producer[t.input[0]].input[1] = heads  # (seq, batch, heads, head_dim)
             dropped.append(t)
         scores.input[0], scores.input[1] = t_q.input[0], t_k.input[0]
-        set_attribute(scores, "transBatchA", 1)
-        set_attribute(scores, "transBatchB", 1)
-        set_attribute(scores, "transB", 1)
+        _set_attribute(scores, "transBatchA", 1)
+        _set_attribute(scores, "transBatchB", 1)
+        _set_attribute(scores, "transB", 1)
         fused = helper.make_node(
             "FusedMatMul",
             [context.input[0], t_v.input[0]],
@@ -314,13 +346,17 @@ def sequence_major(path: Path, *, num_heads: int, hidden_size: int) -> int:
         )
         graph.node.insert(list(graph.node).index(context), fused)
         graph.node.remove(context)
-        set_attribute(t_out, "perm", [2, 0, 1, 3])
-        merge.input[1] = merged.name
+        _set_attribute(t_out, "perm", [2, 0, 1, 3])
+        merge.input[1] = merged
     for node in dropped:
         graph.node.remove(node)
 
-    # In: token ids (and type ids) as (seq, batch) for the embedding lookups; positions
-    # (1, seq, hidden) -> (seq, 1, hidden). Shape and mask nodes keep reading the inputs.
+
+def _transpose_inputs(graph: Any, consumers: dict[str, list[Any]], position: Any) -> None:
+    """In: token ids (and type ids) as (seq, batch) for the embedding lookups; positions
+    (1, seq, hidden) -> (seq, 1, hidden). Shape and mask nodes keep reading the inputs."""
+    from onnx import helper
+
     front = []
     for name in ("input_ids", "token_type_ids"):
         transposed = f"seqmajor/{name}"
@@ -333,43 +369,54 @@ def sequence_major(path: Path, *, num_heads: int, hidden_size: int) -> int:
             front.append(helper.make_node("Transpose", [name], [transposed], perm=[1, 0]))
     for node in reversed(front):
         graph.node.insert(0, node)
-    position = positions[0]
     for node in consumers.get(position.output[0], []):
         node.input[:] = ["seqmajor/positions" if x == position.output[0] else x for x in node.input]
-    insert_after(
+    _insert_after(
+        graph,
         position,
         helper.make_node("Transpose", [position.output[0]], ["seqmajor/positions"], perm=[1, 0, 2]),
     )
-    # Out: the last layer norm's output back to (batch, seq, hidden) for pooling.
-    hidden = last_norm[-1].output[0]
+
+
+def _transpose_output(graph: Any, consumers: dict[str, list[Any]], last_norm: Any) -> None:
+    """Out: the last layer norm's output back to (batch, seq, hidden) for pooling."""
+    from onnx import helper
+
+    hidden = last_norm.output[0]
     back = "seqmajor/hidden"
     for node in consumers.get(hidden, []):
         node.input[:] = [back if x == hidden else x for x in node.input]
-    insert_after(last_norm[-1], helper.make_node("Transpose", [hidden], [back], perm=[1, 0, 2]))
-    # Any other Shape of a (seq, batch, hidden) activation still reports (batch, seq, hidden).
+    _insert_after(graph, last_norm, helper.make_node("Transpose", [hidden], [back], perm=[1, 0, 2]))
+
+
+def _shapes_batch_first(graph: Any) -> None:
+    """Any other Shape of a (seq, batch, hidden) activation still reports (batch, seq, hidden)."""
+    from onnx import helper, numpy_helper
+
     activations = {n.output[0] for n in graph.node if n.op_type == "LayerNormalization"}
     batch_first = numpy_helper.from_array(np.array([1, 0, 2], np.int64), "seqmajor/batch_first")
-    graph.initializer.append(batch_first)  # dropped below if no Shape needs it
+    graph.initializer.append(batch_first)  # dropped later if no Shape needs it
     for node in list(graph.node):
         if node.op_type == "Shape" and node.input[0] in activations:
             swapped = node.output[0]
             node.output[0] = swapped + "/seqmajor"
-            insert_after(
+            _insert_after(
+                graph,
                 node,
                 helper.make_node("Gather", [node.output[0], batch_first.name], [swapped], axis=0),
             )
-    # Shape arithmetic the constant reshapes replaced, now unused.
+
+
+def _drop_dead_nodes(graph: Any) -> None:
+    """Remove the nodes nothing reads any more (the shape arithmetic constant reshapes
+    replaced), until none is left."""
     while True:
         used = {x for n in graph.node for x in n.input} | {o.name for o in graph.output}
         dead = [n for n in graph.node if not any(o in used for o in n.output)]
         if not dead:
-            break
+            return
         for node in dead:
             graph.node.remove(node)
-    drop_unused_initializers(graph)  # else ONNX Runtime warns of each at every load
-    del graph.value_info[:]  # shapes recorded for the old order
-    onnx.save(model, str(path))
-    return len(layers)
 
 
 def fuse(in_path: Path, out_path: Path, *, num_heads: int, hidden_size: int) -> dict[str, int]:
