@@ -8,6 +8,8 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 WORK = HERE / ".work"
+# Every committed report (markdown and its raw json) lives here.
+RESULTS = HERE / "results"
 
 
 def stand_in() -> Path:

@@ -12,8 +12,9 @@ RSS from /proc/self/status):
 (c) alternating 1-token and 256-token batches for a few thousand calls: RSS sampled along the way
     should stay flat.
 
-Writes benchmarks/memory.json and the "Memory" section of benchmarks/RESULTS.md (between its
-markers; benchmarks/run.py keeps it when it rewrites the file).
+Writes benchmarks/results/memory.json and the "Memory" section of
+benchmarks/results/RESULTS.md (between its markers; benchmarks/run.py keeps it when it rewrites
+the file).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Run every benchmark and rewrite benchmarks/RESULTS.md (and results.json beside it).
+"""Run every benchmark and rewrite benchmarks/results/RESULTS.md (and results.json beside it).
 
     python benchmarks/run.py --quick     # a minute or two once set up: speed and cold start
     python benchmarks/run.py             # full: more texts and repeats, quality, sizes
@@ -420,7 +420,7 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=None, help="rounds per measurement (>= 3)")
     parser.add_argument("--stacks", default=",".join(STACKS), help="comma-separated stack names")
     parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
-    parser.add_argument("--output", type=Path, default=HERE / "RESULTS.md")
+    parser.add_argument("--output", type=Path, default=HERE / "results" / "RESULTS.md")
     parser.add_argument(
         "--installed",
         action="store_true",

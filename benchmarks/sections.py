@@ -43,8 +43,9 @@ def kept(old: str) -> str:
 
 
 def publish(name: str, results: dict[str, Any], body: str) -> None:
-    """Write ``results`` to benchmarks/{name}.json and ``body`` to its section of RESULTS.md."""
-    here = Path(__file__).resolve().parent
+    """Write ``results`` to benchmarks/results/{name}.json and ``body`` to its section of
+    results/RESULTS.md."""
+    here = Path(__file__).resolve().parent / "results"
     (here / f"{name}.json").write_text(json.dumps(results, indent=2) + "\n")
     write(here / "RESULTS.md", name, body)
     print(body)

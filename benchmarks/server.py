@@ -8,8 +8,8 @@ Settings: 1, 8 and 32 concurrent clients each sending one short text per request
 keep-alive HTTP/1.1 connection and sends its next request when the last one is answered. The
 load comes from wrk (`apt-get install wrk`), or, without it, from asyncio tasks in this process;
 either runs on the same 2 cores as the server, so what the clients cost is in every figure
-(the ceiling excepted). Writes benchmarks/server.json and the "Server"
-section of benchmarks/RESULTS.md.
+(the ceiling excepted). Writes benchmarks/results/server.json and the "Server"
+section of benchmarks/results/RESULTS.md.
 """
 
 from __future__ import annotations

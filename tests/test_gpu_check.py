@@ -1,5 +1,5 @@
-"""Unit tier: the GPU check's transfer format (benchmarks/gpu_check.py pack / unpack), which a GPU
-lease with no package index depends on: a broken piece costs a whole lease."""
+"""Unit tier: the GPU check's transfer format (benchmarks/gpu/gpu_check.py pack / unpack), which a
+GPU lease with no package index depends on: a broken piece costs a whole lease."""
 
 from __future__ import annotations
 
@@ -15,7 +15,9 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def _gpu_check() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("gpu_check", ROOT / "benchmarks" / "gpu_check.py")
+    spec = importlib.util.spec_from_file_location(
+        "gpu_check", ROOT / "benchmarks" / "gpu" / "gpu_check.py"
+    )
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

@@ -132,7 +132,7 @@ def externalize(path: Path) -> Path:
     Measured on 2 cores: ONNX Runtime then maps the weights instead of parsing them out of the
     protobuf, which cut session creation from 0.19 s to 0.07 s and peak memory from 186 MiB to
     106 MiB for the fp32 graph, at the same speed (the int8 graph loaded faster and smaller too;
-    benchmarks/RESULTS.md has the current figures).
+    benchmarks/results/RESULTS.md has the current figures).
     """
     import onnx
 

@@ -22,7 +22,7 @@ made a text's vector depend on the batch it was in. Static scales on every produ
 run time, so a text's vector is the same in any batch. Static scales suit a layer norm's output:
 it is normalized per token, and its largest values come from the same token ([CLS]) in every
 text; values beyond the calibrated bounds saturate, and texts the calibration never saw keep
-their quality (benchmarks/INT8.md). The attention output (worst cosine 0.986 static) and the
+their quality (benchmarks/results/INT8.md). The attention output (worst cosine 0.986 static) and the
 GELU output (its bounds vary from text to text; mean cosine lower static) keep a scale per row.
 
 Attention's activation x activation products, softmax, layer norms and pooling stay in fp32.
@@ -40,7 +40,7 @@ scale of its output column. ``quantize_rowwise(outliers=...)`` computes such cha
 gather and a rank-1 product) and zeroes their int8 weight rows; the activation is then not
 smoothed. The export does this for one channel of every FFN down-projection: faster than
 smoothing them or than keeping the first layer's in fp32 whole, and closer to torch on Japanese
-and Korean paragraphs (benchmarks/INT8.md).
+and Korean paragraphs (benchmarks/results/INT8.md).
 """
 
 from __future__ import annotations
@@ -214,8 +214,8 @@ def quantize_rowwise(
 
     The weights' int8 levels are stored as uint8 around 128 (u8 x u8 products, exact on every
     CPU); ``signed_weights`` stores them as int8 (u8 x s8), as before, for side-by-side studies
-    only (``benchmarks/int8_recipes.py``): ONNX Runtime's u8 x s8 kernel saturates on x86 without
-    VNNI.
+    only (``benchmarks/studies/int8_recipes.py``): ONNX Runtime's u8 x s8 kernel saturates on
+    x86 without VNNI.
     """
     import onnx
     from onnx import helper

@@ -144,7 +144,8 @@ CALIBRATION_TEXTS: tuple[str, ...] = (
 )
 
 # Paragraphs in scripts the calibration texts do not cover, for the int8 recipe: smoothing the
-# first layer's FFN down-projection input took these to a cosine of 0.989 (benchmarks/INT8.md).
+# first layer's FFN down-projection input took these to a cosine of 0.989
+# (benchmarks/results/INT8.md).
 CJK_PARAGRAPHS = (
     "自然语言处理是人工智能的一个重要领域。它研究如何让计算机理解和生成人类语言。"
     "近年来，基于深度学习的方法取得了很大进展，" * 6,

@@ -55,12 +55,12 @@ SMOOTHING_ALPHA = 0.65
 # Input channels computed in fp32 instead of smoothing, per FFN down-projection: its largest (one
 # GELU output channel of ~25 meeting weights of up to ~8). Against the first layer's
 # down-projection in fp32 and the others smoothed: sentences +7-10%, passages +3-6%, and closer to
-# torch on Japanese and Korean paragraphs: benchmarks/INT8.md, tests/test_quantize.py.
+# torch on Japanese and Korean paragraphs: benchmarks/results/INT8.md, tests/test_quantize.py.
 OUTLIER_CHANNELS = {r"layer\.\d+/output/dense/": 1}
 # Products whose input gets one static scale and zero point instead of a scale per row: those
 # reading a layer norm's output (Q, K, V and the FFN up-projection), whose calibrated bounds hold
 # on texts the calibration never saw. Against a scale per row there: passages +8-9%, sentences
-# +5-11%, one query -9-13%; STS within 0.11 of fp32 (README, "int8"; benchmarks/INT8.md).
+# +5-11%, one query -9-13%; STS within 0.11 of fp32 (README, "int8"; benchmarks/results/INT8.md).
 STATIC_INPUTS = (r"/attention/self/(query|key|value)/", r"/intermediate/dense/")
 _PACKAGES = (
     "gist-onnx",

@@ -37,7 +37,7 @@ step() {  # step NAME LOG LIMIT COMMAND...: run it into $out/LOG, time it, keep 
 }
 
 if [ -z "${GPU_FOLDER:-}" ]; then
-    python3 benchmarks/gpu_check.py unpack || exit 1
+    python3 benchmarks/gpu/gpu_check.py unpack || exit 1
     export PYTHONPATH=/tmp/site:.
 else
     export PYTHONPATH=.
@@ -53,12 +53,12 @@ want run && step "run.py --device $device --installed" run.txt 540 env GIST_BENC
     python3 benchmarks/run.py --device "$device" --installed --repeats 3 --model "$folder/model" \
     --source "$folder/torch" --stacks "$stacks" \
     --output "$out/CUDA.md"
-want check && step "gpu_check.py run" check.txt 200 python3 benchmarks/gpu_check.py run --folder "$folder" \
+want check && step "gpu_check.py run" check.txt 200 python3 benchmarks/gpu/gpu_check.py run --folder "$folder" \
     --device "$device" --variant "$variant" --report "$out/check.json"
-want shapes && step "gpu_check.py shapes" shapes.txt 200 python3 benchmarks/gpu_check.py shapes \
+want shapes && step "gpu_check.py shapes" shapes.txt 200 python3 benchmarks/gpu/gpu_check.py shapes \
     --folder "$folder" --device "$device" --variant "$variant" --report "$out/shapes.json"
 want settings && step "gpu_check.py shapes --settings" settings.txt 150 python3 \
-    benchmarks/gpu_check.py shapes --settings --folder "$folder" --device "$device" \
+    benchmarks/gpu/gpu_check.py shapes --settings --folder "$folder" --device "$device" \
     --variant "$variant" --report "$out/settings.json"
 want quick && step "run.py --quick" quick.txt 200 env GIST_BENCH_WORK=/tmp/gist-bench \
     python3 benchmarks/run.py --device "$device" --installed --quick --model "$folder/model" \

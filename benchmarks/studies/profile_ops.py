@@ -1,6 +1,6 @@
 """Where the graph's time goes: ONNX Runtime's per-operator profile for one workload.
 
-    python benchmarks/profile_ops.py [--variant fp32|int8] [--workload sentences|passages]
+    python benchmarks/studies/profile_ops.py [--variant fp32|int8] [--workload sentences|passages]
                                      [--threads 1|2] [--model DIR]
 
 Runs gist-onnx on the benchmark workload (benchmarks/.work/, written by run.py) with ONNX
@@ -17,15 +17,18 @@ from __future__ import annotations
 import argparse
 import collections
 import json
+import sys
 from pathlib import Path
 
 import onnxruntime as ort
 
-from common import add_model_argument
 from gist_onnx import GistEncoder
 from gist_onnx.session import CPU_DISABLED_OPTIMIZERS
 
-WORK = Path(__file__).resolve().parent / ".work"
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: the harness's helpers
+from common import add_model_argument
+
+WORK = Path(__file__).resolve().parents[1] / ".work"
 
 
 def main() -> None:

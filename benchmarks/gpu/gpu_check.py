@@ -4,15 +4,15 @@ on the same GPU; and a probe of where an encode's time goes.
 
     # here, once: the folders to carry, with reference vectors from torch on the CPU, then the
     # runtime and those folders cut into pieces of one transfer each
-    python benchmarks/gpu_check.py prepare --out .gpu --weights
-    python benchmarks/gpu_check.py pack --folder .gpu
+    python benchmarks/gpu/gpu_check.py prepare --out .gpu --weights
+    python benchmarks/gpu/gpu_check.py pack --folder .gpu
     # there, with every piece copied into /tmp/ch (see benchmarks/README.md):
-    python3 benchmarks/gpu_check.py unpack && export PYTHONPATH=/tmp/site:.
-    python3 benchmarks/gpu_check.py run --folder /tmp/gpu --device cuda --report gpu.json
-    python3 benchmarks/gpu_check.py probe --folder /tmp/gpu --report probe.json
+    python3 benchmarks/gpu/gpu_check.py unpack && export PYTHONPATH=/tmp/site:.
+    python3 benchmarks/gpu/gpu_check.py run --folder /tmp/gpu --device cuda --report gpu.json
+    python3 benchmarks/gpu/gpu_check.py probe --folder /tmp/gpu --report probe.json
     # the same checks on this machine's CPU, to try the script:
-    python benchmarks/gpu_check.py prepare --out /tmp/cpu --variant fp32 --weights
-    python benchmarks/gpu_check.py run --folder /tmp/cpu --device cpu --variant fp32 --scale 1
+    python benchmarks/gpu/gpu_check.py prepare --out /tmp/cpu --variant fp32 --weights
+    python benchmarks/gpu/gpu_check.py run --folder /tmp/cpu --device cpu --variant fp32 --scale 1
 
 `prepare` writes into --out three folders of under 64 MiB each: model/ (the fp16 graph, or
 --variant's, the tokenizer and configs), data/ (the check texts and sentence-transformers' vectors
@@ -37,8 +37,9 @@ from typing import Any
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent))
-sys.path.insert(0, str(HERE.parent / "export"))
+ROOT = HERE.parents[1]  # the clone
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "export"))
 
 
 GRAPHS = {"fp32": "model.onnx", "fp16": "model_fp16.onnx", "int8": "model_int8.onnx"}
@@ -564,14 +565,14 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
     prep = commands.add_parser("prepare", help="write the folder to carry to the GPU machine")
-    prep.add_argument("--out", type=Path, default=HERE.parent / ".gpu")
+    prep.add_argument("--out", type=Path, default=ROOT / ".gpu")
     prep.add_argument("--variant", default="fp16")
     prep.add_argument("--weights", action="store_true", help="add the safetensors (torch rows)")
 
     def on_gpu(name: str, help_: str) -> argparse.ArgumentParser:
         """A command that runs on the GPU machine: the unpacked folder, device, graph, report."""
         command = commands.add_parser(name, help=help_)
-        command.add_argument("--folder", type=Path, default=HERE.parent / ".gpu")
+        command.add_argument("--folder", type=Path, default=ROOT / ".gpu")
         command.add_argument("--device", default="cuda")
         command.add_argument("--variant", default="fp16")
         command.add_argument("--report", type=Path, default=None)
@@ -592,7 +593,7 @@ def main() -> int:
     one.add_argument("--setting", default="")
     one.add_argument("--pad-multiple", type=int, default=1)
     packer = commands.add_parser("pack", help="cut the runtime and the folders into transfers")
-    packer.add_argument("--folder", type=Path, default=HERE.parent / ".gpu")
+    packer.add_argument("--folder", type=Path, default=ROOT / ".gpu")
     packer.add_argument("--wheel", type=Path, default=None, help="default: download it")
     packer.add_argument("--ort-version", default="1.31.1")
     unpacker = commands.add_parser("unpack", help="join and unpack the pieces (on the GPU machine)")

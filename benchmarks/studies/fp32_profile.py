@@ -1,6 +1,6 @@
 """Where fp32 time goes in ONNX Runtime and in OpenVINO, and what ONNX Runtime offers below fp32.
 
-    python benchmarks/fp32_profile.py          (after benchmarks/run.py has set up benchmarks/.work)
+    python benchmarks/studies/fp32_profile.py    (after benchmarks/run.py set up benchmarks/.work)
 
 Both engines run the same graph (gist-onnx's model.onnx) on the same length-sorted batches
 (sentences and passages of benchmarks/.work/workloads.json, runs cut as the encoder cuts them
@@ -8,8 +8,8 @@ on the CPU), 2 threads, one warm pass then one profiled pass. ONNX Runtime's pro
 each operator's kernel time and input shapes (so its FLOPs); OpenVINO's PERF_COUNT gives each
 executed layer's time, type and kernel. The numpy sgemm rate of the same run is the ceiling.
 Then the precisions below fp32 that ONNX Runtime could use on this CPU are tried. Writes
-benchmarks/FP32.md and benchmarks/fp32_profile.json. OpenVINO runs in the peers venv, in its own
-process.
+benchmarks/results/FP32.md and benchmarks/results/fp32_profile.json. OpenVINO runs in the
+peers venv, in its own process.
 """
 
 from __future__ import annotations
@@ -25,8 +25,9 @@ from typing import Any
 
 import numpy as np
 
-HERE = Path(__file__).resolve().parent
-WORK = HERE / ".work"
+BENCH = Path(__file__).resolve().parent.parent  # benchmarks/
+WORK = BENCH / ".work"
+RESULTS = BENCH / "results"
 OUT = WORK / "fp32_profile"
 PEERS_PY = WORK / "peers" / "bin" / "python"
 THREADS = 2
@@ -271,9 +272,9 @@ def main() -> int:
         report[workload] = entry
         print(workload, json.dumps({k: v for k, v in entry.items() if k != "flops"})[:400])
     report["below_fp32"] = below_fp32(batches("passages"))
-    (HERE / "fp32_profile.json").write_text(json.dumps(report, indent=2) + "\n")
-    (HERE / "FP32.md").write_text(render(report))
-    print((HERE / "FP32.md").read_text())
+    (RESULTS / "fp32_profile.json").write_text(json.dumps(report, indent=2) + "\n")
+    (RESULTS / "FP32.md").write_text(render(report))
+    print((RESULTS / "FP32.md").read_text())
     return 0
 
 
@@ -284,8 +285,9 @@ def render(report: dict[str, Any]) -> str:
     lines = [
         "# fp32: where the time goes, ONNX Runtime beside OpenVINO",
         "",
-        f"Written by `python benchmarks/fp32_profile.py` on {report['machine']}, 2 threads, "
-        "stand-in weights, the same graph (model.onnx) and the same batches for both engines "
+        "Written by `python benchmarks/studies/fp32_profile.py` on "
+        f"{report['machine']}, 2 threads, stand-in weights, the same graph (model.onnx) and "
+        "the same batches for both engines "
         f"(runs of at most {CPU_TOKENS_PER_RUN} tokens, length-sorted, as the encoder cuts them; "
         "ONNX Runtime with the encoder's CPU session options). Kernel times are each engine's "
         "own profiler "

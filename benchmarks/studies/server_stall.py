@@ -1,12 +1,12 @@
 """Does one large request stall the server for the others? Measure /health while it runs.
 
-    python benchmarks/server_stall.py [--model DIR]
+    python benchmarks/studies/server_stall.py [--model DIR]
 
 Starts ``gist-onnx serve`` (int8) in its own process, sends one large request (2,048 texts,
 6.6 MB, to /tokenize; 2,048 sentences to /v1/embeddings) and, while it runs, calls /health
 every 20 ms from another thread: the median and worst /health latency say whether the event
 loop stayed free (before parsing and tokenizing moved off it, /health waited 5.3 s behind one
-8 MB /tokenize). Writes benchmarks/server_stall.json.
+8 MB /tokenize). Writes benchmarks/results/server_stall.json.
 """
 
 from __future__ import annotations
@@ -24,7 +24,8 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from common import HERE, model_folder
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: the harness's helpers
+from common import RESULTS, model_folder
 
 
 def _port() -> int:
@@ -108,7 +109,9 @@ def main() -> int:
             server.terminate()
             server.wait(timeout=60)
     report = {"machine": platform.processor() or platform.machine(), "rows": rows}
-    (HERE / "server_stall.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    (RESULTS / "server_stall.json").write_text(
+        json.dumps(report, indent=2) + "\n", encoding="utf-8"
+    )
     for row in rows:
         print(row)
     return 0

@@ -1,6 +1,6 @@
-"""Measure the int8 recipes tried for the export, side by side, and write benchmarks/INT8.md.
+"""Measure the int8 recipes tried for the export, side by side; write benchmarks/results/INT8.md.
 
-    python benchmarks/int8_recipes.py [--model DIR] [--repeats 3]
+    python benchmarks/studies/int8_recipes.py [--model DIR] [--repeats 3]
 
 For each recipe: worst and mean cosine to sentence-transformers (torch fp32) over the export's 43
 check texts plus the STS-B sentences; batch dependence (worst cosine between the vectors of one
@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "export"))
 
 from gist_onnx import GistEncoder  # noqa: E402
@@ -47,7 +47,7 @@ from gist_onnx.export.to_onnx import (  # noqa: E402
 from gist_onnx.model import read_config  # noqa: E402
 from sts import load_sts  # noqa: E402
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 from common import stand_in  # noqa: E402
 
 
@@ -243,7 +243,7 @@ def main() -> int:
         "--only", default=None, help="run only the recipes whose name holds this text"
     )
     parser.add_argument(
-        "--output", default="INT8.md", help="report name in benchmarks/ (INT8.md; json beside)"
+        "--output", default="INT8.md", help="report name in benchmarks/results/ (INT8.md; json beside)"
     )
     args = parser.parse_args()
     model = args.model or stand_in()
@@ -288,7 +288,7 @@ def main() -> int:
     lines = [
         "# int8 recipes, side by side",
         "",
-        f"Written by `python benchmarks/int8_recipes.py --repeats {args.repeats}"
+        f"Written by `python benchmarks/studies/int8_recipes.py --repeats {args.repeats}"
         f"{'' if args.only is None else f' --only {args.only!r} --output {args.output}'}` "
         f"on {_cpu()}, "
         f"{len(texts)} texts (43 check texts + "
@@ -313,7 +313,7 @@ def main() -> int:
             f"{r['unusual_mean_cosine']:.5f} | {r['batch_dependence']:.5f} | "
             f"{r['sentences_per_s']:.0f} | {r['megabytes']:.1f} |"
         )
-    out = Path(__file__).resolve().parent
+    out = ROOT / "benchmarks" / "results"
     report = out / args.output
     data = out / ("int8_recipes.json" if args.output == "INT8.md" else f"{report.stem}.json")
     report.write_text("\n".join(lines) + "\n", encoding="utf-8")
