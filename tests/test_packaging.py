@@ -47,7 +47,15 @@ RUNTIME = [
     "integrations/llama_index.py",
     "integrations/chroma.py",
 ]
-EXPORT = ["__init__.py", "__main__.py", "check.py", "graph.py", "quantize.py", "texts.py"]
+EXPORT = [
+    "__init__.py",
+    "__main__.py",
+    "build.py",
+    "check.py",
+    "graph.py",
+    "quantize.py",
+    "texts.py",
+]
 
 
 @pytest.fixture(scope="module")

@@ -188,8 +188,8 @@ def test_layer_norm_outputs_take_a_static_scale_and_the_bias_inside_the_product(
 def test_static_scales_span_the_calibrated_bounds(raw_graph: Path, tmp_path: Path) -> None:
     import onnxruntime as ort
 
+    from gist_onnx.export.build import STATIC_INPUTS
     from gist_onnx.export.quantize import activation_bounds, peaks, quantize_rowwise
-    from gist_onnx.export.to_onnx import STATIC_INPUTS
 
     feeds = _feeds()
     bounds = activation_bounds(raw_graph, feeds)

@@ -27,6 +27,13 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "export"))
 
 from gist_onnx import GistEncoder  # noqa: E402
+from gist_onnx.export.build import (  # noqa: E402
+    OUTLIER_CHANNELS,
+    SMOOTHING_ALPHA,
+    STATIC_INPUTS,
+    calibration_batches,
+    copy_configs,
+)
 from gist_onnx.export.check import cosines, reference_vectors  # noqa: E402
 from gist_onnx.export.graph import export_pooled, fuse, record_pooling  # noqa: E402
 from gist_onnx.export.quantize import (  # noqa: E402
@@ -37,13 +44,6 @@ from gist_onnx.export.quantize import (  # noqa: E402
     quantize_rowwise,
 )
 from gist_onnx.export.texts import CJK_PARAGRAPHS, PARITY_TEXTS  # noqa: E402
-from gist_onnx.export.to_onnx import (  # noqa: E402
-    OUTLIER_CHANNELS,
-    SMOOTHING_ALPHA,
-    STATIC_INPUTS,
-    calibration_batches,
-    copy_configs,
-)
 from gist_onnx.model import read_config  # noqa: E402
 from sts import load_sts  # noqa: E402
 
@@ -243,7 +243,7 @@ def main() -> int:
         "--only", default=None, help="run only the recipes whose name holds this text"
     )
     parser.add_argument(
-        "--output", default="INT8.md", help="report name in benchmarks/results/ (INT8.md; json beside)"
+        "--output", default="INT8.md", help="report name in benchmarks/results/ (json beside)"
     )
     args = parser.parse_args()
     model = args.model or stand_in()

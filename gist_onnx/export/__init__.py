@@ -6,7 +6,8 @@ Needs the ``export`` extra (torch, transformers, sentence-transformers, onnx):
 ``pip install 'gist-onnx[export]'``. The runtime (``import gist_onnx``, ``GistEncoder``) never
 imports this package.
 
-Modules, in the order the export runs them: ``graph`` (torch to ONNX, fused), ``quantize`` (the
-int8 graph), ``check`` (each graph through the runtime against sentence-transformers), with
-``texts`` (the built-in check and calibration texts) and ``to_onnx`` (the command).
+Modules: ``to_onnx`` (the command: arguments, staging folder, swap, exit codes) runs ``build``
+(the steps of one export, in order), which uses ``graph`` (torch to ONNX, fused, rewritten),
+``quantize`` (the int8 graph), ``check`` (each graph through the runtime against
+sentence-transformers) and ``texts`` (the built-in check and calibration texts).
 """
