@@ -60,58 +60,105 @@ def create_app(
     access_log: bool = True,
 ) -> Starlette:
     """The server around ``encoder`` (already loaded: the server answers once it exists)."""
-    limits = limits or Limits()
-    metrics = Metrics()
-    name = model_name or encoder.model_name
-    batcher: Batcher | None = None
+    server = _Server(
+        encoder,
+        limits=limits or Limits(),
+        api_key=api_key,
+        batching=batching,
+        name=model_name or encoder.model_name,
+        access_log=access_log,
+    )
+    return Starlette(
+        exception_handlers={HTTPException: server.http_error},
+        routes=[
+            Route("/v1/embeddings", server.embeddings, methods=["POST"]),
+            Route("/embeddings", server.embeddings, methods=["POST"]),
+            Route("/tokenize", server.tokenize, methods=["POST"]),
+            Route("/v1/models", server.models, methods=["GET"]),
+            Route("/health", server.health, methods=["GET"]),
+            Route("/metrics", server.prometheus, methods=["GET"]),
+            Route("/openapi.json", server.openapi, methods=["GET"]),
+        ],
+        lifespan=server.lifespan,
+    )
 
-    def log(route: str, status: int, started: float, **fields: Any) -> None:
+
+class _Server:
+    """One server's state (the encoder, limits, metrics, the batcher while it runs) and its
+    routes, each a method; the helpers they share (body reading, parsing, waiting for a job, the
+    access log) beside them."""
+
+    def __init__(
+        self,
+        encoder: GistEncoder,
+        *,
+        limits: Limits,
+        api_key: str | None,
+        batching: bool,
+        name: str,
+        access_log: bool,
+    ) -> None:
+        self.encoder = encoder
+        self.limits = limits
+        self.api_key = api_key
+        self.batching = batching
+        self.name = name
+        self.access_log = access_log
+        self.metrics = Metrics()
+        self.batcher: Batcher | None = None
+        self.schema = openapi_schema(
+            model=name, dimension=encoder.dimension, max_inputs=limits.max_inputs
+        )
+
+    def log(self, route: str, status: int, started: float, **fields: Any) -> None:
         seconds = time.perf_counter() - started
-        metrics.observe_request(route, status, seconds)
-        if access_log:
+        self.metrics.observe_request(route, status, seconds)
+        if self.access_log:
             line = {"route": route, "status": status, "ms": round(seconds * 1000, 2), **fields}
             sys.stderr.write(orjson.dumps(line).decode() + "\n")
 
-    def authorize(request: Request) -> None:
-        check_bearer(request.headers.get("authorization"), api_key)
+    def authorize(self, request: Request) -> None:
+        check_bearer(request.headers.get("authorization"), self.api_key)
 
-    async def read_body(request: Request) -> bytes:
+    async def read_body(self, request: Request) -> bytes:
         """The body, within ``max_body_bytes`` (413) and ``body_timeout_s`` (408); a client that
         disconnects while sending it raises :class:`ClientGone`."""
         declared = request.headers.get("content-length")
         if declared is not None and declared.isdigit():
-            limits.check_body_size(int(declared))
+            self.limits.check_body_size(int(declared))
         chunks, size = [], 0
 
         async def receive() -> None:
             nonlocal size
             async for chunk in request.stream():
                 size += len(chunk)
-                limits.check_body_size(size)
+                self.limits.check_body_size(size)
                 chunks.append(chunk)
 
         try:
-            await asyncio.wait_for(receive(), limits.body_timeout_s)
+            await asyncio.wait_for(receive(), self.limits.body_timeout_s)
         except ClientDisconnect:
             raise ClientGone from None
         except asyncio.TimeoutError:
             raise RequestError(
-                f"The request body did not arrive within {limits.body_timeout_s:g} s "
+                f"The request body did not arrive within {self.limits.body_timeout_s:g} s "
                 f"({size} bytes came).",
                 status=408,
             ) from None
         return b"".join(chunks)
 
-    def parse(body: bytes) -> tuple[list[str], str]:
+    def parse(self, body: bytes) -> tuple[list[str], str]:
         """The texts of an embeddings or tokenize request (run off the event loop)."""
         try:
             payload = orjson.loads(body)
         except orjson.JSONDecodeError as exc:
             raise RequestError(f"The request body is not valid JSON: {exc}.") from None
-        parsed = parse_request(payload, dimension=encoder.dimension, max_inputs=limits.max_inputs)
-        return limits.fit_chars(parsed.texts), parsed.encoding_format
+        parsed = parse_request(
+            payload, dimension=self.encoder.dimension, max_inputs=self.limits.max_inputs
+        )
+        return self.limits.fit_chars(parsed.texts), parsed.encoding_format
 
-    async def until_done(request: Request, job: Job) -> Result:
+    async def until_done(self, request: Request, job: Job) -> Result:
         """The job's result; if the client disconnects first, the job is dropped from the queue
         (or its result discarded) and :class:`ClientGone` raised."""
 
@@ -130,69 +177,69 @@ def create_app(
         finally:
             watcher.cancel()
 
-    def failed(exc: Exception) -> tuple[int, dict[str, Any], dict[str, str]]:
+    def failed(self, exc: Exception) -> tuple[int, dict[str, Any], dict[str, str]]:
         status, body = failure(exc)
         headers = {429: {"retry-after": "1"}, 408: {"connection": "close"}}.get(status, {})
         return status, body, headers
 
-    async def embeddings(request: Request) -> Response:
+    async def embeddings(self, request: Request) -> Response:
         started = time.perf_counter()
         route = request.url.path
         fields: dict[str, Any] = {}
         try:
-            authorize(request)
-            texts, encoding_format = await off_loop(parse, await read_body(request))
+            self.authorize(request)
+            texts, encoding_format = await off_loop(self.parse, await self.read_body(request))
             fields["inputs"] = len(texts)
-            if batcher is None:
+            if self.batcher is None:
                 raise RequestError("The server is shutting down.", status=503)
-            if len(texts) > limits.max_queue_texts:
+            if len(texts) > self.limits.max_queue_texts:
                 raise RequestError(
                     f"'input' has {len(texts)} texts, more than this server queues at once "
-                    f"({limits.max_queue_texts}); split it into smaller requests.",
+                    f"({self.limits.max_queue_texts}); split it into smaller requests.",
                     status=413,
                     param="input",
                 )
             try:
-                job = batcher.submit(texts)
+                job = self.batcher.submit(texts)
             except QueueFull:
                 raise RequestError(
-                    f"The queue is full ({batcher.pending_texts} texts waiting, limit "
-                    f"{limits.max_queue_texts}); retry shortly.",
+                    f"The queue is full ({self.batcher.pending_texts} texts waiting, limit "
+                    f"{self.limits.max_queue_texts}); retry shortly.",
                     status=429,
                 ) from None
-            vectors, counts = await until_done(request, job)
+            vectors, counts = await self.until_done(request, job)
             tokens = int(counts.sum())
-            metrics.texts += len(texts)
-            metrics.tokens += tokens
-            metrics.queue_seconds.observe(job.started - job.enqueued)
+            self.metrics.texts += len(texts)
+            self.metrics.tokens += tokens
+            self.metrics.queue_seconds.observe(job.started - job.enqueued)
             fields |= {
                 "tokens": tokens,
                 "queue_ms": round((job.started - job.enqueued) * 1000, 2),
                 "run_ms": round((job.finished - job.started) * 1000, 2),
             }
             body = response(
-                vectors, counts, model=name, encoding_format=encoding_format, numpy_rows=True
+                vectors, counts, model=self.name, encoding_format=encoding_format, numpy_rows=True
             )
             reply = await off_loop(_json, body)
-            log(route, 200, started, **fields)
+            self.log(route, 200, started, **fields)
             return reply
         except ClientGone:
-            log(route, 499, started, **fields)  # nginx's code for a client that went away
+            self.log(route, 499, started, **fields)  # nginx's code for a client that went away
             return Response(status_code=499)
         except Exception as exc:  # noqa: BLE001 -- every failure is a JSON error, never a page
-            status, body, headers = failed(exc)
-            log(route, status, started, **fields)
+            status, body, headers = self.failed(exc)
+            self.log(route, status, started, **fields)
             return _json(body, status, headers)
 
-    def tokenized(body: bytes) -> tuple[Response, int]:
+    def tokenized(self, body: bytes) -> tuple[Response, int]:
         """The /tokenize answer and its number of texts (CPU work: run off the event loop)."""
-        texts, _ = parse(body)
-        ids = encoder.token_ids(texts)
-        cut = encoder.truncated(texts)
+        texts, _ = self.parse(body)
+        ids = self.encoder.token_ids(texts)
+        cut = self.encoder.truncated(texts)
         answer = {
             "object": "list",
-            "model": name,
-            "max_seq_length": encoder.max_seq_length,
+            "model": self.name,
+            "max_seq_length": self.encoder.max_seq_length,
             "data": [
                 {"index": i, "tokens": t, "count": len(t), "truncated": bool(c)}
                 for i, (t, c) in enumerate(zip(ids, cut, strict=True))
@@ -200,88 +247,74 @@ def create_app(
         }
         return _json(answer), len(texts)
 
-    async def tokenize(request: Request) -> Response:
+    async def tokenize(self, request: Request) -> Response:
         started = time.perf_counter()
         try:
-            authorize(request)
-            reply, count = await off_loop(tokenized, await read_body(request))
-            log("/tokenize", 200, started, inputs=count)
+            self.authorize(request)
+            reply, count = await off_loop(self.tokenized, await self.read_body(request))
+            self.log("/tokenize", 200, started, inputs=count)
             return reply
         except ClientGone:
-            log("/tokenize", 499, started)
+            self.log("/tokenize", 499, started)
             return Response(status_code=499)
         except Exception as exc:  # noqa: BLE001 -- every failure is a JSON error, never a page
-            status, body, headers = failed(exc)
-            log("/tokenize", status, started)
+            status, body, headers = self.failed(exc)
+            self.log("/tokenize", status, started)
             return _json(body, status, headers)
 
-    async def models(request: Request) -> Response:
+    async def models(self, request: Request) -> Response:
         started = time.perf_counter()
         try:
-            authorize(request)
+            self.authorize(request)
         except RequestError as exc:
-            log("/v1/models", exc.status, started)
+            self.log("/v1/models", exc.status, started)
             return _json(exc.body(), exc.status)
-        log("/v1/models", 200, started)
+        self.log("/v1/models", 200, started)
         return _json(
             {
                 "object": "list",
-                "data": [{"id": name, "object": "model", "created": 0, "owned_by": "gist-onnx"}],
+                "data": [
+                    {"id": self.name, "object": "model", "created": 0, "owned_by": "gist-onnx"}
+                ],
             }
         )
 
-    async def health(request: Request) -> Response:
-        return _json({"status": "ok", "model": name, "provider": encoder.provider})
+    async def health(self, request: Request) -> Response:
+        return _json({"status": "ok", "model": self.name, "provider": self.encoder.provider})
 
-    async def prometheus(request: Request) -> Response:
-        return Response(metrics.render(), media_type="text/plain; version=0.0.4")
+    async def prometheus(self, request: Request) -> Response:
+        return Response(self.metrics.render(), media_type="text/plain; version=0.0.4")
 
     @contextlib.asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        nonlocal batcher
-        batcher = Batcher(
-            encoder,
-            max_queue_texts=limits.max_queue_texts,
-            max_batch_texts=limits.max_batch_texts,
-            batch_wait_ms=limits.batch_wait_ms,
-            batching=batching,
-            metrics=metrics,
+    async def lifespan(self, app: Starlette) -> AsyncIterator[None]:
+        self.batcher = Batcher(
+            self.encoder,
+            max_queue_texts=self.limits.max_queue_texts,
+            max_batch_texts=self.limits.max_batch_texts,
+            batch_wait_ms=self.limits.batch_wait_ms,
+            batching=self.batching,
+            metrics=self.metrics,
         )
-        worker = asyncio.ensure_future(batcher.run())
+        worker = asyncio.ensure_future(self.batcher.run())
         try:
             yield
         finally:
             worker.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await worker
-            batcher.close()
-            batcher = None
+            self.batcher.close()
+            self.batcher = None
 
-    async def openapi(request: Request) -> Response:
-        return _json(schema)
+    async def openapi(self, request: Request) -> Response:
+        return _json(self.schema)
 
-    async def http_error(request: Request, exc: Exception) -> Response:
+    async def http_error(self, request: Request, exc: Exception) -> Response:
         """Unknown routes (404) and methods (405) in the same JSON shape as every other error."""
         status = getattr(exc, "status_code", 500)
         message = {
             404: f"No route {request.url.path}; see /openapi.json for the routes served.",
             405: f"{request.method} is not served at {request.url.path}.",
         }.get(status, str(getattr(exc, "detail", exc)))
-        log(request.url.path, status, time.perf_counter())
+        self.log(request.url.path, status, time.perf_counter())
         body = error_body(message, kind="invalid_request_error")
         return _json(body, status, dict(getattr(exc, "headers", None) or {}))
-
-    schema = openapi_schema(model=name, dimension=encoder.dimension, max_inputs=limits.max_inputs)
-    return Starlette(
-        exception_handlers={HTTPException: http_error},
-        routes=[
-            Route("/v1/embeddings", embeddings, methods=["POST"]),
-            Route("/embeddings", embeddings, methods=["POST"]),
-            Route("/tokenize", tokenize, methods=["POST"]),
-            Route("/v1/models", models, methods=["GET"]),
-            Route("/health", health, methods=["GET"]),
-            Route("/metrics", prometheus, methods=["GET"]),
-            Route("/openapi.json", openapi, methods=["GET"]),
-        ],
-        lifespan=lifespan,
-    )
