@@ -159,10 +159,23 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gist-onnx", description=DESCRIPTION)
     parser.add_argument("--version", action="version", version=f"gist-onnx {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_info(commands)
+    _add_bundle(commands)
+    _add_embed(commands)
+    _add_serve(commands)
+    return parser
+
+
+def _add_info(commands: Any) -> None:
+    """``gist-onnx info``: versions, providers, install problems."""
     info = commands.add_parser("info", help="versions, execution providers, install problems")
     info.add_argument("--model", default=None, help="also load this model folder or repo id")
     info.add_argument("--variant", default=None, help="fp32, int8 or fp16 (with --model)")
     info.add_argument("--device", default="cpu", help="cpu, cuda or auto (with --model)")
+
+
+def _add_bundle(commands: Any) -> None:
+    """``gist-onnx bundle``: the Lambda zips."""
     bundle = commands.add_parser(
         "bundle",
         help="zips of runtime + model that AWS Lambda takes as they are",
@@ -196,6 +209,10 @@ def build_parser() -> argparse.ArgumentParser:
         default=[],
         help="passed to pip, e.g. --pip-arg=--find-links=wheels/ (repeatable)",
     )
+
+
+def _add_embed(commands: Any) -> None:
+    """``gist-onnx embed``: a file of texts into a file of vectors."""
     embed = commands.add_parser(
         "embed",
         help="embed the texts of a file (txt, jsonl, csv, parquet) into a file (npy, parquet, "
@@ -227,6 +244,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--on-bad", default="fail", help="a bad row: fail (default, naming its line) or skip"
     )
     embed.add_argument("--quiet", action="store_true", help="no progress bar or summary")
+
+
+def _add_serve(commands: Any) -> None:
+    """``gist-onnx serve``: the HTTP server; every limit's default is ``Limits()``'s."""
     from .wire.limits import Limits
 
     limits = Limits()  # the defaults: written once, in Limits
@@ -301,7 +322,6 @@ def build_parser() -> argparse.ArgumentParser:
         "see gist-onnx export --help)",
         add_help=False,
     )
-    return parser
 
 
 def main(argv: list[str] | None = None) -> int:
