@@ -128,15 +128,35 @@ def resolve_hub(
         "cache_dir": cache_dir,
         "local_files_only": local_files_only,
     }
+    folder = _fetch_configs(repo_id, offline, kwargs)
+    # Parsed once here and carried with the files (the configs are read from the same folder).
+    modules = parse_once(folder / "modules.json")
+    pool_dir = pooling_folder(modules.value)
+    if pool_dir is not None:
+        _hub_get(repo_id, f"{pool_dir}/config.json", **kwargs)
+    graph, source = _fetch_graph(repo_id, variant, offline, kwargs)
+    return ModelFiles(
+        folder=folder,
+        graph=graph,
+        variant=variant,
+        source=source,
+        name=repo_id,
+        modules=modules,
+        manifest=read_manifest(folder),
+    )
+
+
+def _fetch_configs(repo_id: str, offline: str | None, kwargs: dict[str, Any]) -> Path:
+    """The tokenizer and configs of ``repo_id``; returns the cache's snapshot folder they are in
+    (every file of one revision lands in the same one)."""
     folder: Path | None = None
-    fetched: dict[str, Path] = {}
+    fetched: set[str] = set()
     for name in CONFIG_FILES:
         path = _hub_get(repo_id, name, **kwargs)
         if path is not None:
-            fetched[name] = path
-            # Every file of one revision lands in the same snapshot folder of the cache.
+            fetched.add(name)
             folder = path.parent
-    if folder is None or ("tokenizer.json" not in fetched and "vocab.txt" not in fetched):
+    if folder is None or not fetched & {"tokenizer.json", "vocab.txt"}:
         raise ModelFilesError(
             f"Could not get the tokenizer of {repo_id!r} from "
             + (
@@ -148,48 +168,28 @@ def resolve_hub(
                 "pass a local folder."
             )
         )
-    # Parsed once here and carried with the files (the configs are read from the same folder).
-    modules = parse_once(folder / "modules.json")
-    pool_dir = pooling_folder(modules.value)
-    if pool_dir is not None:
-        _hub_get(repo_id, f"{pool_dir}/config.json", **kwargs)
+    return folder
 
+
+def _fetch_graph(
+    repo_id: str, variant: str, offline: str | None, kwargs: dict[str, Any]
+) -> tuple[Path, str]:
+    """The graph of ``variant`` (and its weights file) from the repo, else from its companion
+    graph repo at the pinned commit; returns its path and ``repo/file`` source."""
     for name in GRAPH_FILES[variant]:
         graph = _hub_get(repo_id, name, **kwargs)
         if graph is not None:
             # The export keeps the weights beside the graph; the cache puts both in one folder.
             _hub_get(repo_id, f"{name}.data", **kwargs)
-            return ModelFiles(
-                folder=folder,
-                graph=graph,
-                variant=variant,
-                source=f"{repo_id}/{name}",
-                name=repo_id,
-                modules=modules,
-                manifest=read_manifest(folder),
-            )
+            return graph, f"{repo_id}/{name}"
     looked = [f"{repo_id}/{n}" for n in GRAPH_FILES[variant]]
     companion = GRAPH_COMPANIONS.get(repo_id)
     if companion is not None and variant == "fp32":
         graph_repo, commit, names = companion
         for name in names:
-            graph = _hub_get(
-                graph_repo,
-                name,
-                revision=commit,
-                cache_dir=cache_dir,
-                local_files_only=local_files_only,
-            )
+            graph = _hub_get(graph_repo, name, **(kwargs | {"revision": commit}))
             if graph is not None:
-                return ModelFiles(
-                    folder=folder,
-                    graph=graph,
-                    variant=variant,
-                    source=f"{graph_repo}/{name}",
-                    name=repo_id,
-                    modules=modules,
-                    manifest=read_manifest(folder),
-                )
+                return graph, f"{graph_repo}/{name}"
         looked += [f"{graph_repo}/{n}" for n in names]
     raise ModelFilesError(
         f"No {variant} graph for {repo_id!r}: looked for {', '.join(looked)}"
