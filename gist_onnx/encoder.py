@@ -108,59 +108,17 @@ class GistEncoder:
             cache_dir=cache_dir,
             local_files_only=local_files_only,
         )
-        exposed = writable_by_others(self.files)
-        if exposed:
-            warnings.warn(
-                f"{', '.join(map(str, exposed))} can be written by every user of this machine: "
-                "anyone could replace the model's weights. Fix: chmod -R o-w "
-                f"{self.files.folder}",
-                UserWarning,
-                stacklevel=2,
-            )
+        self._warn_if_writable()
         integrity = IntegrityCheck(self.files)
         if verify_files:
             integrity.start()
         try:
-            self.config: ModelConfig = read_config(
-                self.files.folder, modules=self.files.modules, manifest=self.files.manifest
-            )
-            self.tokenizer: TextTokenizer = load_tokenizer(
-                self.files.folder,
-                max_length=self.config.max_seq_length,
-                do_lower_case=self.config.do_lower_case,
-                config=self.config,
-            )
-            resolved_threads = choose_threads(threads)
-            self.session = GraphSession(
-                self.files.graph,
-                providers=chosen_providers,
-                threads=resolved_threads,
-                spinning=spinning,
-            )
+            resolved_threads = self._load_stages(chosen_providers, threads, spinning)
         except GistOnnxError:
             integrity.wait()  # a corrupted file is the likelier cause: name it if so
             raise
         integrity.wait()
-        graph_dim = self.session.info.dimension
-        if self.config.dimension and graph_dim and graph_dim != self.config.dimension:
-            raise ModelConfigError(
-                f"The graph {self.files.graph} returns vectors of {graph_dim} but the model folder "
-                f"says {self.config.dimension}; the graph belongs to another model. Re-export it."
-            )
-        # Whether the configs' pooling was checked against a record of the graph's own.
-        self._pooling_checked = True
-        if self.session.info.pooled:
-            info = self.session.info
-            self._pooling_checked = check_graph_pooling(
-                self.config, self.files, info.pooling, info.normalize
-            )
-        dim = graph_dim or self.config.dimension
-        if dim is None:
-            raise ModelConfigError(
-                f"Cannot tell the embedding size of {self.files.source}: neither the graph nor "
-                "config.json / 1_Pooling/config.json gives it."
-            )
-        self.dimension: int = int(dim)
+        self.dimension: int = self._check_graph()
         self.overlap: bool = self.provider == CUDA if overlap is None else bool(overlap)
         # encode()'s batch_size when the call gives none.
         self.default_batch_size: int = (
@@ -180,6 +138,60 @@ class GistEncoder:
             self.provider == CUDA and self.session.info.pooled and cuda_graph is not False
         )
         self._replay: ReplayedGraph | None = None
+
+    def _warn_if_writable(self) -> None:
+        exposed = writable_by_others(self.files)
+        if exposed:
+            warnings.warn(
+                f"{', '.join(map(str, exposed))} can be written by every user of this machine: "
+                "anyone could replace the model's weights. Fix: chmod -R o-w "
+                f"{self.files.folder}",
+                UserWarning,
+                stacklevel=3,  # the caller of GistEncoder()
+            )
+
+    def _load_stages(
+        self, providers: list[Any], threads: int | None, spinning: bool | None
+    ) -> int | None:
+        """The configs, the tokenizer and the session, in that order; returns the threads."""
+        self.config: ModelConfig = read_config(
+            self.files.folder, modules=self.files.modules, manifest=self.files.manifest
+        )
+        self.tokenizer: TextTokenizer = load_tokenizer(
+            self.files.folder,
+            max_length=self.config.max_seq_length,
+            do_lower_case=self.config.do_lower_case,
+            config=self.config,
+        )
+        resolved_threads = choose_threads(threads)
+        self.session = GraphSession(
+            self.files.graph, providers=providers, threads=resolved_threads, spinning=spinning
+        )
+        return resolved_threads
+
+    def _check_graph(self) -> int:
+        """The graph against the folder's configs (its vector size, its pooling); returns the
+        vector size."""
+        graph_dim = self.session.info.dimension
+        if self.config.dimension and graph_dim and graph_dim != self.config.dimension:
+            raise ModelConfigError(
+                f"The graph {self.files.graph} returns vectors of {graph_dim} but the model folder "
+                f"says {self.config.dimension}; the graph belongs to another model. Re-export it."
+            )
+        # Whether the configs' pooling was checked against a record of the graph's own.
+        self._pooling_checked = True
+        if self.session.info.pooled:
+            info = self.session.info
+            self._pooling_checked = check_graph_pooling(
+                self.config, self.files, info.pooling, info.normalize
+            )
+        dim = graph_dim or self.config.dimension
+        if dim is None:
+            raise ModelConfigError(
+                f"Cannot tell the embedding size of {self.files.source}: neither the graph nor "
+                "config.json / 1_Pooling/config.json gives it."
+            )
+        return int(dim)
 
     @property
     def variant(self) -> str:

@@ -196,7 +196,7 @@ def check_graph_pooling(
             f"records how: gist-onnx cannot check that it pools by {asked[0]} as the folder's "
             "configs say. Export the model with `gist-onnx export` to have it checked.",
             UserWarning,
-            stacklevel=3,  # the caller of GistEncoder()
+            stacklevel=4,  # the caller of GistEncoder()
         )
         return False
     if built == asked:
