@@ -47,6 +47,41 @@ def _errors(*statuses: int) -> dict[str, Any]:
 
 def openapi_schema(*, model: str, dimension: int, max_inputs: int) -> dict[str, Any]:
     """The OpenAPI document of a server for ``model`` (vectors of ``dimension``)."""
+    embeddings = {"$ref": "#/components/schemas/EmbeddingsResponse"}
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "gist-onnx", "version": __version__},
+        "paths": {
+            "/v1/embeddings": _post("Embed texts (OpenAI's shape)", embeddings, "embeddings"),
+            "/embeddings": _post("The same, without /v1", embeddings, "embeddings_unversioned"),
+            "/tokenize": _post("The token ids the model reads", _TOKENIZE_RESPONSE, "tokenize"),
+            "/v1/models": _get(
+                "The model served",
+                {"type": "object", "required": ["object", "data"]},
+                "application/json",
+                "models",
+            ),
+            "/health": _get(
+                "Ready (the model is loaded)",
+                {"type": "object", "required": ["status"]},
+                "application/json",
+                "health",
+            ),
+            "/metrics": _get("Prometheus metrics", {"type": "string"}, "text/plain", "metrics"),
+            "/openapi.json": _get("This document", {"type": "object"}, "application/json", "spec"),
+        },
+        "components": {
+            "schemas": {
+                "EmbeddingsRequest": _request(model, dimension, max_inputs),
+                "EmbeddingsResponse": _embeddings_response(dimension),
+                "Error": _ERROR,
+            }
+        },
+    }
+
+
+def _request(model: str, dimension: int, max_inputs: int) -> dict[str, Any]:
+    """An embeddings (or tokenize) request."""
     texts = {
         "oneOf": [
             {"type": "string"},
@@ -65,6 +100,11 @@ def openapi_schema(*, model: str, dimension: int, max_inputs: int) -> dict[str, 
             "user": {"type": ["string", "null"]},
         },
     }
+    return request
+
+
+def _embeddings_response(dimension: int) -> dict[str, Any]:
+    """An embeddings response: one vector of ``dimension`` floats (or its base64) per text."""
     embedding = {
         "type": "object",
         "required": ["object", "index", "embedding"],
@@ -102,92 +142,65 @@ def openapi_schema(*, model: str, dimension: int, max_inputs: int) -> dict[str, 
             "usage": usage,
         },
     }
-    tokenize_response = {
-        "type": "object",
-        "required": ["object", "model", "max_seq_length", "data"],
-        "properties": {
-            "object": {"const": "list"},
-            "model": {"type": "string"},
-            "max_seq_length": {"type": "integer"},
-            "data": {
-                "type": "array",
-                "items": {
-                    "type": "object",
-                    "required": ["index", "tokens", "count", "truncated"],
-                    "properties": {
-                        "index": {"type": "integer"},
-                        "tokens": {"type": "array", "items": {"type": "integer"}},
-                        "count": {"type": "integer"},
-                        "truncated": {"type": "boolean"},
-                    },
+    return embeddings_response
+
+
+_TOKENIZE_RESPONSE = {
+    "type": "object",
+    "required": ["object", "model", "max_seq_length", "data"],
+    "properties": {
+        "object": {"const": "list"},
+        "model": {"type": "string"},
+        "max_seq_length": {"type": "integer"},
+        "data": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["index", "tokens", "count", "truncated"],
+                "properties": {
+                    "index": {"type": "integer"},
+                    "tokens": {"type": "array", "items": {"type": "integer"}},
+                    "count": {"type": "integer"},
+                    "truncated": {"type": "boolean"},
                 },
             },
         },
+    },
+}
+
+
+def _post(summary: str, answer: dict[str, Any], op_id: str) -> dict[str, Any]:
+    return {
+        "post": {
+            "summary": summary,
+            "operationId": op_id,
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/json": {
+                        "schema": {"$ref": "#/components/schemas/EmbeddingsRequest"}
+                    }
+                },
+            },
+            "responses": {
+                "200": {
+                    "description": "OK",
+                    "content": {"application/json": {"schema": answer}},
+                },
+                **_errors(400, 401, 405, 408, 413, 429, 503),
+            },
+        }
     }
 
-    def post(summary: str, answer: dict[str, Any], op_id: str) -> dict[str, Any]:
-        return {
-            "post": {
-                "summary": summary,
-                "operationId": op_id,
-                "requestBody": {
-                    "required": True,
-                    "content": {
-                        "application/json": {
-                            "schema": {"$ref": "#/components/schemas/EmbeddingsRequest"}
-                        }
-                    },
-                },
-                "responses": {
-                    "200": {
-                        "description": "OK",
-                        "content": {"application/json": {"schema": answer}},
-                    },
-                    **_errors(400, 401, 405, 408, 413, 429, 503),
-                },
-            }
-        }
 
-    def get(summary: str, answer: dict[str, Any], media: str, op_id: str) -> dict[str, Any]:
-        return {
-            "get": {
-                "summary": summary,
-                "operationId": op_id,
-                "responses": {
-                    "200": {"description": "OK", "content": {media: {"schema": answer}}},
-                    **_errors(401, 405),
-                },
-            }
-        }
-
-    embeddings = {"$ref": "#/components/schemas/EmbeddingsResponse"}
+def _get(summary: str, answer: dict[str, Any], media: str, op_id: str) -> dict[str, Any]:
     return {
-        "openapi": "3.1.0",
-        "info": {"title": "gist-onnx", "version": __version__},
-        "paths": {
-            "/v1/embeddings": post("Embed texts (OpenAI's shape)", embeddings, "embeddings"),
-            "/embeddings": post("The same, without /v1", embeddings, "embeddings_unversioned"),
-            "/tokenize": post("The token ids the model reads", tokenize_response, "tokenize"),
-            "/v1/models": get(
-                "The model served",
-                {"type": "object", "required": ["object", "data"]},
-                "application/json",
-                "models",
-            ),
-            "/health": get(
-                "Ready (the model is loaded)",
-                {"type": "object", "required": ["status"]},
-                "application/json",
-                "health",
-            ),
-            "/metrics": get("Prometheus metrics", {"type": "string"}, "text/plain", "metrics"),
-            "/openapi.json": get("This document", {"type": "object"}, "application/json", "spec"),
-        },
-        "components": {
-            "schemas": {
-                "EmbeddingsRequest": request,
-                "EmbeddingsResponse": embeddings_response,
-                "Error": _ERROR,
-            }
-        },
+        "get": {
+            "summary": summary,
+            "operationId": op_id,
+            "responses": {
+                "200": {"description": "OK", "content": {media: {"schema": answer}}},
+                **_errors(401, 405),
+            },
+        }
     }
