@@ -33,6 +33,7 @@ RUNTIME = [
     "serverless/__init__.py",
     "serverless/function.py",
     "serverless/bundle.py",
+    "serverless/packages.py",
     "cli.py",
     "py.typed",
     "serve/__init__.py",

@@ -11,8 +11,8 @@ What it does, in order:
    the bundle) for the *target* platform and Python with ``pip install --platform ...
    --only-binary=:all: --python-version ... --target``, so an arm64 bundle builds on x86_64;
 3. copies the ``gist_onnx`` package (without its export tool) and removes what the runtime never
-   imports (:data:`PRUNED`, each with its reason; shared libraries are not ``strip``-ped: that
-   breaks numpy's bundled OpenBLAS);
+   imports (:data:`.packages.PRUNED`, each with its reason; shared libraries are not
+   ``strip``-ped: that breaks numpy's bundled OpenBLAS);
 4. compiles ``.pyc`` files for the target Python (unchecked-hash, so no write is ever needed at
    run time: Lambda's code folders are read-only and a module without its ``.pyc`` would be
    compiled again at every cold start);
@@ -33,97 +33,28 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
 import zipfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .. import GistEncoder, GistOnnxError, ModelFilesError, __version__, options
+from .. import GistEncoder, ModelFilesError, __version__, options
+from . import packages
+from .packages import DEFAULT_PYTHON, BundleError, Target
+
+__all__ = ["BundleError", "BundleReport", "Part", "Target", "build"]
 
 HANDLER = "gist_onnx.serverless.handler"
 ZIP_LIMIT_BYTES = 50 * 1000 * 1000  # Lambda's direct upload limit (layers too), 50 MB
 UNZIPPED_LIMIT_BYTES = 250 * 1000 * 1000  # function and all its layers, unzipped: 250 MB
-ARCHES = ("x86_64", "aarch64")
 LAYOUTS = ("auto", "single", "split")
-# The glibc of each Lambda Python runtime's Amazon Linux.
-LAMBDA_GLIBC = {"3.10": "2.26", "3.11": "2.26", "3.12": "2.34", "3.13": "2.34", "3.14": "2.34"}
-DEFAULT_PYTHON = "3.12"
 MODEL_DIR = "model"
-# The runtime's requirements that a bundle leaves out: the model ships inside it.
-NOT_BUNDLED = ("huggingface-hub", "huggingface_hub")
-
-# What the bundle removes, relative to the packages folder, and why. A pattern ending in "/" is a
-# folder. Checked by running the bundle: the tests invoke the handler from a pruned bundle.
-PRUNED: tuple[tuple[str, str], ...] = (
-    (
-        "onnxruntime/capi/libonnxruntime.so*",
-        "ONNX Runtime's C API library, for C/C++ users; the Python extension "
-        "(onnxruntime_pybind11_state) has the runtime linked in and never loads it",
-    ),
-    (
-        "onnxruntime/transformers/",
-        "offline graph tooling (the BERT optimizer, fp16 conversion): the export's, never imported "
-        "to run a graph",
-    ),
-    ("onnxruntime/quantization/", "the quantizer: used by the export only"),
-    ("onnxruntime/tools/", "converters and offline utilities, never imported at run time"),
-    ("onnxruntime/datasets/", "sample models for ONNX Runtime's own examples"),
-    ("onnxruntime/backend/", "the ONNX backend-test adapter, not imported by `import onnxruntime`"),
-    ("numpy/f2py/", "the Fortran wrapper generator"),
-    ("numpy/distutils/", "build tooling for C extensions (gone from numpy for Python 3.12+)"),
-    ("numpy/_core/include/", "C headers, for building extensions against numpy"),
-    ("numpy/_core/lib/", "static libraries and pkg-config files, for building extensions"),
-    ("numpy/random/lib/", "a static library, for building extensions"),
-    ("numpy/_pyinstaller/", "PyInstaller hooks"),
-    ("numpy/**/tests/", "numpy's test suites"),
-    ("numpy/_core/_*_tests.*.so", "C extensions that only numpy's test suites load"),
-    ("numpy/_core/_simd.*", "SIMD dispatch tests, loaded only by numpy's test suite"),
-    ("tokenizers/tools/", "the tokenizer visualizer for notebooks"),
-    ("gist_onnx/export/", "the export tool: needs torch, never imported by the runtime"),
-    ("gist_onnx/serve/", "the HTTP server: a function is served by its handler instead"),
-    ("gist_onnx/integrations/", "framework adapters: their frameworks are not in a bundle"),
-    ("**/*.pyi", "type stubs, read by type checkers only"),
-    ("**/*.pxd", "Cython declarations, for building extensions"),
-    ("**/__pycache__/", "bytecode of the build machine's Python; compiled again for the target"),
-    ("bin/", "console scripts, which a function never runs"),
-)
-
-
-class BundleError(GistOnnxError, RuntimeError):
-    """A bundle could not be built; the message says what failed and what to do."""
-
-
-@dataclass(frozen=True)
-class Target:
-    """The platform a bundle is built for."""
-
-    python: str
-    arch: str
-    glibc: str
-
-    @property
-    def platform_tags(self) -> list[str]:
-        """Every manylinux tag a wheel may carry to run on this target's glibc."""
-        major, minor = (int(x) for x in self.glibc.split("."))
-        tags = [f"manylinux_{major}_{m}_{self.arch}" for m in range(17, minor + 1)]
-        return [*tags, f"manylinux2014_{self.arch}"]
-
-    @property
-    def runs_here(self) -> bool:
-        """Whether this machine can run the target: same Python and architecture, enough glibc."""
-        here_glibc = platform.libc_ver()[1] or "0.0"
-        return (
-            f"{sys.version_info.major}.{sys.version_info.minor}" == self.python
-            and platform.machine() == self.arch
-            and _version(here_glibc) >= _version(self.glibc)
-        )
 
 
 @dataclass
@@ -236,7 +167,7 @@ def build(
 ) -> BundleReport:
     """Build a Lambda bundle of ``model`` into ``output``; see the module docstring."""
     started = time.perf_counter()
-    target = _target(arch, python, glibc)
+    target = packages.target(arch, python, glibc)
     if variant not in ("int8", "fp32"):
         raise BundleError(
             f"--variant {variant!r}: a bundle runs on Lambda's CPUs, so int8 (smallest, fastest "
@@ -259,10 +190,10 @@ def build(
         stage = Path(tmp)
         packages_dir, model_dir = stage / "packages", stage / MODEL_DIR
         log(f"installing the runtime for Python {target.python} on {target.arch} ...")
-        versions = _install_runtime(packages_dir, target, pip_args)
-        _copy_package(packages_dir / "gist_onnx")
-        pruned = _prune(packages_dir)
-        compiled = _compile(packages_dir, target, compile_with)
+        versions = packages.install_runtime(packages_dir, target, pip_args)
+        packages.copy_package(packages_dir / "gist_onnx")
+        pruned = packages.prune(packages_dir)
+        compiled = packages.compile_bytecode(packages_dir, target, compile_with)
         log(f"  .pyc: {compiled}")
         _copy_model(folder, encoder, model_dir)
 
@@ -294,168 +225,6 @@ def build(
             "limit; use a container image."
         )
     return report
-
-
-def _version(text: str) -> tuple[int, ...]:
-    try:
-        return tuple(int(x) for x in text.split("."))
-    except ValueError:
-        return (0,)
-
-
-def _target(arch: str, python: str, glibc: str | None) -> Target:
-    if arch not in ARCHES:
-        raise BundleError(f"--arch {arch!r}: choose x86_64 or aarch64 (Lambda's arm64).")
-    parts = python.split(".")
-    if len(parts) != 2 or not all(p.isdigit() for p in parts) or parts[0] != "3":
-        raise BundleError(f"--python {python!r}: give a version such as 3.12.")
-    if glibc is None:
-        if python not in LAMBDA_GLIBC:
-            raise BundleError(
-                f"Lambda has no python{python} runtime that gist-onnx knows; choose one of "
-                f"{', '.join(LAMBDA_GLIBC)} or give --glibc for another Linux."
-            )
-        glibc = LAMBDA_GLIBC[python]
-    if len(_version(glibc)) != 2 or _version(glibc) < (2, 17):
-        raise BundleError(f"--glibc {glibc!r}: give a version such as 2.34 (2.17 or later).")
-    return Target(python=python, arch=arch, glibc=glibc)
-
-
-def runtime_requirements() -> list[str]:
-    """The runtime's requirements, as this gist-onnx declares them, less huggingface-hub."""
-    import importlib.metadata
-    import re
-
-    try:
-        declared = importlib.metadata.requires("gist-onnx") or []
-    except importlib.metadata.PackageNotFoundError:
-        raise BundleError(
-            "gist-onnx's metadata is missing: install it (pip install -e . in a clone) so the "
-            "bundle knows which runtime versions to install."
-        ) from None
-    out = []
-    for requirement in declared:
-        if "extra ==" in requirement:
-            continue
-        name = re.split(r"[\s<>=!~;\[]", requirement, maxsplit=1)[0]
-        if name.lower().replace("_", "-") not in NOT_BUNDLED:
-            out.append(requirement.split(";")[0].strip())
-    return out
-
-
-def _install_runtime(target_dir: Path, target: Target, pip_args: tuple[str, ...]) -> dict[str, str]:
-    command = [
-        sys.executable,
-        "-m",
-        "pip",
-        "install",
-        "--quiet",
-        "--disable-pip-version-check",
-        "--no-deps",
-        "--no-compile",
-        "--only-binary=:all:",
-        "--implementation",
-        "cp",
-        "--python-version",
-        target.python,
-        "--target",
-        str(target_dir),
-        *(arg for tag in target.platform_tags for arg in ("--platform", tag)),
-        *pip_args,
-        *runtime_requirements(),
-    ]
-    proc = subprocess.run(command, capture_output=True, text=True, check=False)
-    if proc.returncode != 0:
-        errors = [line for line in proc.stderr.splitlines() if line.startswith("ERROR")]
-        hint = ""
-        if target.glibc == "2.26":
-            hint = (
-                f" Lambda's python{target.python} runs on Amazon Linux 2 (glibc 2.26), for which "
-                "onnxruntime publishes no current wheel: use --python 3.12 or later."
-            )
-        raise BundleError(
-            f"pip could not install the runtime for Python {target.python} on {target.arch} "
-            f"(glibc {target.glibc}): {' '.join(errors) or proc.stderr.strip()[-300:]}.{hint}"
-        )
-    versions = {}
-    for info in sorted(target_dir.glob("*.dist-info")):
-        name, _, version = info.name[: -len(".dist-info")].partition("-")
-        versions[name] = version
-    return versions
-
-
-def _copy_package(destination: Path) -> None:
-    source = Path(__file__).resolve().parents[1]  # the gist_onnx package
-    shutil.copytree(
-        source, destination, ignore=shutil.ignore_patterns("__pycache__", "export", "*.pyc")
-    )
-
-
-def _matches(root: Path, pattern: str) -> Iterator[Path]:
-    folder = pattern.endswith("/")
-    for path in sorted(root.glob(pattern.rstrip("/"))):
-        if folder == path.is_dir():
-            yield path
-
-
-def _size(path: Path) -> int:
-    if path.is_file():
-        return path.stat().st_size
-    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
-
-
-def _prune(root: Path) -> dict[str, int]:
-    removed: dict[str, int] = {}
-    for pattern, _reason in PRUNED:
-        total = 0
-        for path in list(_matches(root, pattern)):
-            if not path.exists():  # inside a folder removed by an earlier match
-                continue
-            total += _size(path)
-            if path.is_dir():
-                shutil.rmtree(path)
-            else:
-                path.unlink()
-        removed[pattern] = total
-    return removed
-
-
-def _compile(root: Path, target: Target, compile_with: str | None) -> str:
-    """Compile .pyc files with an interpreter of the target's version, if one is at hand."""
-    here = f"{sys.version_info.major}.{sys.version_info.minor}"
-    candidates = [compile_with] if compile_with else []
-    if here == target.python:
-        candidates.append(sys.executable)
-    candidates.append(shutil.which(f"python{target.python}") or "")
-    for candidate in filter(None, candidates):
-        probe = subprocess.run(
-            [candidate, "-c", "import sys; print(f'{sys.version_info[0]}.{sys.version_info[1]}')"],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        if probe.stdout.strip() != target.python:
-            continue
-        subprocess.run(
-            [
-                candidate,
-                "-m",
-                "compileall",
-                "-q",
-                "-j",
-                "0",
-                "--invalidation-mode",
-                "unchecked-hash",
-                str(root),
-            ],
-            capture_output=True,
-            check=False,
-        )
-        return f"compiled with Python {target.python} (unchecked-hash)"
-    return (
-        f"not compiled: no Python {target.python} found (pass --compile-with PATH); every cold "
-        "start will compile the modules it imports"
-    )
 
 
 def _copy_model(model: Path, encoder: GistEncoder, destination: Path) -> None:
