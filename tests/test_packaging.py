@@ -57,6 +57,16 @@ EXPORT = [
     "check.py",
     "graph.py",
     "quantize.py",
+    "rowwise.py",
+    "sequence_major.py",
+    "texts.py",
+]
+    "__init__.py",
+    "__main__.py",
+    "build.py",
+    "check.py",
+    "graph.py",
+    "quantize.py",
     "texts.py",
 ]
 

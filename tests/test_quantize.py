@@ -189,7 +189,8 @@ def test_static_scales_span_the_calibrated_bounds(raw_graph: Path, tmp_path: Pat
     import onnxruntime as ort
 
     from gist_onnx.export.build import STATIC_INPUTS
-    from gist_onnx.export.quantize import activation_bounds, peaks, quantize_rowwise
+    from gist_onnx.export.quantize import activation_bounds, peaks
+    from gist_onnx.export.rowwise import quantize_rowwise
 
     feeds = _feeds()
     bounds = activation_bounds(raw_graph, feeds)
@@ -243,8 +244,9 @@ def test_sequence_major_changes_no_vector_and_drops_three_transposes_a_layer(
     import onnx
     import onnxruntime as ort
 
-    from gist_onnx.export.graph import preoptimize_for_cpu, sequence_major
-    from gist_onnx.export.quantize import quantize_rowwise
+    from gist_onnx.export.graph import preoptimize_for_cpu
+    from gist_onnx.export.rowwise import quantize_rowwise
+    from gist_onnx.export.sequence_major import sequence_major
 
     batch_major = tmp_path / "int8.onnx"
     quantize_rowwise(raw_graph, batch_major)
@@ -282,7 +284,7 @@ def test_sequence_major_leaves_a_graph_it_does_not_know(tmp_path: Path) -> None:
     import onnx
     from onnx import TensorProto, helper
 
-    from gist_onnx.export.graph import sequence_major
+    from gist_onnx.export.sequence_major import sequence_major
 
     node = helper.make_node("Relu", ["x"], ["y"])
     graph = helper.make_graph(
@@ -305,7 +307,8 @@ def test_gelu_rows_skip_abs_with_the_same_vectors(raw_graph: Path, tmp_path: Pat
     import onnxruntime as ort
 
     from gist_onnx.export.graph import preoptimize_for_cpu
-    from gist_onnx.export.quantize import quantize_rowwise, skip_abs_after_gelu
+    from gist_onnx.export.quantize import skip_abs_after_gelu
+    from gist_onnx.export.rowwise import quantize_rowwise
 
     with_abs = tmp_path / "int8.onnx"
     quantize_rowwise(raw_graph, with_abs)

@@ -41,8 +41,8 @@ from gist_onnx.export.quantize import (  # noqa: E402
     activation_bounds,
     fold_attention_biases,
     peaks,
-    quantize_rowwise,
 )
+from gist_onnx.export.rowwise import quantize_rowwise  # noqa: E402
 from gist_onnx.export.texts import CJK_PARAGRAPHS, PARITY_TEXTS  # noqa: E402
 from gist_onnx.model import read_config  # noqa: E402
 from sts import load_sts  # noqa: E402

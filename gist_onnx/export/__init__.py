@@ -7,7 +7,8 @@ Needs the ``export`` extra (torch, transformers, sentence-transformers, onnx):
 imports this package.
 
 Modules: ``to_onnx`` (the command: arguments, staging folder, swap, exit codes) runs ``build``
-(the steps of one export, in order), which uses ``graph`` (torch to ONNX, fused, rewritten),
-``quantize`` (the int8 graph), ``check`` (each graph through the runtime against
-sentence-transformers) and ``texts`` (the built-in check and calibration texts).
+(the steps of one export, in order), which uses ``graph`` (torch to ONNX, fused, pre-optimized),
+``quantize`` (calibration, bias folding, the GELU rewrite), ``rowwise`` (the int8 products),
+``sequence_major`` (the int8 graph's activation order), ``check`` (each graph through the
+runtime against sentence-transformers) and ``texts`` (the built-in check and calibration texts).
 """

@@ -287,8 +287,10 @@ def quantize_for_cpu(
 
     The int8 graph runs on the CPU only: its load-time rewrites are done here, and its
     activations put in the order ONNX Runtime's CPU attention products read best."""
-    from .graph import preoptimize_for_cpu, record_pooling, sequence_major
-    from .quantize import quantize_rowwise, skip_abs_after_gelu
+    from .graph import preoptimize_for_cpu, record_pooling
+    from .quantize import skip_abs_after_gelu
+    from .rowwise import quantize_rowwise
+    from .sequence_major import sequence_major
 
     graph = output / "model_int8.onnx"
     counts = quantize_rowwise(
