@@ -203,3 +203,30 @@ def test_sentence_transformers_6_pooling_gist_onnx_cannot_run_is_named(
     folder = _as_sentence_transformers_6(write_tiny_model(tmp_path / "m"), pooling_mode)
     with pytest.raises(ModelConfigError, match="supports exactly one of mean, cls"):
         read_config(folder)
+
+
+def test_each_file_of_the_folder_is_read_once_per_load(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One load reads every config (and the manifest) once: the folder is parsed into ModelFiles
+    and ModelConfig, and every later stage takes what it needs from them. (The sha256 check
+    reads files as bytes, apart.)"""
+    import builtins
+    import io
+
+    folder = write_tiny_model(tmp_path / "model")
+    write_manifest(folder)
+    opened: list[str] = []
+    real_open = io.open
+
+    def counting(file: object, mode: str = "r", *args: object, **kwargs: object) -> object:
+        if "b" not in mode and str(file).endswith(".json"):
+            opened.append(Path(str(file)).relative_to(folder).as_posix())
+        return real_open(file, mode, *args, **kwargs)  # type: ignore[call-overload]
+
+    monkeypatch.setattr(io, "open", counting)
+    monkeypatch.setattr(builtins, "open", counting)
+    GistEncoder(folder)
+    monkeypatch.undo()
+    assert opened, "the count saw no file: the test no longer watches how files are opened"
+    assert sorted(opened) == sorted(set(opened)), opened

@@ -61,14 +61,6 @@ EXPORT = [
     "sequence_major.py",
     "texts.py",
 ]
-    "__init__.py",
-    "__main__.py",
-    "build.py",
-    "check.py",
-    "graph.py",
-    "quantize.py",
-    "texts.py",
-]
 
 
 @pytest.fixture(scope="module")
