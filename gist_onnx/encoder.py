@@ -69,8 +69,10 @@ class GistEncoder:
             on an H200, the same vector. It holds a second session (the graph's weights twice on
             the GPU). Default: on with CUDA for graphs that pool inside; if the capture fails, a
             warning says so and queries take the usual path.
-        revision, cache_dir, local_files_only: passed to the hub download; ``HF_HUB_OFFLINE=1``
-            is respected as well.
+        revision: the hub revision (branch, tag or commit) to download.
+        cache_dir: the hub cache to use (default: huggingface_hub's, ``HF_HUB_CACHE``).
+        local_files_only: use only the hub cache, never the network (``HF_HUB_OFFLINE=1`` is
+            respected as well).
         verify_files: check the files read against the sha256 sums of the folder's
             ``gist_onnx_manifest.json`` (the export writes it) and refuse a mismatch with
             :class:`ModelFilesError`. The check runs while the session loads; on by default.

@@ -42,9 +42,13 @@ def _get(name: str) -> str | None:
     return os.environ.get(name) or None
 
 
+# Set by ``python -m gist_onnx.serverless --model`` for the local invocation it makes.
+MODEL = "GIST_ONNX_MODEL"
+
+
 def model() -> Path | None:
     """``GIST_ONNX_MODEL``: the model folder."""
-    value = _get("GIST_ONNX_MODEL")
+    value = _get(MODEL)
     return Path(value) if value else None
 
 

@@ -302,3 +302,18 @@ def test_a_folder_saved_by_sentence_transformers_6_exports_and_loads(
     got = GistEncoder(out).encode(texts)
     np.testing.assert_allclose(got, reference.encode(texts), atol=1e-5)
     assert GistEncoder(out).max_seq_length == 256
+
+
+def test_an_output_that_is_a_link_is_written_where_it_points(tmp_path: Path) -> None:
+    """``--output link`` (to an earlier export) replaces the folder the link names and keeps the
+    link: swapping the link itself out failed on removing it."""
+    from gist_onnx.export.to_onnx import check_output
+
+    real = tmp_path / "exports" / "v1"
+    real.mkdir(parents=True)
+    (real / "gist_onnx_manifest.json").write_text("{}")
+    link = tmp_path / "current"
+    link.symlink_to(real, target_is_directory=True)
+    source = tmp_path / "source"
+    source.mkdir()
+    assert check_output(link, source) == real.resolve()

@@ -110,6 +110,19 @@ def test_llama_index_embedding_and_retrieval(exported: Path, encoder: GistEncode
         model.get_text_embedding_batch(DOCS), encoder.encode(DOCS), atol=1e-6
     )
     assert asyncio.run(model.aget_query_embedding(QUERY)) == model.get_query_embedding(QUERY)
+    # An async batch is one encode call, not one per text.
+    calls: list[int] = []
+    original = model._encoder.encode
+
+    def counted(texts: list[str], *args: object, **kwargs: object) -> np.ndarray:
+        calls.append(len(texts))
+        return original(texts, *args, **kwargs)  # type: ignore[arg-type]
+
+    model._encoder.encode = counted  # type: ignore[method-assign]
+    batch = asyncio.run(model.aget_text_embedding_batch(DOCS))
+    model._encoder.encode = original  # type: ignore[method-assign]
+    assert calls == [len(DOCS)]
+    np.testing.assert_allclose(batch, encoder.encode(DOCS), atol=1e-6)
     index = VectorStoreIndex.from_documents([Document(text=d) for d in DOCS], embed_model=model)
     best = index.as_retriever(similarity_top_k=1).retrieve(QUERY)[0]
     assert best.node.get_content() == DOCS[0]

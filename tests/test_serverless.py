@@ -292,3 +292,20 @@ def test_a_bad_thread_count_fails_at_init_with_one_clear_message(
     assert status == 500 and "GIST_ONNX_THREADS" in body["error"]["message"]
     monkeypatch.setenv("GIST_ONNX_THREADS", "1")
     assert call_http(http_event("function_url.json", {"input": "hello"}))[0] == 200
+
+
+def test_the_handler_runs_here_from_the_command_line(
+    model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``python -m gist_onnx.serverless --event FILE`` answers as Lambda would, exit 0 on 200."""
+    from gist_onnx.serverless.__main__ import main
+
+    event = tmp_path / "event.json"
+    event.write_text(json.dumps({"input": ["a text", "another"]}))
+    assert main(["--model", str(model), "--event", str(event)]) == 0
+    answer = json.loads(capsys.readouterr().out)
+    assert len(answer["data"]) == 2
+    event.write_text(json.dumps({"input": []}))
+    assert main(["--model", str(model), "--event", str(event)]) == 1
+    assert json.loads(capsys.readouterr().out)["status"] == 400
+    assert main(["--event", str(tmp_path / "missing.json")]) == 2

@@ -113,6 +113,8 @@ def fetch_model(model: str, revision: str | None) -> tuple[Path, str, str | None
 def check_output(output: Path, source: Path) -> Path:
     """The folder to write, checked before any work: a usage error says what is wrong."""
     output = output.expanduser()
+    if output.is_symlink():  # write where the link points: the link itself stays as it is
+        output = output.resolve()
     if output.exists() and not output.is_dir():
         raise UsageError(f"--output {output} is a file; pass a folder (new, or an earlier export).")
     resolved, source = output.resolve(), source.resolve()

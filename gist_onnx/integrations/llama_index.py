@@ -53,3 +53,7 @@ class GistEmbedding(BaseEmbedding):
 
     async def _aget_text_embedding(self, text: str) -> list[float]:
         return await asyncio.to_thread(self._get_text_embedding, text)
+
+    async def _aget_text_embeddings(self, texts: list[str]) -> list[list[float]]:
+        # One encode call for the batch (LlamaIndex's default embeds one text at a time).
+        return await asyncio.to_thread(self._get_text_embeddings, texts)
