@@ -76,6 +76,10 @@ class GistEncoder:
         verify_files: check the files read against the sha256 sums of the folder's
             ``gist_onnx_manifest.json`` (the export writes it) and refuse a mismatch with
             :class:`ModelFilesError`. The check runs while the session loads; on by default.
+        truncate_dim: keep only the first ``truncate_dim`` dimensions of every vector, as
+            sentence-transformers' ``truncate_dim`` does (:attr:`dimension` says it then).
+            GIST was not trained for shorter vectors (it is not a Matryoshka model): they
+            lose quality.
 
     Attributes:
         variant, provider, max_seq_length, dimension, pooling, source: what was chosen.
@@ -101,6 +105,7 @@ class GistEncoder:
         cache_dir: str | os.PathLike[str] | None = None,
         local_files_only: bool = False,
         verify_files: bool = True,
+        truncate_dim: int | None = None,
     ) -> None:
         chosen_providers = choose_providers(device, providers)
         self.files: ModelFiles = resolve(
@@ -120,7 +125,10 @@ class GistEncoder:
             integrity.wait()  # a corrupted file is the likelier cause: name it if so
             raise
         integrity.wait()
-        self.dimension: int = self._check_graph()
+        self._full_dimension = self._check_graph()
+        # The vectors' size: the graph's, or truncate_dim.
+        self.truncate_dim: int | None = self._dimensions(truncate_dim)
+        self.dimension: int = self.truncate_dim or self._full_dimension
         self.overlap: bool = self.provider == CUDA if overlap is None else bool(overlap)
         # encode()'s batch_size when the call gives none.
         self.default_batch_size: int = (
@@ -253,6 +261,9 @@ class GistEncoder:
         precision: str = "float32",
         convert_to_numpy: bool = True,
         convert_to_tensor: bool = False,
+        prompt_name: str | None = None,
+        prompt: str | None = None,
+        truncate_dim: int | None = None,
     ) -> npt.NDArray[Any]:
         """Encode texts into a float32 array of shape (number of texts, dimension), in input order.
 
@@ -272,21 +283,82 @@ class GistEncoder:
         takes calibration ranges). ``convert_to_numpy`` and ``convert_to_tensor`` are accepted
         for sentence-transformers' callers: the result is always a numpy array (gist-onnx never
         imports torch; ``torch.from_numpy`` makes a tensor of it without a copy).
+
+        ``prompt`` (a string put before every text) or ``prompt_name`` (one of the model's
+        prompts, from its config_sentence_transformers.json) as sentence-transformers takes them;
+        without either, the model's default prompt if it names one. GIST needs none: its prompts
+        are empty. ``truncate_dim`` keeps the first dimensions (this call's, else the encoder's),
+        normalized again when ``normalize_embeddings``.
         """
         if convert_to_tensor or not convert_to_numpy:
             raise InvalidInputError(
                 "gist-onnx returns numpy arrays (it never imports torch): drop convert_to_tensor "
                 "/ convert_to_numpy=False and wrap the result with torch.from_numpy(...)."
             )
-        vectors, _ = self._encode(texts, batch_size, normalize_embeddings, show_progress_bar)
+        vectors, _ = self._encode(
+            texts,
+            batch_size,
+            normalize_embeddings,
+            show_progress_bar,
+            prompt=self._prompt(prompt, prompt_name),
+            truncate_dim=self._dimensions(truncate_dim) or self.truncate_dim,
+        )
         return vectors if precision == "float32" else quantize_embeddings(vectors, precision)
+
+    def encode_query(self, texts: Iterable[str], **kwargs: Any) -> npt.NDArray[Any]:
+        """:meth:`encode` for search queries: the model's ``"query"`` prompt unless ``prompt`` or
+        ``prompt_name`` says otherwise (sentence-transformers' ``encode_query``). GIST's is
+        empty, so the vectors are :meth:`encode`'s."""
+        if kwargs.get("prompt") is None and kwargs.get("prompt_name") is None:
+            kwargs["prompt_name"] = "query" if "query" in self.config.prompts else None
+        return self.encode(texts, **kwargs)
+
+    def encode_document(self, texts: Iterable[str], **kwargs: Any) -> npt.NDArray[Any]:
+        """:meth:`encode` for the documents searched: the model's ``"document"`` prompt (else
+        ``"passage"``, else ``"corpus"``) unless ``prompt`` or ``prompt_name`` says otherwise
+        (sentence-transformers' ``encode_document``). GIST's is empty."""
+        if kwargs.get("prompt") is None and kwargs.get("prompt_name") is None:
+            names = ("document", "passage", "corpus")
+            kwargs["prompt_name"] = next((n for n in names if n in self.config.prompts), None)
+        return self.encode(texts, **kwargs)
+
+    def _prompt(self, prompt: str | None, prompt_name: str | None) -> str:
+        """The text put before every text, resolved as sentence-transformers resolves it (an
+        explicit prompt wins over a name)."""
+        if prompt is not None:
+            if not isinstance(prompt, str):
+                raise InvalidInputError(f"prompt must be a str, got {type(prompt).__name__}.")
+            return prompt
+        prompts = self.config.prompts
+        if prompt_name is not None:
+            if prompt_name not in prompts:
+                raise InvalidInputError(
+                    f"No prompt named {prompt_name!r}; this model's prompts are {sorted(prompts)}."
+                )
+            return prompts[prompt_name]
+        default = self.config.default_prompt_name
+        return prompts.get(default, "") if default is not None else ""
+
+    def _dimensions(self, truncate_dim: int | None) -> int | None:
+        """``truncate_dim`` checked against the graph's size; None to keep every dimension."""
+        if truncate_dim is None:
+            return None
+        return positive_int(truncate_dim, "truncate_dim", self._full_dimension)
 
     def encode_with_token_counts(
         self, texts: Iterable[str], batch_size: int | None = None, normalize_embeddings: bool = True
     ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]:
         """:meth:`encode`'s vectors and, from the same tokenization, :meth:`count_tokens`'s
         counts: what an API reporting token usage needs, without tokenizing twice."""
-        return self._encode(texts, batch_size, normalize_embeddings, None, counts=True)
+        return self._encode(
+            texts,
+            batch_size,
+            normalize_embeddings,
+            None,
+            counts=True,
+            prompt=self._prompt(None, None),
+            truncate_dim=self.truncate_dim,
+        )
 
     def _encode(
         self,
@@ -296,9 +368,13 @@ class GistEncoder:
         show_progress_bar: bool | None,
         *,
         counts: bool = False,
+        prompt: str = "",
+        truncate_dim: int | None = None,
     ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]:
         """The vectors, and with ``counts`` each text's token count (else an empty array)."""
         iterator, total = texts_of(texts, "encode")
+        if prompt:  # non-str items pass unchanged, to be refused by index
+            iterator = (prompt + t if isinstance(t, str) else t for t in iterator)
         batch_size = positive_int(
             self.default_batch_size if batch_size is None else batch_size,
             "batch_size",
@@ -314,7 +390,7 @@ class GistEncoder:
         normalize = normalize_embeddings and not self.config.normalize
         # One output array, filled in place: allocated whole when the number of texts is known,
         # else grown as chunks arrive (see planner.grow), so that it is never held twice.
-        out = np.empty((total or 0, self.dimension), dtype=np.float32)
+        out = np.empty((total or 0, self._full_dimension), dtype=np.float32)
         tokens = np.zeros(len(out) if counts else 0, dtype=np.int64)
         filled = start = 0
         try:
@@ -337,7 +413,12 @@ class GistEncoder:
             if progress is not None:
                 progress.close()
         if filled < len(out):  # an iterable whose len() promised more than it gave
-            out.resize((filled, self.dimension), refcheck=False)
+            out.resize((filled, self._full_dimension), refcheck=False)
+        if truncate_dim is not None and truncate_dim < self._full_dimension:
+            # As sentence-transformers: the model's output cut, then normalized if asked.
+            out = np.ascontiguousarray(out[:, :truncate_dim])
+            if normalize_embeddings:
+                out = l2_normalize(out)
         return out, tokens[:filled]
 
     def similarity(
@@ -353,6 +434,10 @@ class GistEncoder:
             )
         scores: npt.NDArray[np.float32] = l2_normalize(a2) @ l2_normalize(b2).T
         return scores
+
+    def get_embedding_dimension(self) -> int:
+        """The size of the vectors (sentence-transformers 6's name for :attr:`dimension`)."""
+        return self.dimension
 
     def get_sentence_embedding_dimension(self) -> int:
         """The size of the vectors (sentence-transformers' name for :attr:`dimension`)."""

@@ -71,3 +71,92 @@ def test_quantization_matches_sentence_transformers(precision: str) -> None:
     np.testing.assert_array_equal(
         quantize_embeddings(vectors, precision), theirs(vectors, precision=precision)
     )
+
+
+QUERIES = ["What is the capital of France?", "how to bake bread", "", "Paris"]
+
+
+@pytest.fixture(scope="module")
+def st_pair(exported: Path, stand_in_dir: Path) -> tuple[GistEncoder, object]:
+    from sentence_transformers import SentenceTransformer
+
+    return GistEncoder(exported), SentenceTransformer(str(stand_in_dir), device="cpu")
+
+
+@pytest.mark.parity
+def test_encode_query_and_document_match_sentence_transformers(st_pair: tuple) -> None:
+    """GIST's prompts are empty: encode_query / encode_document give encode's vectors, as they
+    do in sentence-transformers; an explicit prompt is put before every text, as there."""
+    ours, theirs = st_pair
+    for method in ("encode_query", "encode_document"):
+        np.testing.assert_allclose(
+            getattr(ours, method)(QUERIES), getattr(theirs, method)(QUERIES), atol=1e-5
+        )
+        np.testing.assert_allclose(getattr(ours, method)(QUERIES), ours.encode(QUERIES), atol=0)
+    np.testing.assert_allclose(
+        ours.encode(QUERIES, prompt="query: "), theirs.encode(QUERIES, prompt="query: "), atol=1e-5
+    )
+    assert ours.config.prompts == theirs.prompts == {"query": "", "document": ""}
+    with pytest.raises(InvalidInputError, match="No prompt named 'passage'"):
+        ours.encode(QUERIES, prompt_name="passage")
+
+
+@pytest.mark.parity
+@pytest.mark.parametrize("normalize", [False, True])
+def test_truncate_dim_matches_sentence_transformers(st_pair: tuple, normalize: bool) -> None:
+    ours, theirs = st_pair
+    mine = ours.encode(QUERIES, truncate_dim=128, normalize_embeddings=normalize)
+    assert mine.shape == (len(QUERIES), 128) and mine.flags.c_contiguous
+    np.testing.assert_allclose(
+        mine, theirs.encode(QUERIES, truncate_dim=128, normalize_embeddings=normalize), atol=1e-5
+    )
+    with pytest.raises(InvalidInputError, match="truncate_dim must be a positive integer"):
+        ours.encode(QUERIES, truncate_dim=385)
+
+
+@pytest.mark.parity
+def test_an_encoder_made_with_truncate_dim_reports_and_returns_it(
+    exported: Path, stand_in_dir: Path
+) -> None:
+    from sentence_transformers import SentenceTransformer
+
+    ours = GistEncoder(exported, truncate_dim=64)
+    theirs = SentenceTransformer(str(stand_in_dir), device="cpu", truncate_dim=64)
+    assert ours.get_embedding_dimension() == theirs.get_embedding_dimension() == 64
+    assert ours.get_sentence_embedding_dimension() == 64
+    np.testing.assert_allclose(
+        ours.encode(QUERIES), theirs.encode(QUERIES, normalize_embeddings=True), atol=1e-5
+    )
+    vectors, _ = ours.encode_with_token_counts(QUERIES)  # what the servers call
+    assert vectors.shape == (len(QUERIES), 64)
+
+
+@pytest.mark.parity
+def test_a_models_own_prompts_apply_as_in_sentence_transformers(
+    exported: Path, stand_in_dir: Path, tmp_path: Path
+) -> None:
+    """A model whose config_sentence_transformers.json names prompts (and a default): the same
+    prompt is chosen, by name, by method and by default, as sentence-transformers chooses it."""
+    import json
+    import shutil
+
+    from sentence_transformers import SentenceTransformer
+
+    config = {"prompts": {"query": "query: ", "passage": "passage: "}, "default_prompt_name": None}
+    ours_dir, theirs_dir = tmp_path / "ours", tmp_path / "theirs"
+    shutil.copytree(exported, ours_dir)
+    shutil.copytree(stand_in_dir, theirs_dir)
+    for folder in (ours_dir, theirs_dir):
+        (folder / "config_sentence_transformers.json").write_text(json.dumps(config))
+    ours = GistEncoder(ours_dir, verify_files=False)  # the config was edited after the export
+    theirs = SentenceTransformer(str(theirs_dir), device="cpu")
+    for method in ("encode_query", "encode_document"):
+        np.testing.assert_allclose(
+            getattr(ours, method)(QUERIES), getattr(theirs, method)(QUERIES), atol=1e-5
+        )
+    np.testing.assert_allclose(
+        ours.encode(QUERIES, prompt_name="passage"),
+        theirs.encode(QUERIES, prompt_name="passage"),
+        atol=1e-5,
+    )
+    assert not np.allclose(ours.encode_query(QUERIES), ours.encode(QUERIES), atol=1e-3)

@@ -50,6 +50,10 @@ class ModelConfig:
     exported_normalize: bool | None = None
     # tokenizer_config.json as read: what a tokenizer built from vocab.txt is configured by.
     tokenizer_config: dict[str, Any] = field(default_factory=dict, compare=False)
+    # config_sentence_transformers.json's prompts (name -> text put before each text) and the
+    # one applied by default; sentence-transformers adds empty "query" and "document" prompts.
+    prompts: dict[str, str] = field(default_factory=dict, compare=False)
+    default_prompt_name: str | None = None
 
 
 def read_config(
@@ -83,6 +87,7 @@ def read_config(
     if pool_dir is not None:
         pooling, dimension = _pooling(folder, pool_dir, dimension)
     lowercase = tok_config.get("do_lower_case")
+    prompts, default_prompt = _prompts(folder / "config_sentence_transformers.json")
     return ModelConfig(
         max_seq_length=max_len,
         do_lower_case=bool(st_config.get("do_lower_case", False)),
@@ -100,7 +105,28 @@ def read_config(
         exported_pooling=exported.pooling if exported is not None else None,
         exported_normalize=exported.normalize if exported is not None else None,
         tokenizer_config=tok_config,
+        prompts=prompts,
+        default_prompt_name=default_prompt,
     )
+
+
+def _prompts(path: Path) -> tuple[dict[str, str], str | None]:
+    """The prompts and default prompt name of config_sentence_transformers.json, with
+    sentence-transformers' empty "query" and "document" prompts where it names none."""
+    config = _object(path)
+    named = config.get("prompts") or {}
+    if not isinstance(named, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in named.items()
+    ):
+        raise ModelConfigError(f"'prompts' in {path} must map prompt names to strings.")
+    prompts = {"query": "", "document": "", **named}
+    default = config.get("default_prompt_name")
+    if default is not None and default not in prompts:
+        raise ModelConfigError(
+            f"default_prompt_name in {path} is {default!r}, not one of its prompts "
+            f"{sorted(prompts)}."
+        )
+    return prompts, default
 
 
 def _object(path: Path) -> dict[str, Any]:

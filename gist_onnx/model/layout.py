@@ -37,6 +37,7 @@ CONFIG_FILES = (
     "config.json",
     "modules.json",
     "sentence_bert_config.json",
+    "config_sentence_transformers.json",
 )
 
 
