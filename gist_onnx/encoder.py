@@ -82,7 +82,8 @@ class GistEncoder:
             lose quality.
 
     Attributes:
-        variant, provider, max_seq_length, dimension, pooling, source: what was chosen.
+        variant, provider, max_seq_length, dimension, pooling, source, threads: what was
+            chosen.
         default_batch_size: ``encode``'s batch_size when a call gives none (32 on the CPU, 128
             with CUDA).
         tokenizer: the text tokenizer; ``tokenizer.pad_multiple`` rounds each run's width up
@@ -138,6 +139,8 @@ class GistEncoder:
         # Runs at once for calls of several runs (CPU only): one single-threaded session shared
         # by that many Python threads (ONNX Runtime releases the GIL and allows concurrent runs).
         workers = resolved_threads or usable_cpus()
+        # CPU threads: what was asked (capped at the usable CPUs), else one per usable CPU.
+        self.threads: int = workers
         wanted = workers > 1 if parallel_runs is None else bool(parallel_runs)
         self.parallel_runs: int = workers if wanted and self.provider != CUDA else 1
         self._single: GraphSession | None = None  # made at the first call that needs it

@@ -208,3 +208,32 @@ def test_sigterm_drains_the_requests_in_flight(exported: Path) -> None:
         draining.get("/health")
     log = draining.stop()
     assert log.count('"status":200') == 4  # one access-log line per request
+
+
+def test_one_start_up_line_says_where_and_what(server: Server) -> None:
+    line = next(json.loads(text) for text in server.output().splitlines() if '"listening"' in text)
+    assert line["url"] == server.url
+    assert (line["variant"], line["provider"]) == ("int8", "CPUExecutionProvider")
+    assert line["limits"]["max_inputs"] == 64 and line["threads"] >= 1
+    assert line["model"] and line["source"]
+
+
+def test_a_port_in_use_fails_at_once_before_the_model_loads(tmp_path: Path) -> None:
+    """The address is taken first: the clash is reported in a second, not after a model load
+    (here there is no model at all, and the port is what the error names)."""
+    import subprocess
+    import sys
+
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        started = time.monotonic()
+        proc = subprocess.run(
+            [sys.executable, "-m", "gist_onnx.cli", "serve", "--model", str(tmp_path / "none"),
+             "--port", str(port)],
+            capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+    assert proc.returncode == 2, proc.stderr
+    assert f"Cannot listen on 127.0.0.1:{port}" in proc.stderr
+    assert time.monotonic() - started < 30

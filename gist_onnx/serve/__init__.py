@@ -12,7 +12,11 @@ hold is :class:`gist_onnx.wire.Limits`, shared with the Lambda handler.
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import os
+import socket
+import sys
 
 from .. import GistEncoder, InvalidInputError, MissingExtraError
 from ..wire import Limits
@@ -43,9 +47,13 @@ def serve(
     access_log: bool = True,
     graceful_timeout_s: int = 30,
 ) -> None:
-    """Load the model, then serve it until SIGINT or SIGTERM (which drain the requests in
-    flight, up to ``graceful_timeout_s``, then exit). The port opens once the model is loaded,
-    so ``/health`` answering means ready."""
+    """Take the port, load the model, then serve it until SIGINT or SIGTERM (which drain the
+    requests in flight, up to ``graceful_timeout_s``, then exit).
+
+    The address is bound first, so a port in use fails at once, before the model loads; it
+    accepts connections once the model is loaded, so ``/health`` answering means ready. One
+    start-up line (JSON, on stderr) gives the address, model, variant, provider, threads and
+    limits."""
     _require()
     import uvicorn
 
@@ -56,9 +64,16 @@ def serve(
     if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
         raise InvalidInputError(f"port must be an integer from 0 to 65535, got {port!r}.")
 
-    # The event loop parses and answers requests while the graph runs: ONNX Runtime's threads
-    # must not spin on the cores between runs.
-    encoder = GistEncoder(model, variant=variant, device=device, threads=threads, spinning=False)
+    sock = _bind(host, port)
+    try:
+        # The event loop parses and answers requests while the graph runs: ONNX Runtime's
+        # threads must not spin on the cores between runs.
+        encoder = GistEncoder(
+            model, variant=variant, device=device, threads=threads, spinning=False
+        )
+    except BaseException:
+        sock.close()
+        raise
     app = create_app(
         encoder,
         limits=limits,
@@ -79,4 +94,42 @@ def serve(
             head_timeout_s=limits.head_timeout_s, max_head_bytes=limits.max_head_bytes
         ),
     )
-    uvicorn.Server(config).run()
+    bound = sock.getsockname()
+    line = {
+        "event": "listening",
+        "url": f"http://{'[' + bound[0] + ']' if ':' in bound[0] else bound[0]}:{bound[1]}",
+        "model": model_name or encoder.model_name,
+        "source": encoder.source,
+        "variant": encoder.variant,
+        "provider": encoder.provider,
+        "threads": encoder.threads,
+        "parallel_runs": encoder.parallel_runs,
+        "limits": dataclasses.asdict(limits),
+    }
+    sys.stderr.write(json.dumps(line) + "\n")
+    sys.stderr.flush()
+    uvicorn.Server(config).run(sockets=[sock])
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    """A socket bound to ``host:port`` (not yet listening: connections are refused until the
+    server starts); a port in use or an address that is not this machine's is a usage error."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+    except socket.gaierror as exc:
+        raise InvalidInputError(f"--host {host!r} is not an address to listen on: {exc}.") from None
+    sock = socket.socket(family, kind, proto)
+    if os.name != "nt":
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does
+    try:
+        sock.bind(address)
+    except OSError as exc:
+        sock.close()
+        raise InvalidInputError(
+            f"Cannot listen on {host}:{port}: {exc.strerror or exc}. Pick another --port (or "
+            "stop what holds this one)."
+        ) from None
+    sock.set_inheritable(True)
+    return sock
