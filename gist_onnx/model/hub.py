@@ -121,7 +121,8 @@ def resolve_hub(
                     f"Cannot reach the Hugging Face hub at {constants.ENDPOINT} ({problem}), "
                     f"and {repo_id!r} is not complete in the local hub cache. Check your "
                     "connection or proxy (HF_ENDPOINT, HTTPS_PROXY), or pass a local model "
-                    "folder."
+                    "folder (`gist-onnx export --model DIR --output FOLDER` writes one from any "
+                    "sentence-transformers folder)."
                 ) from exc
     kwargs: dict[str, Any] = {
         "revision": revision,
