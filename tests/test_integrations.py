@@ -4,6 +4,7 @@ skips where its package is absent): pandas/Dask, Ray Data, LangChain, LlamaIndex
 from __future__ import annotations
 
 import asyncio
+import os
 from pathlib import Path
 
 import numpy as np
@@ -141,3 +142,41 @@ def test_chroma_collection_add_and_query(exported: Path, encoder: GistEncoder) -
     docs.add(ids=[str(i) for i in range(len(DOCS))], documents=DOCS)
     found = docs.query(query_texts=[QUERY], n_results=1)
     assert found["documents"][0][0] == DOCS[0]
+
+
+def test_a_persisted_chroma_collection_reopens_in_a_new_process_and_refuses_a_variant_change(
+    exported: Path, tmp_path: Path
+) -> None:
+    """Made in one process; reopened in a fresh one (where importing the module registers the
+    function), queried; reopened with another variant: refused, the vectors would not compare."""
+    pytest.importorskip("chromadb")
+    import subprocess
+    import sys
+    import textwrap
+
+    make = textwrap.dedent(f"""
+        import chromadb
+        from gist_onnx.integrations.chroma import open_collection
+        client = chromadb.PersistentClient({str(tmp_path / "db")!r})
+        docs = open_collection(client, "docs", model={str(exported)!r}, variant="int8")
+        docs.add(ids=["0", "1"], documents={DOCS[:2]!r})
+    """)
+    reopen = textwrap.dedent(f"""
+        import chromadb
+        import gist_onnx.integrations.chroma as chroma
+        client = chromadb.PersistentClient({str(tmp_path / "db")!r})
+        found = client.get_collection("docs").query(query_texts=[{QUERY!r}], n_results=1)
+        assert found["documents"][0][0] == {DOCS[0]!r}, found
+        try:
+            chroma.open_collection(client, "docs", model={str(exported)!r}, variant="fp32")
+        except chroma.InvalidInputError as exc:
+            print("refused:", exc)
+    """)
+    env = {**os.environ, "ANONYMIZED_TELEMETRY": "False"}
+    for script in (make, reopen):
+        proc = subprocess.run(
+            [sys.executable, "-c", script], capture_output=True, text=True, env=env, check=False
+        )
+        assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "refused: This collection holds vectors of" in proc.stdout
+    assert "variant='int8'" in proc.stdout and "variant='fp32'" in proc.stdout

@@ -1,12 +1,11 @@
 """Chroma: ``GistEmbeddingFunction``, registered under the name ``gist-onnx`` so that a
-persisted collection can rebuild it from its config.
+persisted collection can rebuild it from its config, and :func:`open_collection`, which opens or
+creates a collection and refuses to add vectors of another model or variant to it.
 
     import chromadb
-    from gist_onnx.integrations.chroma import GistEmbeddingFunction
+    from gist_onnx.integrations.chroma import open_collection
     client = chromadb.PersistentClient("db")
-    docs = client.get_or_create_collection(
-        "docs", embedding_function=GistEmbeddingFunction(model="/models/gist", variant="int8")
-    )
+    docs = open_collection(client, "docs", model="/models/gist", variant="int8")
 """
 
 from __future__ import annotations
@@ -15,7 +14,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from .. import GistEncoder, MissingExtraError
+from .. import GistEncoder, InvalidInputError, MissingExtraError
 
 try:
     from chromadb.api.types import Documents, EmbeddingFunction, Embeddings
@@ -56,3 +55,52 @@ class GistEmbeddingFunction(EmbeddingFunction[Documents]):
 
     def default_space(self) -> Literal["cosine", "l2", "ip"]:
         return "cosine"  # the vectors are unit length
+
+    def validate_config_update(
+        self, old_config: dict[str, Any], new_config: dict[str, Any]
+    ) -> None:
+        """Refuse a change of model or variant: the collection's vectors would mix two spaces."""
+        _same_vectors(old_config, new_config)
+
+
+# What decides the vectors: another model or variant gives vectors unlike the stored ones.
+_VECTOR_KEYS = ("model", "variant")
+
+
+def _same_vectors(stored: dict[str, Any], asked: dict[str, Any]) -> None:
+    changed = [k for k in _VECTOR_KEYS if stored.get(k) != asked.get(k)]
+    if changed:
+        raise InvalidInputError(
+            "This collection holds vectors of "
+            + ", ".join(f"{k}={stored.get(k)!r}" for k in _VECTOR_KEYS)
+            + "; its embedding function cannot change to "
+            + ", ".join(f"{k}={asked.get(k)!r}" for k in _VECTOR_KEYS)
+            + " (the vectors would not compare). Open it with the same model and variant, or "
+            "embed into a new collection."
+        )
+
+
+def open_collection(
+    client: Any,
+    name: str,
+    *,
+    model: str | None = None,
+    variant: str | None = None,
+    device: str = "cpu",
+    **kwargs: Any,
+) -> Any:
+    """The collection ``name`` of ``client``, created with a :class:`GistEmbeddingFunction` if
+    it does not exist; an existing one must have been made with the same model and variant
+    (:class:`~gist_onnx.InvalidInputError` otherwise). ``kwargs`` go to ``create_collection``."""
+    function = GistEmbeddingFunction(model=model, variant=variant, device=device)
+    asked = function.get_config()
+    if name in {getattr(c, "name", c) for c in client.list_collections()}:
+        stored = client.get_collection(name).configuration_json.get("embedding_function") or {}
+        if stored.get("name") not in (None, GistEmbeddingFunction.name()):
+            raise InvalidInputError(
+                f"Collection {name!r} was made with the embedding function "
+                f"{stored.get('name')!r}, not gist-onnx's: its vectors would not compare."
+            )
+        _same_vectors(stored.get("config") or {}, asked)
+        return client.get_collection(name, embedding_function=function)
+    return client.create_collection(name, embedding_function=function, **kwargs)
