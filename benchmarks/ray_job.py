@@ -73,7 +73,7 @@ def main() -> int:
         embedded = ds.map_batches(
             GistEmbedder,
             fn_constructor_kwargs={"model": model, "variant": "int8", "threads": 1},
-            concurrency=2,
+            compute=ray.data.ActorPoolStrategy(size=2),
             num_cpus=0.5,
             batch_size=256,
             batch_format="numpy",

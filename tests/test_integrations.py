@@ -68,7 +68,7 @@ def test_ray_data_map_batches_on_a_local_cluster(exported: Path, encoder: GistEn
         rows = ds.map_batches(
             GistEmbedder,
             fn_constructor_kwargs={"model": str(exported), "variant": "int8"},
-            concurrency=2,
+            compute=ray.data.ActorPoolStrategy(size=2),
             num_cpus=0.5,  # two actors at 1 CPU each on 2 CPUs leave none for reading: they hang
             batch_size=16,
             batch_format="numpy",

@@ -7,7 +7,7 @@
     ds = ds.map_batches(
         GistEmbedder,
         fn_constructor_kwargs={"model": "/models/gist", "variant": "int8", "column": "text"},
-        concurrency=4,          # actors (CPU); for GPU actors: num_gpus=1, device="cuda"
+        compute=ray.data.ActorPoolStrategy(size=4),  # actors; GPU ones: num_gpus=1, device="cuda"
         num_cpus=1,
         batch_size=256,
         batch_format="numpy",
