@@ -3,8 +3,8 @@
 A fenced ``python``, ``bash`` or ``sh`` block runs unless the line right above its fence says
 otherwise::
 
-    <!-- docs: skip (why: needs an AWS account) -->
     <!-- docs: syntax (why) -->   compiled (python) or parsed by ``bash -n``, not run
+    <!-- docs: skip (why) -->     the same, for blocks that install or deploy (pip, aws, make)
 
 A page's blocks run in order in one working folder that holds ``gist-onnx-model`` (the stand-in
 export), with the hub offline. Run as a script, this module is that runner: it executes one

@@ -201,3 +201,33 @@ def test_no_model_folder_is_refused(tmp_path: Path, capsys: pytest.CaptureFixtur
     code = main(["bundle", "--model", str(tmp_path / "nope"), "--output", str(tmp_path / "d")])
     assert code == 2
     assert "is not a folder" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("function_bytes", [20_000_000, 90_000_000])
+def test_the_printed_deploy_lines_are_a_shell_script(function_bytes: int) -> None:
+    """What `gist-onnx bundle` prints to deploy parses as shell (no <placeholder> a pasted line
+    would choke on); the role, and the bucket for a zip past 50 MB, are variables set first."""
+    import subprocess
+
+    from gist_onnx.serverless.bundle import BundleReport, Part
+
+    report = BundleReport(
+        variant="int8",
+        target={"python": "3.12", "arch": "x86_64", "glibc": "2.34"},
+        layout="split",
+        handler="gist_onnx.serverless.handler",
+        parts=[
+            Part("layer", "dist/layer.zip", 30_000_000, 110_000_000, 900),
+            Part("function", "dist/function.zip", function_bytes, function_bytes, 9),
+        ],
+        packages={},
+        pruned_bytes={},
+        compiled="",
+        checked_here="",
+        build_seconds=1.0,
+    )
+    script = report.deploy_commands()
+    assert "<" not in script and 'ROLE_ARN="' in script.splitlines()[0]
+    assert ("BUCKET=" in script) == (function_bytes > 50_000_000)
+    proc = subprocess.run(["bash", "-n"], input=script, capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stderr

@@ -122,28 +122,33 @@ class BundleReport:
         return "\n".join(lines)
 
     def deploy_commands(self, function_name: str = "gist-onnx") -> str:
-        """The aws CLI lines that deploy this bundle (role and account left to fill in)."""
+        """The aws CLI lines that deploy this bundle, as a shell script: fill in the role (and
+        the bucket, for a function zip past the direct-upload limit) on its first lines."""
         runtime = f"python{self.target['python']}"
         arch = "arm64" if self.target["arch"] == "aarch64" else "x86_64"
-        lines = []
+        lines = ['ROLE_ARN="arn:aws:iam::ACCOUNT_ID:role/LAMBDA_ROLE"  # your execution role']
         layers = ""
-        for layer in (p for p in self.parts if p.name == "layer"):
-            lines.append(
-                f"aws lambda publish-layer-version --layer-name {function_name}-runtime "
-                f"--zip-file fileb://{layer.path} --compatible-runtimes {runtime} "
-                f"--compatible-architectures {arch}"
-            )
-            layers = " --layers <LayerVersionArn printed by the line above>"
         function = next(p for p in self.parts if p.name == "function")
         code = f"--zip-file fileb://{function.path}"
         if function.zipped_bytes > ZIP_LIMIT_BYTES:
             key = f"{function_name}/function.zip"
-            lines.append(f"aws s3 cp {function.path} s3://<bucket>/{key}")
-            code = f"--code S3Bucket=<bucket>,S3Key={key}"
+            lines += [
+                'BUCKET="your-bucket"  # an S3 bucket in the function\'s region',
+                f'aws s3 cp {function.path} "s3://$BUCKET/{key}"',
+            ]
+            code = f'--code "S3Bucket=$BUCKET,S3Key={key}"'
+        for layer in (p for p in self.parts if p.name == "layer"):
+            lines.append(
+                "LAYER_ARN=$(aws lambda publish-layer-version "
+                f"--layer-name {function_name}-runtime --zip-file fileb://{layer.path} "
+                f"--compatible-runtimes {runtime} "
+                f"--compatible-architectures {arch} --query LayerVersionArn --output text)"
+            )
+            layers = ' --layers "$LAYER_ARN"'
         lines.append(
             f"aws lambda create-function --function-name {function_name} --runtime {runtime} "
             f"--architectures {arch} --handler {self.handler} --memory-size 1769 --timeout 30 "
-            f"--role arn:aws:iam::<account>:role/<lambda-role> {code}{layers}"
+            f'--role "$ROLE_ARN" {code}{layers}'
         )
         lines.append(
             f"aws lambda create-function-url-config --function-name {function_name} "
