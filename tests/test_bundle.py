@@ -139,6 +139,7 @@ def test_lambda_bundles_for_each_architecture(exported: Path, tmp_path: Path, ar
     assert model == [
         "1_Pooling/config.json",
         "config.json",
+        "config_sentence_transformers.json",  # the model's prompts
         "gist_onnx_manifest.json",
         "model_int8.onnx",
         "model_int8.onnx.data",
