@@ -1,11 +1,12 @@
-"""The README's headline table, generated from the committed results (its one source).
+"""The README's headline table and the docs' stack table, generated from the committed results
+(their one source).
 
-    python benchmarks/headline.py            # print the table
-    python benchmarks/headline.py --write    # put it in README.md, between its markers
+    python benchmarks/headline.py            # print the README's table
+    python benchmarks/headline.py --write    # put both in README.md and docs/benchmarks.md
 
 CPU figures: ``benchmarks/results/results.json`` (written by ``python benchmarks/run.py``).
 GPU figures: ``benchmarks/logs/gpu/5-final.json`` (written by ``benchmarks/gpu/gpu_check.py run``
-on an H200). A test checks that README.md holds exactly what this prints.
+on an H200). A test checks that README.md and docs/benchmarks.md hold exactly what this writes.
 """
 
 from __future__ import annotations
@@ -21,6 +22,18 @@ ROOT = HERE.parent
 CPU_RESULTS = HERE / "results" / "results.json"
 GPU_RESULTS = HERE / "logs" / "gpu" / "5-final.json"
 START, END = "<!-- headline:start -->", "<!-- headline:end -->"
+DOCS_START, DOCS_END = "<!-- stacks:start -->", "<!-- stacks:end -->"
+# The docs' table: sentence-transformers as users run it, its ONNX exports, the other wrappers,
+# and gist-onnx (the engines, CTranslate2 and OpenVINO, have their own report: PEERS.md).
+DOCS_STACKS = (
+    "st-torch",
+    "st-onnx-o3",
+    "st-onnx-int8",
+    "fastembed",
+    "optimum",
+    "gist-fp32",
+    "gist-int8",
+)
 CPU_STACKS = {
     "st-torch": "sentence-transformers (torch)",
     "gist-fp32": "**gist-onnx fp32**",
@@ -84,19 +97,63 @@ def table() -> str:
     return "\n".join(lines)
 
 
-def write(readme: Path) -> None:
-    text = readme.read_text(encoding="utf-8")
-    before, rest = text.split(START, 1)
-    after = rest.split(END, 1)[1]
-    readme.write_text(f"{before}{START}\n{table()}\n{END}{after}", encoding="utf-8")
+def stacks_table() -> str:
+    """Every wrapper's throughput at batch 32 and 128, one query, cold start, peak RSS and STS-B,
+    with ratios to sentence-transformers on torch."""
+    import sys
+
+    sys.path.insert(0, str(HERE))
+    try:
+        from stacks import STACKS
+    finally:
+        sys.path.remove(str(HERE))
+
+    r = json.loads(CPU_RESULTS.read_text(encoding="utf-8"))
+    raw, count = r["raw"], {k: v["count"] for k, v in r["workloads"].items()}
+    med = statistics.median
+    keys = ("sentences@32", "sentences@128", "passages@32", "passages@128")
+    ref = {k: med(raw["seconds"]["st-torch"][k]) for k in keys}
+    lines = [
+        "| stack | sentences/s @32 | @128 | passages/s @32 | @128 | one query | cold start "
+        "| peak RSS | STS-B |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for stack in DOCS_STACKS:
+        label = STACKS[stack].label
+        label = f"**{label}**" if stack.startswith("gist") else label
+        cells = []
+        for key in keys:
+            seconds = med(raw["seconds"][stack][key])
+            cells.append(f"{count[key.split('@')[0]] / seconds:,.0f} ({ref[key] / seconds:.2f}x)")
+        cold = raw["coldstart"][stack]
+        lines.append(
+            f"| {label} | {' | '.join(cells)} | {med(raw['latency_ms'][stack]['p50']):.2f} ms "
+            f"| {med(cold['wall_s']):.2f} s | {med(cold['rss_mib']):.0f} MiB "
+            f"| {r['quality'][stack]['stsb']:.2f} |"
+        )
+    return "\n".join(lines)
+
+
+def _replace(path: Path, start: str, end: str, body: str) -> None:
+    text = path.read_text(encoding="utf-8")
+    before, rest = text.split(start, 1)
+    after = rest.split(end, 1)[1]
+    path.write_text(f"{before}{start}\n{body}\n{end}{after}", encoding="utf-8")
+
+
+def write(root: Path) -> None:
+    _replace(root / "README.md", START, END, table())
+    _replace(root / "docs" / "benchmarks.md", DOCS_START, DOCS_END, stacks_table())
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--write", action="store_true", help="rewrite README.md's table")
+    parser.add_argument(
+        "--write", action="store_true", help="rewrite the README's and docs' tables"
+    )
     args = parser.parse_args()
     if args.write:
-        write(ROOT / "README.md")
+        write(ROOT)
     else:
         print(table())
     return 0
