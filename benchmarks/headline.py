@@ -23,6 +23,7 @@ CPU_RESULTS = HERE / "results" / "results.json"
 GPU_RESULTS = HERE / "logs" / "gpu" / "5-final.json"
 START, END = "<!-- headline:start -->", "<!-- headline:end -->"
 DOCS_START, DOCS_END = "<!-- stacks:start -->", "<!-- stacks:end -->"
+GPU_START, GPU_END = "<!-- gpu:start -->", "<!-- gpu:end -->"
 # The docs' table: sentence-transformers as users run it, its ONNX exports, the other wrappers,
 # and gist-onnx (the engines, CTranslate2 and OpenVINO, have their own report: PEERS.md).
 DOCS_STACKS = (
@@ -134,6 +135,23 @@ def stacks_table() -> str:
     return "\n".join(lines)
 
 
+def gpu_table() -> str:
+    """gist-onnx fp16 against sentence-transformers fp32 and fp16 on the same GPU."""
+    g = json.loads(GPU_RESULTS.read_text(encoding="utf-8"))
+    rows = {
+        "**gist-onnx fp16**": g["speed"]["gist-onnx overlap"],
+        "sentence-transformers fp32": g["speed"]["sentence-transformers float32"],
+        "sentence-transformers fp16": g["speed"]["sentence-transformers float16"],
+    }
+    lines = ["| | sentences/s | ~250-token passages/s | one query |", "|---|---|---|---|"]
+    for label, row in rows.items():
+        lines.append(
+            f"| {label} | {row['sentences_per_s']:,.0f} | {row['passages_per_s']:,.0f} "
+            f"| {row['one_query_ms']:.2f} ms |"
+        )
+    return "\n".join(lines)
+
+
 def _replace(path: Path, start: str, end: str, body: str) -> None:
     text = path.read_text(encoding="utf-8")
     before, rest = text.split(start, 1)
@@ -144,6 +162,7 @@ def _replace(path: Path, start: str, end: str, body: str) -> None:
 def write(root: Path) -> None:
     _replace(root / "README.md", START, END, table())
     _replace(root / "docs" / "benchmarks.md", DOCS_START, DOCS_END, stacks_table())
+    _replace(root / "docs" / "gpu.md", GPU_START, GPU_END, gpu_table())
 
 
 def main() -> int:

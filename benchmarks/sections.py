@@ -14,8 +14,9 @@ NAMES = ("serverless", "memory", "server", "embed", "ray_job")
 
 
 def markers(name: str) -> tuple[str, str]:
-    """The start and end markers of section ``name``."""
-    return f"<!-- {name}:start -->", f"<!-- {name}:end -->"
+    """The start and end markers of section ``name``: also the docs' snippet sections, so a docs
+    page includes the section as written (``--8<-- "benchmarks/results/RESULTS.md:server"``)."""
+    return f"<!-- --8<-- [start:{name}] -->", f"<!-- --8<-- [end:{name}] -->"
 
 
 def write(results: Path, name: str, body: str) -> None:

@@ -112,6 +112,7 @@ def test_the_readme_figures_are_the_generated_ones() -> None:
     for page, start, end, table in (
         ("README.md", headline.START, headline.END, headline.table),
         ("docs/benchmarks.md", headline.DOCS_START, headline.DOCS_END, headline.stacks_table),
+        ("docs/gpu.md", headline.GPU_START, headline.GPU_END, headline.gpu_table),
     ):
         text = (ROOT / page).read_text(encoding="utf-8")
         inside = text.split(start, 1)[1].split(end, 1)[0]
