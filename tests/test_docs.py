@@ -121,3 +121,15 @@ def test_the_readme_figures_are_the_generated_ones() -> None:
 
 def test_the_readme_fits_two_screens() -> None:
     assert len((ROOT / "README.md").read_text(encoding="utf-8").splitlines()) <= 200
+
+
+def test_the_readmes_links_point_at_files_that_exist() -> None:
+    """The docs site checks its own links (strict); the README is read on the forge, so its
+    relative links are checked here."""
+    import re
+
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    targets = re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", text)
+    local = [t for t in targets if not t.startswith(("http://", "https://"))]
+    assert local, "the README links into docs/"
+    assert [t for t in local if not (ROOT / t).exists()] == []
