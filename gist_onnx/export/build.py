@@ -224,16 +224,20 @@ def write_int8(
     biases_folded = fold_attention_biases(raw, folded)
     bounds = activation_bounds(folded, calibration_batches(output, config))
     ranges = peaks(bounds)
+
+    def write(static: tuple[str, ...]) -> dict[str, int]:
+        return quantize_for_cpu(
+            folded,
+            output,
+            config=config,
+            hf_config=hf_config,
+            ranges=ranges,
+            bounds=bounds,
+            static=static,
+        )
+
     static: tuple[str, ...] = STATIC_INPUTS
-    counts = quantize_for_cpu(
-        folded,
-        output,
-        config=config,
-        hf_config=hf_config,
-        ranges=ranges,
-        bounds=bounds,
-        static=static,
-    )
+    counts = write(static)
     # Static scales are sized on this model's calibration texts: should they miss the check on
     # another model, the graph is written again with a scale per row everywhere.
     first = check_graph(output, "int8", PARITY_TEXTS, reference, device=device)
@@ -245,15 +249,7 @@ def write_int8(
         )
         print(f"  int8: {static_note}; writing it with a scale per row everywhere")
         static = ()
-        counts = quantize_for_cpu(
-            folded,
-            output,
-            config=config,
-            hf_config=hf_config,
-            ranges=ranges,
-            bounds=bounds,
-            static=static,
-        )
+        counts = write(static)
     counts["attention_biases_folded"] = biases_folded
     counts["nodes"] = node_count(output / "model_int8.onnx")
     entry: dict[str, Any] = {

@@ -91,16 +91,12 @@ def open_collection(
 ) -> Any:
     """The collection ``name`` of ``client``, created with a :class:`GistEmbeddingFunction` if
     it does not exist; an existing one must have been made with the same model and variant
-    (:class:`~gist_onnx.InvalidInputError` otherwise). ``kwargs`` go to ``create_collection``."""
+    (:class:`~gist_onnx.InvalidInputError` otherwise). ``kwargs`` go to
+    ``get_or_create_collection``."""
     function = GistEmbeddingFunction(model=model, variant=variant, device=device)
-    asked = function.get_config()
-    if name in {getattr(c, "name", c) for c in client.list_collections()}:
-        stored = client.get_collection(name).configuration_json.get("embedding_function") or {}
-        if stored.get("name") not in (None, GistEmbeddingFunction.name()):
-            raise InvalidInputError(
-                f"Collection {name!r} was made with the embedding function "
-                f"{stored.get('name')!r}, not gist-onnx's: its vectors would not compare."
-            )
-        _same_vectors(stored.get("config") or {}, asked)
-        return client.get_collection(name, embedding_function=function)
-    return client.create_collection(name, embedding_function=function, **kwargs)
+    # Chroma itself refuses a collection made with another embedding function; what it lets
+    # through is the same function with another config, whose vectors would not compare.
+    collection = client.get_or_create_collection(name, embedding_function=function, **kwargs)
+    stored = collection.configuration_json.get("embedding_function") or {}
+    _same_vectors(stored.get("config") or {}, function.get_config())
+    return collection

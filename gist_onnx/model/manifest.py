@@ -16,7 +16,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from ..errors import ModelConfigError, ModelFilesError
-from .layout import MANIFEST_FILE, ModelFiles, Parsed, files_read, read_json
+from .layout import MANIFEST_FILE, ModelFiles, Parsed, files_read, parse_once
 
 FORMAT = 1
 
@@ -104,13 +104,10 @@ class Manifest:
 
 def read_manifest(folder: Path) -> Parsed:
     """The folder's :class:`Manifest` (a None value without one), or why it could not be read."""
-    path = folder / MANIFEST_FILE
-    if not path.is_file():
-        return Parsed()
-    try:
-        return Parsed(Manifest.from_json(read_json(path)))
-    except ModelConfigError as exc:
-        return Parsed(error=exc)
+    parsed = parse_once(folder / MANIFEST_FILE)
+    if parsed.error is not None or parsed.value is None:
+        return parsed
+    return Parsed(Manifest.from_json(parsed.value))
 
 
 def inside(name: Any) -> bool:
