@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[export,server,files,pandas,ray,langchain,llama-index,chroma,docs,dev]'
 	touch $(STAMP) $(DEMO_STAMP)
 
-# The demo needs only the export extra and the stand-in weights (~1.5 GB with torch, ~5 minutes
+# The demo needs only the export extra and the stand-in weights (~1.5 GB with torch, a few minutes
 # the first time); `make test` adds every other extra to the same .venv.
 $(DEMO_STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)

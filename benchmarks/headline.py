@@ -1,8 +1,8 @@
-"""The README's headline table and the docs' stack table, generated from the committed results
-(their one source).
+"""The README's headline table, the docs' tables and every figure quoted in their prose
+(``benchmarks/figures.py``), generated from the committed results (their one source).
 
     python benchmarks/headline.py            # print the README's table
-    python benchmarks/headline.py --write    # put both in README.md and docs/benchmarks.md
+    python benchmarks/headline.py --write    # rewrite the tables and figures in README.md and docs/
 
 CPU figures: ``benchmarks/results/results.json`` (written by ``python benchmarks/run.py``).
 GPU figures: ``benchmarks/logs/gpu/5-final.json`` (written by ``benchmarks/gpu/gpu_check.py run``
@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ GPU_RESULTS = HERE / "logs" / "gpu" / "5-final.json"
 START, END = "<!-- headline:start -->", "<!-- headline:end -->"
 DOCS_START, DOCS_END = "<!-- stacks:start -->", "<!-- stacks:end -->"
 GPU_START, GPU_END = "<!-- gpu:start -->", "<!-- gpu:end -->"
+QUALITY_RESULTS = HERE / "results" / "quality.json"
 # The docs' table: sentence-transformers as users run it, its ONNX exports, the other wrappers,
 # and gist-onnx (the engines, CTranslate2 and OpenVINO, have their own report: PEERS.md).
 DOCS_STACKS = (
@@ -101,8 +103,6 @@ def table() -> str:
 def stacks_table() -> str:
     """Every wrapper's throughput at batch 32 and 128, one query, cold start, peak RSS and STS-B,
     with ratios to sentence-transformers on torch."""
-    import sys
-
     sys.path.insert(0, str(HERE))
     try:
         from stacks import STACKS
@@ -152,6 +152,63 @@ def gpu_table() -> str:
     return "\n".join(lines)
 
 
+def variants_table() -> str:
+    """Each graph's file, size and cosine to sentence-transformers, as the export measured it
+    (``benchmarks/quality.py``); fp16's on CUDA from the GPU check."""
+    q = json.loads(QUALITY_RESULTS.read_text(encoding="utf-8"))["variants"]
+    g = json.loads(GPU_RESULTS.read_text(encoding="utf-8"))
+    where = {"fp32": "CPU, CUDA", "int8": "CPU", "fp16": "CUDA"}
+    lines = [
+        "| variant | where | file (graph + weights) "
+        "| worst / mean cosine to sentence-transformers, 43 varied texts |",
+        "|---|---|---|---|",
+    ]
+    for variant in ("fp32", "int8", "fp16"):
+        v = q[variant]
+        name = f"`{variant}`" + (" (default)" if variant == "fp32" else "")
+        if variant == "fp16":
+            cos = (
+                f"{g['parity_worst_cosine']:.7f} / {g['parity_mean_cosine']:.7f} on an "
+                f"{g['gpu'].removeprefix('NVIDIA ')} (CUDA's fp16 arithmetic)"
+            )
+        else:
+            digits = 7 if variant == "fp32" else 5
+            check = v["check"]
+            cos = f"{check['worst_cosine']:.{digits}f} / {check['mean_cosine']:.{digits}f}"
+        size = f"`{v['file']}`, {v['bytes'] / 1e6:.0f} MB"
+        lines.append(f"| {name} | {where[variant]} | {size} | {cos} |")
+    return "\n".join(lines)
+
+
+def sts_table() -> str:
+    """STS Spearman x 100 of each graph and of torch (``benchmarks/quality.py``)."""
+    q = json.loads(QUALITY_RESULTS.read_text(encoding="utf-8"))
+    names = {"stsb": "STS-B", **{f"sts{n}": f"STS{n}" for n in range(12, 17)}}
+    sets = q["sts_sets"]
+    lines = [
+        "| stack | " + " | ".join(names[n] for n in sets) + " |",
+        "|---" * (len(sets) + 1) + "|",
+    ]
+    for stack, scores in q["sts"].items():
+        lines.append(f"| {stack} | " + " | ".join(f"{scores[n]:.2f}" for n in sets) + " |")
+    return "\n".join(lines)
+
+
+# (page, start marker, end marker, the function that writes what goes between them)
+TABLES = (
+    ("README.md", START, END, table),
+    ("docs/benchmarks.md", DOCS_START, DOCS_END, stacks_table),
+    ("docs/gpu.md", GPU_START, GPU_END, gpu_table),
+    ("docs/library.md", "<!-- variants:start -->", "<!-- variants:end -->", variants_table),
+    ("docs/export.md", "<!-- sts:start -->", "<!-- sts:end -->", sts_table),
+)
+
+
+def pages(root: Path) -> list[Path]:
+    """Every page whose prose may quote a figure: the README and the docs."""
+    return [root / "README.md", *sorted((root / "docs").rglob("*.md"))]
+
+
 def _replace(path: Path, start: str, end: str, body: str) -> None:
     text = path.read_text(encoding="utf-8")
     before, rest = text.split(start, 1)
@@ -160,9 +217,14 @@ def _replace(path: Path, start: str, end: str, body: str) -> None:
 
 
 def write(root: Path) -> None:
-    _replace(root / "README.md", START, END, table())
-    _replace(root / "docs" / "benchmarks.md", DOCS_START, DOCS_END, stacks_table())
-    _replace(root / "docs" / "gpu.md", GPU_START, GPU_END, gpu_table())
+    import figures
+
+    for page, start, end, make in TABLES:
+        _replace(root / page, start, end, make())
+    for path in pages(root):
+        text = path.read_text(encoding="utf-8")
+        if figures.MARKER.search(text):
+            path.write_text(figures.render(text), encoding="utf-8")
 
 
 def main() -> int:
@@ -171,6 +233,7 @@ def main() -> int:
         "--write", action="store_true", help="rewrite the README's and docs' tables"
     )
     args = parser.parse_args()
+    sys.path.insert(0, str(HERE))
     if args.write:
         write(ROOT)
     else:

@@ -2,24 +2,28 @@
 
 Every python and shell block of README.md and docs/ runs against the stand-in export (or is
 marked ``syntax`` / ``skip`` with its reason, see ``docs_blocks.py``), the site builds with
-``mkdocs build --strict`` (a broken link or reference fails it), and the README's figures are
-the ones ``benchmarks/headline.py`` generates from the committed results.
+``mkdocs build --strict`` (a broken link or reference fails it), and every table and figure the
+pages quote is the one ``benchmarks/headline.py`` generates from the committed results.
 """
 
 from __future__ import annotations
 
+import argparse
+import importlib
 import os
+import re
 import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from docs_blocks import Block, as_json, blocks, syntax_error
 
 ROOT = Path(__file__).resolve().parent.parent
-PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]  # docs/results/ are includes
 ALL = [b for page in PAGES for b in blocks(page, ROOT)]
 RUN_PAGES = sorted({b.page for b in ALL if b.check == "run"})
 
@@ -103,20 +107,98 @@ def test_the_site_builds_strict(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr[-4000:]
 
 
-def test_the_readme_figures_are_the_generated_ones() -> None:
+def _benchmarks_module(name: str) -> Any:
     sys.path.insert(0, str(ROOT / "benchmarks"))
     try:
-        import headline
+        return importlib.import_module(name)
     finally:
         sys.path.remove(str(ROOT / "benchmarks"))
-    for page, start, end, table in (
-        ("README.md", headline.START, headline.END, headline.table),
-        ("docs/benchmarks.md", headline.DOCS_START, headline.DOCS_END, headline.stacks_table),
-        ("docs/gpu.md", headline.GPU_START, headline.GPU_END, headline.gpu_table),
-    ):
+
+
+def test_the_tables_are_the_generated_ones() -> None:
+    headline = _benchmarks_module("headline")
+    for page, start, end, table in headline.TABLES:
         text = (ROOT / page).read_text(encoding="utf-8")
+        assert start in text and end in text, f"{page}: {start} ... {end}"
         inside = text.split(start, 1)[1].split(end, 1)[0]
         assert inside.strip() == table().strip(), f"{page}: python benchmarks/headline.py --write"
+
+
+def test_every_figure_in_the_prose_is_the_generated_one() -> None:
+    figures = _benchmarks_module("figures")
+    marked = 0
+    for page in PAGES:
+        text = page.read_text(encoding="utf-8")
+        marked += len(figures.MARKER.findall(text))
+        assert figures.stale(text) == [], f"{page.name}: python benchmarks/headline.py --write"
+    assert marked >= 40
+
+
+# A measurement quoted in prose: a number with a unit of time, size, speed or ratio, or a cosine.
+MEASURE = re.compile(
+    r"(?<![\w.])[-+~]?\d[\d,]*(?:\.\d+)?(?:-\d[\d,]*(?:\.\d+)?)? ?"
+    r"(?:ms|us|s|min|minutes|seconds|x|%|MB|MiB|GB|GiB|KB|KiB|"
+    r"(?:texts|requests|sentences|passages)/s|GFLOP/s)(?![\w/])"
+    r"|(?<![\d.])0\.99\d{2,}"
+)
+# Numbers with units that are not measurements: thresholds the tests enforce, defaults the code
+# holds (the limits table is checked against the code below), the platforms' documented limits.
+NOT_MEASURED = {
+    "0.99999": "the fp32 threshold the parity tests and the export's check enforce",
+    "8 MiB": "--max-body-bytes' default",
+    "10 s": "--head-timeout's default",
+    "32 KiB": "--max-header-bytes' default",
+    "30 s": "--body-timeout's default; the drain's bound",
+    "5 s": "uvicorn's keep-alive timeout; the hub probe's timeout",
+    "400s": "HTTP statuses",
+    "50 MB": "Lambda's direct-upload limit; a text size in an example",
+    "100 KB": "the size of the texts memory.py encodes",
+    "250 MB": "Lambda's unzipped limit",
+    "6 MB": "Lambda's synchronous response limit",
+    "1,769 MB": "the memory at which Lambda gives one vCPU",
+    "4x": "float32 bytes against their decimal text",
+}
+
+
+def _prose(text: str) -> str:
+    """``text`` without generated tables, marked figures, code blocks and inline code."""
+    text = re.sub(r"<!-- (\w+):start -->.*?<!-- \1:end -->", "", text, flags=re.S)
+    text = re.sub(r"<!-- fig:[^>]*-->.*?<!-- /fig -->", "", text, flags=re.S)
+    text = re.sub(r"^```.*?^```", "", text, flags=re.S | re.M)
+    return re.sub(r"`[^`\n]*`", "", text)
+
+
+def test_no_measurement_is_typed_by_hand() -> None:
+    """Every measured figure in the README and the docs is generated (a table or a marked
+    figure) or included from a committed report: none is typed into the prose."""
+    typed = [
+        f"{page.relative_to(ROOT)}: {hit!r} in {line.strip()[:80]!r}"
+        for page in PAGES
+        for line in _prose(page.read_text(encoding="utf-8")).splitlines()
+        for hit in MEASURE.findall(line)
+        if hit.strip() not in NOT_MEASURED
+    ]
+    assert typed == [], "mark them as figures (benchmarks/figures.py):\n" + "\n".join(typed)
+
+
+def test_the_serving_limits_table_is_the_codes_defaults() -> None:
+    from gist_onnx.cli import build_parser
+
+    serve = next(
+        a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)
+    ).choices["serve"]
+    defaults = {o: a.default for a in serve._actions for o in a.option_strings}
+    text = (ROOT / "docs" / "serving.md").read_text(encoding="utf-8")
+    rows = re.findall(r"^\| [^|]*\(`(--[a-z-]+)`[^|]*\| ([^|]+) \|", text, flags=re.M)
+    assert len(rows) >= 8
+    units = {"MiB": 1024 * 1024, "KiB": 1024, "s": 1}
+    for option, shown in rows:
+        if shown.strip() == "none":
+            assert defaults[option] is None, f"serving.md: {option} none != {defaults[option]}"
+            continue
+        number, _, unit = shown.strip().partition(" ")
+        value = float(number.replace(",", "")) * units.get(unit, 1)
+        assert value == defaults[option], f"serving.md: {option} {shown} != {defaults[option]}"
 
 
 def test_the_readme_fits_two_screens() -> None:
