@@ -8,6 +8,9 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
+from .cache import EmbeddingCache
 from .encoder import GistEncoder
 from .errors import (
     GistOnnxError,
@@ -18,9 +21,14 @@ from .errors import (
     ProviderUnavailableError,
 )
 
+if TYPE_CHECKING:
+    from .batching import AsyncGistEncoder
+
 __version__ = "0.2.0"
 
 __all__ = [
+    "AsyncGistEncoder",
+    "EmbeddingCache",
     "GistEncoder",
     "GistOnnxError",
     "InvalidInputError",
@@ -30,3 +38,12 @@ __all__ = [
     "ProviderUnavailableError",
     "__version__",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    # AsyncGistEncoder imports asyncio, which a process that never awaits should not pay for.
+    if name == "AsyncGistEncoder":
+        from .batching import AsyncGistEncoder
+
+        return AsyncGistEncoder
+    raise AttributeError(f"module 'gist_onnx' has no attribute {name!r}")

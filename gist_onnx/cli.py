@@ -85,8 +85,13 @@ def _serve(args: argparse.Namespace) -> int:
         api_key=args.api_key or options.api_key(),
         limits=limits,
         batching=not args.no_batching,
-        model_name=args.model_name,
+        served_model_names=args.served_model_name,
+        any_model=args.any_model,
         access_log=not args.quiet,
+        cache_entries=args.cache_size,
+        cache_bytes=args.cache_bytes,
+        warm_up=None if args.no_warm_up else tuple(args.warm_up_lengths),
+        drain_delay_s=args.drain_delay,
     )
     return 0
 
@@ -152,6 +157,13 @@ _count = _within(int, 1, math.inf)
 _port = _within(int, 1, 65535)
 _seconds = _within(float, 0, math.inf, above=True)
 _milliseconds = _within(float, 0, math.inf)
+_non_negative = _within(int, 0, math.inf)
+
+
+def _lengths(text: str) -> tuple[int, ...]:
+    """An argparse type: comma-separated token lengths, each from 1 to 8192."""
+    one = _within(int, 1, 8192)
+    return tuple(one(part) for part in text.split(",") if part.strip())
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -248,6 +260,8 @@ def _add_embed(commands: Any) -> None:
 
 def _add_serve(commands: Any) -> None:
     """``gist-onnx serve``: the HTTP server; every limit's default is ``Limits()``'s."""
+    from .cache import DEFAULT_BYTES, DEFAULT_ENTRIES
+    from .encoder import WARM_UP_LENGTHS
     from .wire.limits import Limits
 
     limits = Limits()  # the defaults: written once, in Limits
@@ -266,7 +280,49 @@ def _add_serve(commands: Any) -> None:
     serve.add_argument(
         "--api-key", default=None, help="require 'Authorization: Bearer KEY' (or GIST_ONNX_API_KEY)"
     )
-    serve.add_argument("--model-name", default=None, help="the model id responses report")
+    serve.add_argument(
+        "--served-model-name",
+        "--model-name",
+        action="append",
+        default=None,
+        metavar="NAME",
+        help="a model id requests may name (repeatable; the first is the one responses report; "
+        "default: the export's model id)",
+    )
+    serve.add_argument(
+        "--any-model",
+        action="store_true",
+        help="accept any 'model' in a request (default: 404 model_not_found for an unknown one)",
+    )
+    serve.add_argument(
+        "--cache-size",
+        type=_non_negative,
+        default=DEFAULT_ENTRIES,
+        help=f"texts the exact cache holds ({DEFAULT_ENTRIES:,}; 0: no cache)",
+    )
+    serve.add_argument(
+        "--cache-bytes",
+        type=_count,
+        default=DEFAULT_BYTES,
+        help=f"bytes the cache's entries may take ({DEFAULT_BYTES // 2**20} MiB)",
+    )
+    serve.add_argument(
+        "--warm-up-lengths",
+        type=_lengths,
+        default=WARM_UP_LENGTHS,
+        metavar="N,N,...",
+        help="token lengths run once at start-up, before /health/ready says ready "
+        f"({','.join(map(str, WARM_UP_LENGTHS))})",
+    )
+    serve.add_argument("--no-warm-up", action="store_true", help="ready at once, no warm-up")
+    serve.add_argument(
+        "--drain-delay",
+        type=_milliseconds,
+        default=0.0,
+        metavar="SECONDS",
+        help="after SIGTERM, keep serving (with /health/ready 503) this long before closing the "
+        "port (0; 5 suits Kubernetes)",
+    )
     serve.add_argument(
         "--max-inputs", type=_count, default=limits.max_inputs, help="texts per request (413)"
     )

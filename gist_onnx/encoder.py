@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 import warnings
+import weakref
 from collections.abc import Callable, Generator, Iterable, Iterator
 from functools import partial
 from itertools import islice
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
 
 from . import planner
+from .cache import EmbeddingCache, as_cache
 from .errors import GistOnnxError, InvalidInputError, ModelConfigError
 from .inputs import check_texts, invalid_unicode, positive_int, texts_of
 from .model import (
@@ -22,6 +25,7 @@ from .model import (
     IntegrityCheck,
     ModelConfig,
     ModelFiles,
+    files_identity,
     files_read,
     read_config,
     resolve,
@@ -39,6 +43,13 @@ from .session import (
     usable_cpus,
 )
 from .tokenizer import Batch, TextTokenizer, load_tokenizer
+
+if TYPE_CHECKING:
+    from .batching import AsyncGistEncoder
+
+
+# What warm_up runs by default: a query's width up to the longest run (the CPU's token budget).
+WARM_UP_LENGTHS = (16, 32, 64, 128, 256)
 
 
 class GistEncoder:
@@ -76,6 +87,11 @@ class GistEncoder:
         verify_files: check the files read against the sha256 sums of the folder's
             ``gist_onnx_manifest.json`` (the export writes it) and refuse a mismatch with
             :class:`ModelFilesError`. The check runs while the session loads; on by default.
+        cache: keep the vectors of texts seen before and return them without a graph run: an
+            :class:`~gist_onnx.EmbeddingCache` (bounded by entries and bytes; one may serve several
+            encoders), a number of entries, or True for the defaults. Off by default. A cached
+            vector is exactly the one the graph gives (vectors do not depend on their batch);
+            with a cache, ``encode`` reads its texts into a list before running them.
         truncate_dim: keep only the first ``truncate_dim`` dimensions of every vector, as
             sentence-transformers' ``truncate_dim`` does (:attr:`dimension` says it then).
             GIST was not trained for shorter vectors (it is not a Matryoshka model): they
@@ -107,7 +123,9 @@ class GistEncoder:
         local_files_only: bool = False,
         verify_files: bool = True,
         truncate_dim: int | None = None,
+        cache: EmbeddingCache | int | bool | None = None,
     ) -> None:
+        self.cache: EmbeddingCache | None = as_cache(cache)
         chosen_providers = choose_providers(device, providers)
         self.files: ModelFiles = resolve(
             model,
@@ -151,6 +169,10 @@ class GistEncoder:
             self.provider == CUDA and self.session.info.pooled and cuda_graph is not False
         )
         self._replay: ReplayedGraph | None = None
+        self._identity: str | None = None
+        # aencode's batcher on each event loop it is called from.
+        self._async: weakref.WeakKeyDictionary[Any, AsyncGistEncoder] = weakref.WeakKeyDictionary()
+        self._async_lock = threading.Lock()
 
     def _warn_if_writable(self) -> None:
         exposed = writable_by_others(self.files)
@@ -308,6 +330,52 @@ class GistEncoder:
         )
         return vectors if precision == "float32" else quantize_embeddings(vectors, precision)
 
+    async def aencode(
+        self,
+        texts: Iterable[str],
+        *,
+        normalize_embeddings: bool = True,
+        prompt: str | None = None,
+        prompt_name: str | None = None,
+        truncate_dim: int | None = None,
+    ) -> npt.NDArray[np.float32]:
+        """:meth:`encode` for coroutines: concurrent calls on one event loop share graph runs
+        (an :class:`~gist_onnx.AsyncGistEncoder` per loop, made at the first call), the graph
+        runs off the event loop, and each call gets the vectors :meth:`encode` gives its texts."""
+        import asyncio  # here: asyncio costs the cold start ~10 ms
+
+        loop = asyncio.get_running_loop()
+        with self._async_lock:
+            batcher = self._async.get(loop)
+            if batcher is None:
+                from .batching import AsyncGistEncoder
+
+                batcher = self._async[loop] = AsyncGistEncoder(self)
+        return await batcher.encode(
+            texts,
+            normalize_embeddings=normalize_embeddings,
+            prompt=prompt,
+            prompt_name=prompt_name,
+            truncate_dim=truncate_dim,
+        )
+
+    def warm_up(self, lengths: Iterable[int] = WARM_UP_LENGTHS) -> float:
+        """Run texts of each of ``lengths`` tokens (at most ``max_seq_length``) through the graph,
+        alone and in a batch, so
+        that the first real calls do not pay for new input shapes (ONNX Runtime plans and, with
+        CUDA, picks kernels per shape) or for the second session of parallel runs. The cache,
+        if any, is not touched. Returns the seconds it took."""
+        started = time.perf_counter()
+        batch = 4  # a batch, not a large one: what is planned per shape is the width
+        widths = sorted(
+            {min(positive_int(n, "length", 1 << 20), self.max_seq_length) for n in lengths}
+        )
+        for size in widths:
+            text = " ".join(["word"] * max(size - 2, 1))  # [CLS] word ... [SEP]
+            for texts in ([text], [text] * batch):
+                self._graph(iter(texts), len(texts), batch, False, counts=False, normalize=False)
+        return time.perf_counter() - started
+
     def encode_query(self, texts: Iterable[str], **kwargs: Any) -> npt.NDArray[Any]:
         """:meth:`encode` for search queries: the model's ``"query"`` prompt unless ``prompt`` or
         ``prompt_name`` says otherwise (sentence-transformers' ``encode_query``). GIST's is
@@ -383,6 +451,114 @@ class GistEncoder:
             "batch_size",
             planner.MAX_BATCH_SIZE,
         )
+        if self.cache is not None:
+            items = list(iterator)
+            if all(isinstance(t, str) for t in items):  # else refused by index, below
+                out, tokens, missing = self._from_cache(items)
+                if missing:
+                    fresh = [items[row] for row in missing]
+                    vectors, fresh_counts = self._compute(fresh, batch_size, show_progress_bar)
+                    out[missing], tokens[missing] = vectors, fresh_counts
+                return self._finish(out, normalize_embeddings, truncate_dim), (
+                    tokens if counts else tokens[:0]
+                )
+            iterator, total = iter(items), len(items)
+        out, tokens = self._graph(
+            iterator,
+            total,
+            batch_size,
+            show_progress_bar,
+            counts=counts,
+            normalize=normalize_embeddings and not self.config.normalize,
+        )
+        return self._finish(out, normalize_embeddings, truncate_dim, normalized=True), tokens
+
+    def _finish(
+        self,
+        out: npt.NDArray[np.float32],
+        normalize_embeddings: bool,
+        truncate_dim: int | None,
+        *,
+        normalized: bool = False,
+    ) -> npt.NDArray[np.float32]:
+        """The graph's output as a call asked for it: normalized (unless ``normalized`` says the
+        runs did it) and cut to ``truncate_dim``."""
+        if not normalized and normalize_embeddings and not self.config.normalize and len(out):
+            out = l2_normalize(out)
+        if truncate_dim is not None and truncate_dim < self._full_dimension:
+            # As sentence-transformers: the model's output cut, then normalized if asked.
+            out = np.ascontiguousarray(out[:, :truncate_dim])
+            if normalize_embeddings:
+                out = l2_normalize(out)
+        return out
+
+    @property
+    def identity(self) -> str:
+        """What the cache keys this encoder's vectors on: the files read (their sha256 from the
+        export's manifest, else path, size and modification time) and the variant."""
+        if self._identity is None:
+            self._identity = files_identity(self.files, self.variant)
+        return self._identity
+
+    def _checked_texts(self, texts: Iterable[str], prompt: str) -> list[str]:
+        """``texts`` as a list of str with ``prompt`` before each, or the error naming the first
+        that is not a str or not valid Unicode (what encode would raise)."""
+        iterator, _ = texts_of(texts, "encode")
+        items = list(iterator)
+        check_texts(items, 0)
+        invalid_unicode(items, 0, None)
+        return [prompt + t for t in items] if prompt else items
+
+    def _from_cache(
+        self, texts: list[str]
+    ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64], list[int]]:
+        """The graph's output and token counts for ``texts`` as far as the cache holds them
+        (rows of zeros elsewhere), and the rows it does not hold."""
+        out = np.zeros((len(texts), self._full_dimension), dtype=np.float32)
+        tokens = np.zeros(len(texts), dtype=np.int64)
+        if self.cache is None:
+            return out, tokens, list(range(len(texts)))
+        missing = []
+        for row, hit in enumerate(self.cache.get_many(self.identity, texts)):
+            if hit is None:
+                missing.append(row)
+            else:
+                out[row], tokens[row] = hit
+        return out, tokens, missing
+
+    def _compute(
+        self,
+        texts: list[str],
+        batch_size: int | None = None,
+        show_progress_bar: bool | None = None,
+    ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]:
+        """``texts`` (checked str) through the graph, each distinct text once: the graph's
+        output and token counts, held by the cache if there is one."""
+        distinct = list(dict.fromkeys(texts))
+        size = self.default_batch_size if batch_size is None else batch_size
+        vectors, counts = self._graph(
+            iter(distinct), len(distinct), size, show_progress_bar, counts=True, normalize=False
+        )
+        if self.cache is not None:
+            self.cache.put_many(self.identity, distinct, vectors, counts)
+        if len(distinct) == len(texts):
+            return vectors, counts
+        where = {text: row for row, text in enumerate(distinct)}
+        rows = [where[text] for text in texts]
+        return vectors[rows], counts[rows]
+
+    def _graph(
+        self,
+        iterator: Iterator[Any],
+        total: int | None,
+        batch_size: int,
+        show_progress_bar: bool | None,
+        *,
+        counts: bool,
+        normalize: bool,
+    ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]:
+        """The texts through the graph, in runs: one full-size row per text (L2-normalized per
+        run with ``normalize``), and with ``counts`` each text's token count."""
         runs = self._plan(iterator, batch_size)
         if self.overlap and (total is None or total > batch_size):
             runs = planner.prefetch(runs)
@@ -390,7 +566,6 @@ class GistEncoder:
             runs, self._run, parallel=self.parallel_runs, single=self._single_runner
         )
         progress = _progress(show_progress_bar, total)
-        normalize = normalize_embeddings and not self.config.normalize
         # One output array, filled in place: allocated whole when the number of texts is known,
         # else grown as chunks arrive (see planner.grow), so that it is never held twice.
         out = np.empty((total or 0, self._full_dimension), dtype=np.float32)
@@ -417,11 +592,6 @@ class GistEncoder:
                 progress.close()
         if filled < len(out):  # an iterable whose len() promised more than it gave
             out.resize((filled, self._full_dimension), refcheck=False)
-        if truncate_dim is not None and truncate_dim < self._full_dimension:
-            # As sentence-transformers: the model's output cut, then normalized if asked.
-            out = np.ascontiguousarray(out[:, :truncate_dim])
-            if normalize_embeddings:
-                out = l2_normalize(out)
         return out, tokens[:filled]
 
     def similarity(

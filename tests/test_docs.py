@@ -146,6 +146,7 @@ MEASURE = re.compile(
 NOT_MEASURED = {
     "0.99999": "the fp32 threshold the parity tests and the export's check enforce",
     "8 MiB": "--max-body-bytes' default",
+    "64 MiB": "--cache-bytes' default (checked below)",
     "10 s": "--head-timeout's default",
     "32 KiB": "--max-header-bytes' default",
     "30 s": "--body-timeout's default; the drain's bound",
@@ -179,6 +180,14 @@ def test_no_measurement_is_typed_by_hand() -> None:
         if hit.strip() not in NOT_MEASURED
     ]
     assert typed == [], "mark them as figures (benchmarks/figures.py):\n" + "\n".join(typed)
+
+
+def test_the_cache_defaults_in_the_docs_are_the_codes() -> None:
+    from gist_onnx.cache import DEFAULT_BYTES, DEFAULT_ENTRIES
+
+    for page in ("serving.md", "library.md"):
+        text = (ROOT / "docs" / page).read_text(encoding="utf-8")
+        assert f"{DEFAULT_ENTRIES:,}" in text and f"{DEFAULT_BYTES // 2**20} MiB" in text, page
 
 
 def test_the_serving_limits_table_is_the_codes_defaults() -> None:

@@ -93,6 +93,22 @@ def test_langchain_embeddings_and_a_vector_store(exported: Path, encoder: GistEn
     np.testing.assert_allclose(embeddings.embed_query(QUERY), encoder.encode_one(QUERY), atol=1e-6)
     assert asyncio.run(embeddings.aembed_query(QUERY)) == embeddings.embed_query(QUERY)
     assert asyncio.run(embeddings.aembed_documents(DOCS)) == embeddings.embed_documents(DOCS)
+    # Concurrent async queries share graph runs (GistEncoder.aencode), with the same vectors.
+    runs: list[int] = []
+    original = embeddings.encoder._compute
+
+    def counted(texts: list[str], *args: object, **kwargs: object) -> object:
+        runs.append(len(texts))
+        return original(texts, *args, **kwargs)  # type: ignore[arg-type]
+
+    embeddings.encoder._compute = counted  # type: ignore[method-assign]
+
+    async def many() -> list[list[float]]:
+        return list(await asyncio.gather(*(embeddings.aembed_query(d) for d in DOCS)))
+
+    assert asyncio.run(many()) == embeddings.embed_documents(DOCS)
+    embeddings.encoder._compute = original  # type: ignore[method-assign]
+    assert sum(runs) == len(DOCS) and len(runs) < len(DOCS)
     store = InMemoryVectorStore.from_texts(DOCS, embeddings)
     assert store.similarity_search(QUERY, k=1)[0].page_content == DOCS[0]
 
@@ -111,17 +127,17 @@ def test_llama_index_embedding_and_retrieval(exported: Path, encoder: GistEncode
         model.get_text_embedding_batch(DOCS), encoder.encode(DOCS), atol=1e-6
     )
     assert asyncio.run(model.aget_query_embedding(QUERY)) == model.get_query_embedding(QUERY)
-    # An async batch is one encode call, not one per text.
+    # An async batch is one graph batch, not one per text.
     calls: list[int] = []
-    original = model._encoder.encode
+    original = model._encoder._compute
 
-    def counted(texts: list[str], *args: object, **kwargs: object) -> np.ndarray:
+    def counted(texts: list[str], *args: object, **kwargs: object) -> object:
         calls.append(len(texts))
         return original(texts, *args, **kwargs)  # type: ignore[arg-type]
 
-    model._encoder.encode = counted  # type: ignore[method-assign]
+    model._encoder._compute = counted  # type: ignore[method-assign]
     batch = asyncio.run(model.aget_text_embedding_batch(DOCS))
-    model._encoder.encode = original  # type: ignore[method-assign]
+    model._encoder._compute = original  # type: ignore[method-assign]
     assert calls == [len(DOCS)]
     np.testing.assert_allclose(batch, encoder.encode(DOCS), atol=1e-6)
     index = VectorStoreIndex.from_documents([Document(text=d) for d in DOCS], embed_model=model)

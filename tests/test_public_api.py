@@ -8,6 +8,8 @@ import gist_onnx
 def test_all_is_pinned() -> None:
     assert sorted(gist_onnx.__all__) == sorted(
         [
+            "AsyncGistEncoder",
+            "EmbeddingCache",
             "GistEncoder",
             "GistOnnxError",
             "InvalidInputError",

@@ -134,7 +134,7 @@ def test_a_request_that_fails_in_a_merged_batch_fails_alone_with_its_own_index(
 ) -> None:
     """Five requests merged into one batch, one with a text encode refuses: that request gets
     the 400, naming its own index; the four others get their vectors."""
-    original = encoder.encode_with_token_counts
+    original = encoder._compute
     merged: list[int] = []
     gate = threading.Event()
 
@@ -146,8 +146,8 @@ def test_a_request_that_fails_in_a_merged_batch_fails_alone_with_its_own_index(
             raise InvalidInputError(f"Text {texts.index('POISON')} is refused by this test.")
         return original(texts, *args, **kwargs)
 
-    monkeypatch.setattr(encoder, "encode_with_token_counts", refusing)
-    bodies = [{"input": ["first"]}] + [{"input": [f"text {i}", "more"]} for i in range(4)]
+    monkeypatch.setattr(encoder, "_compute", refusing)
+    bodies = [{"input": ["first"]}] + [{"input": [f"text {i}", f"more {i}"]} for i in range(4)]
     bodies[3] = {"input": ["fine", "POISON"]}
     with InProcess(encoder, batch_wait_ms=50.0) as server, ThreadPoolExecutor(5) as pool:
         first = pool.submit(server.request, "POST", "/v1/embeddings", bodies[0])

@@ -22,7 +22,7 @@ from tiny import DIM, write_tiny_model
 
 EVENTS = Path(__file__).resolve().parent / "events"
 HTTP_EVENTS = ["function_url.json", "apigw_rest_v1.json", "http_api_v1.json"]
-TEXTS = ["hello world", "the cat sat on the mat", ""]
+TEXTS = ["hello world", "the cat sat on the mat", "sat"]
 
 
 @pytest.fixture
@@ -65,9 +65,15 @@ def test_http_events_get_openai_responses(model: Path, name: str, base64_body: b
     assert [d["index"] for d in body["data"]] == [0, 1, 2]
     assert all(d["object"] == "embedding" for d in body["data"])
     np.testing.assert_allclose([d["embedding"] for d in body["data"]], expected, atol=1e-7)
-    # Real token counts: [CLS] hello world [SEP] = 4; the next is cut at max_seq_length 6; 2.
-    assert body["usage"] == {"prompt_tokens": 4 + 6 + 2, "total_tokens": 12}
+    # Real token counts: [CLS] hello world [SEP] = 4; the next is cut at max_seq_length 6; 3.
+    assert body["usage"] == {"prompt_tokens": 4 + 6 + 3, "total_tokens": 13}
     assert body["model"] == "model"  # the folder's name: a tiny model has no manifest
+
+
+def test_an_empty_text_is_refused_as_openai_does(model: Path) -> None:
+    status, body = call_http(http_event("function_url.json", {"input": ["a", ""]}))
+    assert status == 400
+    assert (body["error"]["code"], body["error"]["param"]) == ("empty_input", "input[1]")
 
 
 def test_direct_invocation_and_base64_vectors(model: Path) -> None:

@@ -17,6 +17,12 @@ DIM = 4
 TABLE = np.random.default_rng(0).normal(size=(len(VOCAB), DIM)).astype(np.float32)
 
 
+def _table(seed: int | None) -> np.ndarray:
+    if seed is None:
+        return TABLE
+    return np.random.default_rng(seed).normal(size=TABLE.shape).astype(np.float32)
+
+
 def write_tiny_model(
     folder: Path,
     *,
@@ -24,8 +30,10 @@ def write_tiny_model(
     normalize: bool = True,
     pooling: str = "pooling_mode_mean_tokens",
     graph_name: str = "model.onnx",
+    seed: int | None = None,
 ) -> Path:
-    """Write tokenizer, sentence-transformers configs and a Gather graph into ``folder``."""
+    """Write tokenizer, sentence-transformers configs and a Gather graph into ``folder`` (its
+    table :data:`TABLE`, or another drawn from ``seed``)."""
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
@@ -77,7 +85,7 @@ def write_tiny_model(
                 "last_hidden_state", TensorProto.FLOAT, ["batch", "sequence", DIM]
             )
         ],
-        [numpy_helper.from_array(TABLE, "table")],
+        [numpy_helper.from_array(_table(seed), "table")],
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8

@@ -7,7 +7,6 @@ store = InMemoryVectorStore.from_texts(texts, embeddings)
 
 from __future__ import annotations
 
-import asyncio
 import os
 from typing import Any
 
@@ -35,8 +34,10 @@ class GistEmbeddings(Embeddings):
         return vector
 
     async def aembed_documents(self, texts: list[str]) -> list[list[float]]:
-        # The graph releases the GIL: a thread keeps the event loop free meanwhile.
-        return await asyncio.to_thread(self.embed_documents, texts)
+        # GistEncoder.aencode: concurrent calls share graph runs, off the event loop.
+        vectors: list[list[float]] = (await self.encoder.aencode(list(texts))).tolist()
+        return vectors
 
     async def aembed_query(self, text: str) -> list[float]:
-        return await asyncio.to_thread(self.embed_query, text)
+        vector: list[float] = (await self.encoder.aencode([text]))[0].tolist()
+        return vector

@@ -7,7 +7,6 @@ Settings.embed_model = GistEmbedding(model="/models/gist", variant="int8")
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 from .. import GistEncoder, MissingExtraError
@@ -48,12 +47,16 @@ class GistEmbedding(BaseEmbedding):
         vectors: list[list[float]] = self._encoder.encode(list(texts)).tolist()
         return vectors
 
+    # The async paths go through GistEncoder.aencode: concurrent calls (a query engine's, an
+    # ingestion pipeline's workers) share graph runs, off the event loop.
     async def _aget_query_embedding(self, query: str) -> list[float]:
-        return await asyncio.to_thread(self._get_query_embedding, query)
+        vector: list[float] = (await self._encoder.aencode([query]))[0].tolist()
+        return vector
 
     async def _aget_text_embedding(self, text: str) -> list[float]:
-        return await asyncio.to_thread(self._get_text_embedding, text)
+        return await self._aget_query_embedding(text)
 
     async def _aget_text_embeddings(self, texts: list[str]) -> list[list[float]]:
-        # One encode call for the batch (LlamaIndex's default embeds one text at a time).
-        return await asyncio.to_thread(self._get_text_embeddings, texts)
+        # One batch (LlamaIndex's default embeds one text at a time).
+        vectors: list[list[float]] = (await self._encoder.aencode(list(texts))).tolist()
+        return vectors

@@ -27,7 +27,7 @@ from .layout import (
     resolve_local,
     writable_by_others,
 )
-from .manifest import IntegrityCheck, Manifest, sha256
+from .manifest import IntegrityCheck, Manifest, files_identity, sha256
 
 __all__ = [
     "DEFAULT_MODEL",
@@ -40,6 +40,7 @@ __all__ = [
     "Manifest",
     "ModelConfig",
     "ModelFiles",
+    "files_identity",
     "files_read",
     "hub_unreachable",
     "looks_like_path",

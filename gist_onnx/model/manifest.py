@@ -233,3 +233,25 @@ def sha256(path: Path) -> str:
         while size := handle.readinto(block):
             digest.update(view[:size])
     return digest.hexdigest()
+
+
+def files_identity(files: ModelFiles, variant: str) -> str:
+    """A short digest naming exactly these model files and this variant: each file the encoder
+    reads by its sha256 in the manifest, else by its resolved path, size and modification time.
+    Two encoders share it only when they would give the same vectors."""
+    import hashlib
+
+    manifest: Manifest | None = files.manifest.value if files.manifest.error is None else None
+    sums = (manifest.files if isinstance(manifest, Manifest) else None) or {}
+    parts = [variant]
+    for path in files_read(files):
+        try:
+            name = path.relative_to(files.folder).as_posix()
+        except ValueError:
+            name = None
+        if name is not None and name in sums:
+            parts.append(f"{name}={sums[name]}")
+        else:
+            stat = path.stat()
+            parts.append(f"{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}")
+    return hashlib.sha256("\n".join(parts).encode("utf-8")).hexdigest()[:32]

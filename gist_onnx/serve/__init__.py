@@ -5,9 +5,10 @@
 Starlette and uvicorn (ASGI), orjson for the JSON (it writes 32 x 384 floats in ~0.5 ms where
 the standard library takes ~12 ms: at small requests that decides the request rate); all from
 the ``server`` extra: ``pip install 'gist-onnx[server]'``. Modules: ``app`` (routes, auth,
-errors, access log), ``batching`` (the queue and its worker), ``metrics`` (``/metrics``),
+errors, access log), ``metrics`` (``/metrics``),
 ``openapi`` (``/openapi.json``), ``protocol`` (the HTTP parser's timeouts); what a request may
-hold is :class:`gist_onnx.wire.Limits`, shared with the Lambda handler.
+hold is :class:`gist_onnx.wire.Limits`, shared with the Lambda handler. Requests are batched
+across by :class:`gist_onnx.AsyncGistEncoder`, the library's async encoder.
 """
 
 from __future__ import annotations
@@ -17,8 +18,11 @@ import json
 import os
 import socket
 import sys
+import threading
+from typing import Any
 
-from .. import GistEncoder, InvalidInputError, MissingExtraError
+from .. import EmbeddingCache, GistEncoder, InvalidInputError, MissingExtraError
+from ..cache import DEFAULT_BYTES, DEFAULT_ENTRIES
 from ..wire import Limits
 
 __all__ = ["Limits", "serve"]
@@ -44,16 +48,27 @@ def serve(
     limits: Limits | None = None,
     batching: bool = True,
     model_name: str | None = None,
+    served_model_names: list[str] | None = None,
+    any_model: bool = False,
     access_log: bool = True,
     graceful_timeout_s: int = 30,
+    cache_entries: int = DEFAULT_ENTRIES,
+    cache_bytes: int = DEFAULT_BYTES,
+    warm_up: tuple[int, ...] | None = (),
+    drain_delay_s: float = 0.0,
 ) -> None:
     """Take the port, load the model, then serve it until SIGINT or SIGTERM (which drain the
     requests in flight, up to ``graceful_timeout_s``, then exit).
 
     The address is bound first, so a port in use fails at once, before the model loads; it
-    accepts connections once the model is loaded, so ``/health`` answering means ready. One
-    start-up line (JSON, on stderr) gives the address, model, variant, provider, threads and
-    limits."""
+    accepts connections once the model is loaded (``/health/live``), and ``/health/ready`` says
+    ready once the warm-up has run (``warm_up``: token lengths, ``()`` for the defaults, None for
+    none) until SIGTERM starts the drain. ``drain_delay_s``: after SIGTERM, keep serving (and
+    answering ``/health/ready`` with 503) this long before closing the port, so that a load
+    balancer stops sending requests first (Kubernetes updates its endpoints after the signal);
+    a second signal stops at once. One start-up line (JSON, on stderr) gives the address,
+    model names, variant, provider, threads, cache and limits. ``cache_entries`` (0: none) and
+    ``cache_bytes`` bound the exact cache of vectors."""
     _require()
     import uvicorn
 
@@ -69,7 +84,12 @@ def serve(
         # The event loop parses and answers requests while the graph runs: ONNX Runtime's
         # threads must not spin on the cores between runs.
         encoder = GistEncoder(
-            model, variant=variant, device=device, threads=threads, spinning=False
+            model,
+            variant=variant,
+            device=device,
+            threads=threads,
+            spinning=False,
+            cache=EmbeddingCache(cache_entries, cache_bytes) if cache_entries else None,
         )
     except BaseException:
         sock.close()
@@ -80,8 +100,12 @@ def serve(
         api_key=api_key,
         batching=batching,
         model_name=model_name,
+        served_model_names=served_model_names,
+        any_model=any_model,
         access_log=access_log,
+        warm_up=warm_up,
     )
+    server = app.state.server
     config = uvicorn.Config(
         app,
         host=host,
@@ -98,17 +122,35 @@ def serve(
     line = {
         "event": "listening",
         "url": f"http://{'[' + bound[0] + ']' if ':' in bound[0] else bound[0]}:{bound[1]}",
-        "model": model_name or encoder.model_name,
+        "model": server.names,
+        "any_model": any_model,
         "source": encoder.source,
         "variant": encoder.variant,
         "provider": encoder.provider,
         "threads": encoder.threads,
         "parallel_runs": encoder.parallel_runs,
+        "cache": {"entries": cache_entries, "bytes": cache_bytes} if cache_entries else None,
+        "warm_up": warm_up,
         "limits": dataclasses.asdict(limits),
     }
     sys.stderr.write(json.dumps(line) + "\n")
     sys.stderr.flush()
-    uvicorn.Server(config).run(sockets=[sock])
+
+    class Draining(uvicorn.Server):
+        """uvicorn's server, telling the app when SIGTERM starts the drain (readiness 503), and
+        closing the port only ``drain_delay_s`` later."""
+
+        def handle_exit(self, sig: int, frame: Any) -> None:
+            if drain_delay_s > 0 and not server.draining:
+                server.drain()
+                later = threading.Timer(drain_delay_s, super().handle_exit, (sig, frame))
+                later.daemon = True
+                later.start()
+                return
+            server.drain()
+            super().handle_exit(sig, frame)
+
+    Draining(config).run(sockets=[sock])
 
 
 def _bind(host: str, port: int) -> socket.socket:

@@ -1,7 +1,8 @@
 """The ASGI app: routes, authentication, errors as JSON, the access log.
 
 Routes: ``POST /v1/embeddings`` (and ``/embeddings``), ``POST /tokenize``, ``GET /v1/models``,
-``GET /health``, ``GET /metrics``, ``GET /openapi.json`` (the request and response schema).
+``GET /health/live``, ``GET /health/ready`` (and ``/health``, the same), ``GET /metrics``,
+``GET /openapi.json`` (the request and response schema).
 Every error, unknown routes and methods included, is JSON in OpenAI's shape. Parsing, tokenizing
 and writing JSON run on worker threads, never on the event loop. With an API key set, every
 route but ``/health``, ``/metrics`` and ``/openapi.json`` needs ``Authorization: Bearer <key>``
@@ -26,8 +27,9 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from .. import GistEncoder, GistOnnxError
+from ..batching import AsyncGistEncoder, Job, QueueFull, Result
+from ..encoder import WARM_UP_LENGTHS
 from ..wire import Limits, RequestError, check_bearer, error_body, failure, parse_request, response
-from .batching import Batcher, Job, QueueFull, Result
 from .metrics import Metrics
 from .openapi import openapi_schema
 
@@ -57,30 +59,45 @@ def create_app(
     api_key: str | None = None,
     batching: bool = True,
     model_name: str | None = None,
+    served_model_names: list[str] | None = None,
+    any_model: bool = False,
     access_log: bool = True,
+    warm_up: tuple[int, ...] | None = (),
 ) -> Starlette:
-    """The server around ``encoder`` (already loaded: the server answers once it exists)."""
+    """The server around ``encoder`` (already loaded: the server answers once it exists).
+
+    ``served_model_names`` are the ``model`` values it answers to (default: ``model_name``, else
+    the encoder's model id); another is a 404 ``model_not_found`` unless ``any_model``. The first
+    is the one responses report. ``warm_up``: the token lengths :meth:`GistEncoder.warm_up` runs
+    at start-up before ``/health/ready`` says ready (``()``: its defaults; None: no warm-up)."""
+    names = list(served_model_names or [model_name or encoder.model_name])
     server = _Server(
         encoder,
         limits=limits or Limits(),
         api_key=api_key,
         batching=batching,
-        name=model_name or encoder.model_name,
+        names=names,
+        any_model=any_model,
         access_log=access_log,
+        warm_up=warm_up,
     )
-    return Starlette(
+    app = Starlette(
         exception_handlers={HTTPException: server.http_error},
         routes=[
             Route("/v1/embeddings", server.embeddings, methods=["POST"]),
             Route("/embeddings", server.embeddings, methods=["POST"]),
             Route("/tokenize", server.tokenize, methods=["POST"]),
             Route("/v1/models", server.models, methods=["GET"]),
-            Route("/health", server.health, methods=["GET"]),
+            Route("/health", server.ready, methods=["GET"]),
+            Route("/health/ready", server.ready, methods=["GET"]),
+            Route("/health/live", server.live, methods=["GET"]),
             Route("/metrics", server.prometheus, methods=["GET"]),
             Route("/openapi.json", server.openapi, methods=["GET"]),
         ],
         lifespan=server.lifespan,
     )
+    app.state.server = server
+    return app
 
 
 class _Server:
@@ -95,19 +112,30 @@ class _Server:
         limits: Limits,
         api_key: str | None,
         batching: bool,
-        name: str,
+        names: list[str],
+        any_model: bool,
         access_log: bool,
+        warm_up: tuple[int, ...] | None,
     ) -> None:
         self.encoder = encoder
         self.limits = limits
         self.api_key = api_key
         self.batching = batching
-        self.name = name
+        self.names = names
+        self.name = names[0]
+        self.any_model = any_model
         self.access_log = access_log
-        self.metrics = Metrics()
-        self.batcher: Batcher | None = None
+        self.warm_up_lengths = warm_up
+        self.metrics = Metrics(cache=encoder.cache)
+        self.batcher: AsyncGistEncoder | None = None
+        # /health/ready: after the warm-up, until SIGTERM starts the drain.
+        self.warm = False
+        self.draining = False
         self.schema = openapi_schema(
-            model=name, dimension=encoder.dimension, max_inputs=limits.max_inputs
+            model=self.name,
+            dimension=encoder.dimension,
+            max_inputs=limits.max_inputs,
+            names=None if any_model else names,
         )
 
     def log(self, route: str, status: int, started: float, **fields: Any) -> None:
@@ -148,7 +176,8 @@ class _Server:
         return b"".join(chunks)
 
     def parse(self, body: bytes) -> tuple[list[str], str]:
-        """The texts of an embeddings or tokenize request (run off the event loop)."""
+        """The texts of an embeddings or tokenize request and its encoding format; a ``model``
+        this server does not serve is a 404 (run off the event loop for large bodies)."""
         try:
             payload = orjson.loads(body)
         except orjson.JSONDecodeError as exc:
@@ -156,6 +185,14 @@ class _Server:
         parsed = parse_request(
             payload, dimension=self.encoder.dimension, max_inputs=self.limits.max_inputs
         )
+        if parsed.model is not None and not self.any_model and parsed.model not in self.names:
+            raise RequestError(
+                f"The model '{parsed.model}' does not exist: this server serves "
+                f"{', '.join(repr(n) for n in self.names)} (GET /v1/models lists them).",
+                status=404,
+                param="model",
+                code="model_not_found",
+            )
         return self.limits.fit_chars(parsed.texts), parsed.encoding_format
 
     async def until_done(self, request: Request, job: Job) -> Result:
@@ -211,7 +248,8 @@ class _Server:
             tokens = int(counts.sum())
             self.metrics.texts += len(texts)
             self.metrics.tokens += tokens
-            self.metrics.queue_seconds.observe(job.started - job.enqueued)
+            if job.missing:
+                self.metrics.queue_seconds.observe(job.started - job.enqueued)
             fields |= {
                 "tokens": tokens,
                 "queue_ms": round((job.started - job.enqueued) * 1000, 2),
@@ -274,35 +312,63 @@ class _Server:
             {
                 "object": "list",
                 "data": [
-                    {"id": self.name, "object": "model", "created": 0, "owned_by": "gist-onnx"}
+                    {"id": name, "object": "model", "created": 0, "owned_by": "gist-onnx"}
+                    for name in self.names
                 ],
             }
         )
 
-    async def health(self, request: Request) -> Response:
-        return _json({"status": "ok", "model": self.name, "provider": self.encoder.provider})
+    async def live(self, request: Request) -> Response:
+        """200 while the process serves (Kubernetes' liveness probe)."""
+        return _json({"status": "ok"})
+
+    async def ready(self, request: Request) -> Response:
+        """200 once warmed up, 503 while warming up or draining (the readiness probe)."""
+        state = "draining" if self.draining else "ok" if self.warm else "warming up"
+        body = {"status": state, "model": self.name, "provider": self.encoder.provider}
+        return _json(body, 200 if state == "ok" else 503)
+
+    def drain(self) -> None:
+        """SIGTERM: from now on /health/ready answers 503 while the requests in flight finish."""
+        self.draining = True
 
     async def prometheus(self, request: Request) -> Response:
+        if self.batcher is not None:
+            self.metrics.queue_depth = self.batcher.pending_texts
         return Response(self.metrics.render(), media_type="text/plain; version=0.0.4")
+
+    async def _warm(self) -> None:
+        seconds = 0.0
+        if self.warm_up_lengths is not None:
+            lengths = self.warm_up_lengths or WARM_UP_LENGTHS
+            try:
+                seconds = await off_loop(self.encoder.warm_up, lengths)
+            except Exception as exc:  # noqa: BLE001 -- reported; the server stays not ready
+                failed = {"event": "warm-up failed", "error": f"{type(exc).__name__}: {exc}"}
+                sys.stderr.write(orjson.dumps(failed).decode() + "\n")
+                return
+        ready = {"event": "ready", "warm_up_ms": round(seconds * 1000, 1)}
+        sys.stderr.write(orjson.dumps(ready).decode() + "\n")
+        self.warm = True
 
     @contextlib.asynccontextmanager
     async def lifespan(self, app: Starlette) -> AsyncIterator[None]:
-        self.batcher = Batcher(
+        self.batcher = AsyncGistEncoder(
             self.encoder,
             max_queue_texts=self.limits.max_queue_texts,
             max_batch_texts=self.limits.max_batch_texts,
             batch_wait_ms=self.limits.batch_wait_ms,
             batching=self.batching,
-            metrics=self.metrics,
+            on_batch=self.metrics.observe_batch,
         )
-        worker = asyncio.ensure_future(self.batcher.run())
+        warming = asyncio.ensure_future(self._warm())
         try:
             yield
         finally:
-            worker.cancel()
+            warming.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await worker
-            self.batcher.close()
+                await warming
+            await self.batcher.aclose()
             self.batcher = None
 
     async def openapi(self, request: Request) -> Response:
@@ -316,5 +382,5 @@ class _Server:
             405: f"{request.method} is not served at {request.url.path}.",
         }.get(status, str(getattr(exc, "detail", exc)))
         self.log(request.url.path, status, time.perf_counter())
-        body = error_body(message, kind="invalid_request_error")
+        body = error_body(message, kind="invalid_request_error", status=status)
         return _json(body, status, dict(getattr(exc, "headers", None) or {}))

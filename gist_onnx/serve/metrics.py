@@ -10,6 +10,8 @@ from __future__ import annotations
 import bisect
 from collections import Counter
 
+from ..cache import EmbeddingCache
+
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048)
 
@@ -44,7 +46,8 @@ class Histogram:
 class Metrics:
     """The server's counters and histograms."""
 
-    def __init__(self) -> None:
+    def __init__(self, cache: EmbeddingCache | None = None) -> None:
+        self.cache = cache
         self.requests: Counter[tuple[str, int]] = Counter()
         self.latency: dict[str, Histogram] = {}
         self.texts = 0
@@ -61,6 +64,25 @@ class Metrics:
     def observe_batch(self, texts: int, seconds: float) -> None:
         self.batch_texts.observe(texts)
         self.run_seconds.observe(seconds)
+
+    def _cache_lines(self) -> list[str]:
+        if self.cache is None:
+            return []
+        stats = self.cache.stats()
+        return [
+            "# HELP gist_onnx_cache_hits_total Texts answered from the cache.",
+            "# TYPE gist_onnx_cache_hits_total counter",
+            f"gist_onnx_cache_hits_total {stats.hits}",
+            "# HELP gist_onnx_cache_misses_total Texts the cache did not hold (run by the graph).",
+            "# TYPE gist_onnx_cache_misses_total counter",
+            f"gist_onnx_cache_misses_total {stats.misses}",
+            "# HELP gist_onnx_cache_entries Texts the cache holds.",
+            "# TYPE gist_onnx_cache_entries gauge",
+            f"gist_onnx_cache_entries {stats.entries}",
+            "# HELP gist_onnx_cache_bytes Memory the cache's entries take.",
+            "# TYPE gist_onnx_cache_bytes gauge",
+            f"gist_onnx_cache_bytes {stats.bytes}",
+        ]
 
     def render(self) -> str:
         """The Prometheus text exposition."""
@@ -80,6 +102,7 @@ class Metrics:
             "# HELP gist_onnx_queue_texts Texts waiting for the graph.",
             "# TYPE gist_onnx_queue_texts gauge",
             f"gist_onnx_queue_texts {self.queue_depth}",
+            *self._cache_lines(),
             "# HELP gist_onnx_batch_texts Texts per graph batch (across requests).",
             "# TYPE gist_onnx_batch_texts histogram",
             *self.batch_texts.lines("gist_onnx_batch_texts"),

@@ -13,12 +13,12 @@ _ERROR = {
     "properties": {
         "error": {
             "type": "object",
-            "required": ["message", "type"],
+            "required": ["message", "type", "param", "code"],
             "properties": {
                 "message": {"type": "string"},
                 "type": {"type": "string"},
                 "param": {"type": ["string", "null"]},
-                "code": {"type": ["string", "null"]},
+                "code": {"type": "string"},
             },
         }
     },
@@ -29,12 +29,12 @@ def _errors(*statuses: int) -> dict[str, Any]:
     what = {
         400: "The request is malformed; the message says which field.",
         401: "Missing or wrong API key (with --api-key).",
-        404: "No such route.",
+        404: "No such route, or a model this server does not serve (code model_not_found).",
         405: "The route does not take this method.",
         408: "The body did not arrive in time.",
         413: "Too many texts, too long a text, or too large a body.",
         429: "The queue is full; retry after Retry-After seconds.",
-        503: "The server is shutting down.",
+        503: "The server is warming up or shutting down.",
     }
     return {
         str(s): {
@@ -45,8 +45,11 @@ def _errors(*statuses: int) -> dict[str, Any]:
     }
 
 
-def openapi_schema(*, model: str, dimension: int, max_inputs: int) -> dict[str, Any]:
-    """The OpenAPI document of a server for ``model`` (vectors of ``dimension``)."""
+def openapi_schema(
+    *, model: str, dimension: int, max_inputs: int, names: list[str] | None = None
+) -> dict[str, Any]:
+    """The OpenAPI document of a server for ``model`` (vectors of ``dimension``); ``names``: the
+    model ids requests may name (None: any)."""
     embeddings = {"$ref": "#/components/schemas/EmbeddingsResponse"}
     return {
         "openapi": "3.1.0",
@@ -62,17 +65,31 @@ def openapi_schema(*, model: str, dimension: int, max_inputs: int) -> dict[str, 
                 "models",
             ),
             "/health": _get(
-                "Ready (the model is loaded)",
+                "Ready: the same as /health/ready",
                 {"type": "object", "required": ["status"]},
                 "application/json",
                 "health",
+                503,
+            ),
+            "/health/ready": _get(
+                "Ready: warmed up and not draining (503 while warming up or draining)",
+                {"type": "object", "required": ["status"]},
+                "application/json",
+                "ready",
+                503,
+            ),
+            "/health/live": _get(
+                "Live: the process serves",
+                {"type": "object", "required": ["status"]},
+                "application/json",
+                "live",
             ),
             "/metrics": _get("Prometheus metrics", {"type": "string"}, "text/plain", "metrics"),
             "/openapi.json": _get("This document", {"type": "object"}, "application/json", "spec"),
         },
         "components": {
             "schemas": {
-                "EmbeddingsRequest": _request(model, dimension, max_inputs),
+                "EmbeddingsRequest": _request(model, dimension, max_inputs, names),
                 "EmbeddingsResponse": _embeddings_response(dimension),
                 "Error": _ERROR,
             }
@@ -80,21 +97,29 @@ def openapi_schema(*, model: str, dimension: int, max_inputs: int) -> dict[str, 
     }
 
 
-def _request(model: str, dimension: int, max_inputs: int) -> dict[str, Any]:
+def _request(
+    model: str, dimension: int, max_inputs: int, names: list[str] | None
+) -> dict[str, Any]:
     """An embeddings (or tokenize) request."""
+    text = {"type": "string", "minLength": 1}
     texts = {
         "oneOf": [
-            {"type": "string"},
-            {"type": "array", "items": {"type": "string"}, "minItems": 1, "maxItems": max_inputs},
+            text,
+            {"type": "array", "items": text, "minItems": 1, "maxItems": max_inputs},
         ],
-        "description": "A text or a list of texts (token ids are not accepted).",
+        "description": "A text or a list of texts, none empty (token ids are not accepted).",
     }
+    served: dict[str, Any] = (
+        {"type": ["string", "null"], "description": f"Any name; {model} answers."}
+        if names is None
+        else {"enum": [*names, None], "description": "A model this server serves, or none."}
+    )
     request = {
         "type": "object",
         "required": ["input"],
         "properties": {
             "input": texts,
-            "model": {"type": ["string", "null"], "description": f"Any name; {model} answers."},
+            "model": served,
             "encoding_format": {"enum": ["float", "base64", None]},
             "dimensions": {"enum": [dimension, None]},
             "user": {"type": ["string", "null"]},
@@ -187,20 +212,22 @@ def _post(summary: str, answer: dict[str, Any], op_id: str) -> dict[str, Any]:
                     "description": "OK",
                     "content": {"application/json": {"schema": answer}},
                 },
-                **_errors(400, 401, 405, 408, 413, 429, 503),
+                **_errors(400, 401, 404, 405, 408, 413, 429, 503),
             },
         }
     }
 
 
-def _get(summary: str, answer: dict[str, Any], media: str, op_id: str) -> dict[str, Any]:
+def _get(
+    summary: str, answer: dict[str, Any], media: str, op_id: str, *more: int
+) -> dict[str, Any]:
     return {
         "get": {
             "summary": summary,
             "operationId": op_id,
             "responses": {
                 "200": {"description": "OK", "content": {media: {"schema": answer}}},
-                **_errors(401, 405),
+                **_errors(401, 405, *more),
             },
         }
     }

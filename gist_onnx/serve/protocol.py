@@ -113,7 +113,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._stop_head_timer()
         if self.transport.is_closing():
             return
-        body = orjson.dumps(error_body(message, kind="invalid_request_error"))
+        body = orjson.dumps(error_body(message, kind="invalid_request_error", status=status))
         head = [
             b"HTTP/1.1 %d %s\r\n" % (status, _REASONS[status]),
             *(name + b": " + value + b"\r\n" for name, value in self.server_state.default_headers),

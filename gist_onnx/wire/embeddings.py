@@ -13,7 +13,8 @@ Response::
      "data": [{"object": "embedding", "index": i, "embedding": [float, ...] | "<base64>"}],
      "model": str, "usage": {"prompt_tokens": N, "total_tokens": N}}
 
-Errors use OpenAI's shape: ``{"error": {"message", "type", "param", "code"}}``.
+Errors use OpenAI's shape: ``{"error": {"message", "type", "param", "code"}}``, with ``code``
+always set (:data:`CODES` by status where no more precise one applies).
 
 Only the standard library and numpy: the handler's cold start pays for nothing more.
 """
@@ -44,6 +45,22 @@ _ITEM_CHARS = 64
 _ENVELOPE_CHARS = 512
 
 
+# Every error carries a code: the status's, unless the error names a more precise one
+# (model_not_found, invalid_api_key, empty_input...).
+CODES = {
+    400: "invalid_request",
+    401: "invalid_api_key",
+    404: "not_found",
+    405: "method_not_allowed",
+    408: "request_timeout",
+    413: "request_too_large",
+    429: "rate_limit_exceeded",
+    431: "request_header_fields_too_large",
+    500: "internal_error",
+    503: "service_unavailable",
+}
+
+
 class RequestError(InvalidInputError):
     """A request that cannot be served, with the HTTP status and the field it concerns."""
 
@@ -60,13 +77,21 @@ class RequestError(InvalidInputError):
         kind = "invalid_request_error" if self.status < 500 else "server_error"
         if self.status == 401:
             kind = "authentication_error"
-        return error_body(str(self), kind=kind, param=self.param, code=self.code)
+        return error_body(
+            str(self), kind=kind, param=self.param, code=self.code, status=self.status
+        )
 
 
 def error_body(
-    message: str, *, kind: str, param: str | None = None, code: str | None = None
+    message: str,
+    *,
+    kind: str,
+    param: str | None = None,
+    code: str | None = None,
+    status: int = 400,
 ) -> dict[str, Any]:
-    """``{"error": {...}}`` in OpenAI's shape."""
+    """``{"error": {...}}`` in OpenAI's shape; ``code`` defaults to the status's."""
+    code = code or CODES.get(status, "error")
     return {"error": {"message": message, "type": kind, "param": param, "code": code}}
 
 
@@ -96,9 +121,10 @@ def failure(exc: BaseException) -> tuple[int, dict[str, Any]]:
         return 400, error_body(str(exc), kind="invalid_request_error")
     if isinstance(exc, GistOnnxError):
         print(f"gist-onnx: {exc}", file=sys.stderr)
-        return 500, error_body(str(exc), kind="server_error")
+        return 500, error_body(str(exc), kind="server_error", status=500)
     print(f"gist-onnx: internal error: {exc!r}", file=sys.stderr)
-    return 500, error_body(f"Internal error: {exc.__class__.__name__}.", kind="server_error")
+    message = f"Internal error: {exc.__class__.__name__}."
+    return 500, error_body(message, kind="server_error", status=500)
 
 
 @dataclass(frozen=True)
@@ -167,6 +193,15 @@ def parse_request(
         raise RequestError(
             f"'input' must be a string or a list of strings, got {_json_type(raw)}.",
             param="input",
+        )
+    empty = next((i for i, text in enumerate(texts) if not text), None)
+    if empty is not None:
+        where = "input" if isinstance(raw, str) else f"input[{empty}]"
+        raise RequestError(
+            f"'{where}' is an empty string; OpenAI's API refuses empty inputs, and so does "
+            "this server: drop it, or send a text.",
+            param=where,
+            code="empty_input",
         )
     if max_inputs is not None and len(texts) > max_inputs:
         raise RequestError(

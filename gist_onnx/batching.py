@@ -1,0 +1,346 @@
+"""An async encoder that batches its callers: concurrent coroutines share graph runs.
+
+Every caller's texts join one queue, and a single worker runs what is waiting as one batch on a
+graph thread, off the event loop. A text's vector does not depend on its batch, so each caller
+gets exactly what :meth:`GistEncoder.encode <gist_onnx.GistEncoder.encode>` gives its own texts,
+whatever it was batched with. The worker takes what queued while the graph ran (no wait when
+idle); after a run, if little is waiting, it waits a few milliseconds more for others to join.
+With the encoder's cache, texts it holds are answered on the event loop without queueing, and a
+text asked for by several callers at once runs once.
+
+>>> import asyncio
+>>> from gist_onnx import AsyncGistEncoder, GistEncoder
+>>> async def main():
+...     async with AsyncGistEncoder(GistEncoder("gist-onnx-model")) as encoder:
+...         return await asyncio.gather(*(encoder.encode([q]) for q in ("a", "b", "c")))
+>>> asyncio.run(main())  # doctest: +SKIP
+
+``gist-onnx serve`` batches its requests with it; so do the LangChain and LlamaIndex adapters'
+async methods.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import TYPE_CHECKING
+
+import numpy as np
+import numpy.typing as npt
+
+from .errors import GistOnnxError, InvalidInputError
+from .inputs import invalid_unicode, positive_int
+
+if TYPE_CHECKING:
+    from .encoder import GistEncoder
+
+Result = tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]
+
+DEFAULT_MAX_BATCH_TEXTS = 256
+DEFAULT_BATCH_WAIT_MS = 2.0
+
+
+class QueueFull(GistOnnxError, RuntimeError):
+    """More texts are waiting than the queue takes (the server answers 429)."""
+
+
+@dataclass
+class Job:
+    """One caller's texts and the future it awaits: ``(vectors, token counts)``, as
+    :meth:`GistEncoder.encode_with_token_counts` returns them. ``enqueued``, ``started`` and
+    ``finished`` are ``time.perf_counter()`` stamps (all equal when the cache held every text)."""
+
+    texts: list[str]
+    future: asyncio.Future[Result]
+    normalize: bool = True
+    truncate_dim: int | None = None
+    # Rows the cache did not hold (those run), and the rows filled so far.
+    missing: list[int] = field(default_factory=list)
+    out: npt.NDArray[np.float32] = field(default_factory=lambda: np.empty((0, 0), np.float32))
+    tokens: npt.NDArray[np.int64] = field(default_factory=lambda: np.empty(0, np.int64))
+    enqueued: float = field(default_factory=time.perf_counter)
+    started: float = 0.0
+    finished: float = 0.0
+
+
+class AsyncGistEncoder:
+    """Batch concurrent ``await encode(...)`` calls into shared graph runs.
+
+    Args:
+        encoder: the :class:`~gist_onnx.GistEncoder` to run (its cache, if any, is used).
+        max_batch_texts: the most texts one graph batch takes from the queue (default 256).
+        max_queue_texts: the most texts waiting at once; past it :meth:`submit` raises
+            :class:`QueueFull` (default: no bound).
+        batch_wait_ms: after a run, how long the worker waits for more callers when fewer than
+            half a batch are waiting (default 2 ms).
+        batching: False runs one caller's texts at a time (for comparison).
+        on_batch: called after each graph batch with its number of texts and its seconds.
+
+    The worker starts with the first call, on that call's event loop; :meth:`aclose` (or
+    ``async with``) stops it and its graph thread. One instance serves one event loop.
+    """
+
+    def __init__(
+        self,
+        encoder: GistEncoder,
+        *,
+        max_batch_texts: int = DEFAULT_MAX_BATCH_TEXTS,
+        max_queue_texts: int | None = None,
+        batch_wait_ms: float = DEFAULT_BATCH_WAIT_MS,
+        batching: bool = True,
+        on_batch: Callable[[int, float], None] | None = None,
+    ) -> None:
+        self.encoder = encoder
+        self.max_batch_texts = positive_int(max_batch_texts, "max_batch_texts", 1 << 20)
+        self.max_queue_texts = (
+            None
+            if max_queue_texts is None
+            else positive_int(max_queue_texts, "max_queue_texts", 1 << 30)
+        )
+        self.batch_wait = float(batch_wait_ms) / 1000
+        self.batching = batching
+        self.on_batch = on_batch
+        self.pending_texts = 0
+        self._jobs: deque[Job] = deque()
+        self._wakeup: asyncio.Event | None = None
+        self._worker: asyncio.Task[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        # One thread runs the graph: ONNX Runtime's own threads use the cores.
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gist-onnx-graph")
+        self._closed = False
+
+    # ------------------------------------------------------------------ the callers' side
+    async def encode(
+        self,
+        texts: Iterable[str],
+        *,
+        normalize_embeddings: bool = True,
+        prompt: str | None = None,
+        prompt_name: str | None = None,
+        truncate_dim: int | None = None,
+    ) -> npt.NDArray[np.float32]:
+        """The vectors :meth:`GistEncoder.encode` gives ``texts`` with the same options, computed
+        in batches shared with the other callers."""
+        vectors, _ = await self.encode_with_token_counts(
+            texts,
+            normalize_embeddings=normalize_embeddings,
+            prompt=prompt,
+            prompt_name=prompt_name,
+            truncate_dim=truncate_dim,
+        )
+        return vectors
+
+    async def encode_with_token_counts(
+        self,
+        texts: Iterable[str],
+        *,
+        normalize_embeddings: bool = True,
+        prompt: str | None = None,
+        prompt_name: str | None = None,
+        truncate_dim: int | None = None,
+    ) -> Result:
+        """:meth:`encode`'s vectors and each text's token count."""
+        job = self.submit(
+            texts,
+            normalize_embeddings=normalize_embeddings,
+            prompt=prompt,
+            prompt_name=prompt_name,
+            truncate_dim=truncate_dim,
+        )
+        return await job.future  # cancelling the caller cancels the job: it is dropped
+
+    def submit(
+        self,
+        texts: Iterable[str],
+        *,
+        normalize_embeddings: bool = True,
+        prompt: str | None = None,
+        prompt_name: str | None = None,
+        truncate_dim: int | None = None,
+    ) -> Job:
+        """Queue ``texts`` and return their :class:`Job` at once (its future resolves when they
+        have run). Texts are checked here, so a wrong one raises before anything queues; raises
+        :class:`QueueFull` when they do not fit the queue."""
+        if self._closed:
+            raise GistOnnxError("This AsyncGistEncoder is closed; make another.")
+        encoder = self.encoder
+        items = encoder._checked_texts(texts, encoder._prompt(prompt, prompt_name))
+        loop = self._start()
+        job = Job(
+            items,
+            loop.create_future(),
+            normalize=normalize_embeddings,
+            truncate_dim=encoder._dimensions(truncate_dim) or encoder.truncate_dim,
+        )
+        job.out, job.tokens, job.missing = encoder._from_cache(items)
+        if not job.missing:
+            job.started = job.finished = job.enqueued
+            _settle(job, self._finish(job))
+            return job
+        if (
+            self.max_queue_texts is not None
+            and self.pending_texts + len(job.missing) > self.max_queue_texts
+        ):
+            raise QueueFull
+        self._jobs.append(job)
+        self.pending_texts += len(job.missing)
+        assert self._wakeup is not None
+        self._wakeup.set()
+        return job
+
+    async def aclose(self) -> None:
+        """Stop the worker and the graph thread; callers still waiting are cancelled."""
+        self._closed = True
+        if self._worker is not None:
+            self._worker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._worker
+        self._worker = None
+        for job in self._jobs:
+            if not job.future.done():
+                job.future.cancel()
+        self._jobs.clear()
+        self.pending_texts = 0
+        await asyncio.get_running_loop().run_in_executor(None, self._executor.shutdown)
+
+    async def __aenter__(self) -> AsyncGistEncoder:
+        return self
+
+    async def __aexit__(
+        self,
+        kind: type[BaseException] | None,
+        value: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    # ------------------------------------------------------------------ the worker's side
+    def _start(self) -> asyncio.AbstractEventLoop:
+        loop = asyncio.get_running_loop()
+        if self._loop is None:
+            self._loop = loop
+            self._wakeup = asyncio.Event()
+            self._worker = loop.create_task(self._run(), name="gist-onnx-batcher")
+        elif self._loop is not loop:
+            raise GistOnnxError(
+                "This AsyncGistEncoder runs on another event loop; make one per loop "
+                "(GistEncoder.aencode does)."
+            )
+        return loop
+
+    def _take(self) -> list[Job]:
+        """The waiting jobs to run next: all of them up to ``max_batch_texts`` (one with batching
+        off), skipping those whose caller has gone."""
+        taken: list[Job] = []
+        count = 0
+        while self._jobs:
+            job = self._jobs[0]
+            if job.future.done():  # cancelled: the caller has gone
+                self._jobs.popleft()
+                self.pending_texts -= len(job.missing)
+                continue
+            size = len(job.missing)
+            if taken and (not self.batching or count + size > self.max_batch_texts):
+                break
+            self._jobs.popleft()
+            self.pending_texts -= size
+            taken.append(job)
+            count += size
+        return taken
+
+    def _finish(self, job: Job) -> Result:
+        vectors = self.encoder._finish(job.out, job.normalize, job.truncate_dim)
+        return vectors, job.tokens
+
+    async def _run(self) -> None:
+        """Serve the queue until cancelled."""
+        assert self._wakeup is not None
+        loop = asyncio.get_running_loop()
+        busy = False
+        while True:
+            if not self._jobs:
+                busy = False
+                self._wakeup.clear()
+                await self._wakeup.wait()
+            if busy and self.batching and self.pending_texts < self.max_batch_texts // 2:
+                await asyncio.sleep(self.batch_wait)  # let the calls in flight join
+            jobs = self._take()
+            if not jobs:
+                continue
+            # Each distinct text once, whichever jobs asked for it.
+            rows: dict[str, list[tuple[Job, int]]] = {}
+            for job in jobs:
+                for row in job.missing:
+                    rows.setdefault(job.texts[row], []).append((job, row))
+            texts = list(rows)
+            started = time.perf_counter()
+            for job in jobs:
+                job.started = started
+            busy = True
+            try:
+                vectors, counts = await loop.run_in_executor(
+                    self._executor, self.encoder._compute, texts
+                )
+            except Exception as exc:  # noqa: BLE001 -- handed to the caller it belongs to
+                if len(jobs) == 1:
+                    _settle(jobs[0], exc)
+                else:
+                    # One caller's texts failed the batch: run each job alone, so the error
+                    # reaches its own caller (with its own text's index) and the others get
+                    # their vectors.
+                    for job in jobs:
+                        if not job.future.done():
+                            _settle(job, await self._alone(job))
+                continue
+            finished = time.perf_counter()
+            if self.on_batch is not None:
+                self.on_batch(len(texts), finished - started)
+            for text, vector, count in zip(texts, vectors, counts, strict=True):
+                for job, row in rows[text]:
+                    job.out[row] = vector
+                    job.tokens[row] = count
+            for job in jobs:
+                job.finished = finished
+                if not job.future.done():
+                    _settle(job, self._finish(job))
+
+    async def _alone(self, job: Job) -> Result | Exception:
+        """``job``'s texts run on their own: the result, or what the encoder raised."""
+        loop = asyncio.get_running_loop()
+        job.started = time.perf_counter()
+        texts = [job.texts[row] for row in job.missing]
+        try:
+            vectors, counts = await loop.run_in_executor(
+                self._executor, self.encoder._compute, texts
+            )
+        except InvalidInputError as exc:
+            # Its index counts the texts that ran, not the caller's: name the caller's text.
+            try:
+                invalid_unicode(job.texts, 0, None)
+            except InvalidInputError as named:
+                return named
+            return exc
+        except Exception as exc:  # noqa: BLE001 -- the caller's own error
+            return exc
+        finally:
+            job.finished = time.perf_counter()
+        job.out[job.missing] = vectors
+        job.tokens[job.missing] = counts
+        return self._finish(job)
+
+
+def _settle(job: Job, outcome: Result | BaseException) -> None:
+    """Hand ``outcome`` to the caller waiting on ``job``, unless it has gone."""
+    job.finished = job.finished or time.perf_counter()
+    if job.future.done():
+        return
+    if isinstance(outcome, BaseException):
+        job.future.set_exception(outcome)
+    else:
+        job.future.set_result(outcome)

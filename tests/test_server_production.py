@@ -1,0 +1,242 @@
+"""Unit tier: what production asks of ``gist-onnx serve``, on real server processes over the tiny
+model: OpenAI-strict requests (served model names, empty inputs, a code in every error), the
+exact cache and its metrics, readiness after warm-up and during the drain."""
+
+from __future__ import annotations
+
+import json
+import re
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from gist_onnx import GistEncoder
+from serverproc import Server
+from tiny import write_manifest, write_tiny_model
+
+pytest.importorskip("uvicorn", reason="the server extra: pip install -e '.[server]'")
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = write_tiny_model(tmp_path_factory.mktemp("prod") / "tiny-model")
+    write_manifest(folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def server(model: Path) -> Iterator[Server]:
+    running = Server(
+        model, "--served-model-name", "gist", "--served-model-name", "gist-onnx", "--quiet"
+    ).start()
+    yield running
+    running.stop()
+
+
+def _metric(server: Server, name: str) -> float:
+    text = server.get("/metrics")[1].decode()
+    found = re.search(rf"^{name} (\S+)$", text, flags=re.M)
+    assert found, f"{name} not in /metrics"
+    return float(found[1])
+
+
+# ------------------------------------------------------------------ OpenAI-strict
+def test_only_the_served_model_names_are_answered(server: Server) -> None:
+    openai = pytest.importorskip("openai")
+    client = openai.OpenAI(base_url=f"{server.url}/v1", api_key="unused", max_retries=0)
+    assert [m.id for m in client.models.list().data] == ["gist", "gist-onnx"]
+    for name in ("gist", "gist-onnx"):
+        answer = client.embeddings.create(model=name, input=["hello"], encoding_format="float")
+        assert answer.model == "gist"  # the first name is the one reported
+    with pytest.raises(openai.NotFoundError) as caught:
+        client.embeddings.create(model="text-embedding-3-small", input=["hello"])
+    error = caught.value.body
+    assert isinstance(error, dict)
+    assert (error["code"], error["param"], error["type"]) == (
+        "model_not_found",
+        "model",
+        "invalid_request_error",
+    )
+    assert "gist" in error["message"]
+    # No model at all is the served one (OpenAI's clients always send one; curl users may not).
+    assert server.post("/v1/embeddings", {"input": "hello"})[0] == 200
+
+
+def test_by_default_the_export_s_model_id_is_served(tmp_path: Path) -> None:
+    folder = write_tiny_model(tmp_path / "my-export")
+    running = Server(folder, "--quiet").start()
+    try:
+        expected = GistEncoder(folder).model_name
+        models = json.loads(running.get("/v1/models")[1])
+        assert [m["id"] for m in models["data"]] == [expected] == ["my-export"]
+        assert running.post("/v1/embeddings", {"input": "a", "model": "my-export"})[0] == 200
+        assert running.post("/v1/embeddings", {"input": "a", "model": "other"})[0] == 404
+    finally:
+        running.stop()
+
+
+def test_any_model_accepts_every_name(model: Path) -> None:
+    running = Server(model, "--any-model", "--quiet").start()
+    try:
+        status, _, body = running.post("/v1/embeddings", {"input": "a", "model": "whatever"})
+        assert status == 200 and body["model"] == "tiny-model"
+        spec = json.loads(running.get("/openapi.json")[1])
+        model_schema = spec["components"]["schemas"]["EmbeddingsRequest"]["properties"]["model"]
+        assert "enum" not in model_schema
+    finally:
+        running.stop()
+
+
+@pytest.mark.parametrize(
+    ("payload", "status", "code", "param"),
+    [
+        ({"input": ""}, 400, "empty_input", "input"),
+        ({"input": ["a", ""]}, 400, "empty_input", "input[1]"),
+        ({"input": ["a"], "user": 3}, 400, "invalid_request", "user"),
+        ({"input": ["a"], "user": {"id": 1}}, 400, "invalid_request", "user"),
+        ({"input": [1, 2]}, 400, "invalid_request", "input[0]"),
+        ({"input": ["a"], "model": "nope"}, 404, "model_not_found", "model"),
+        ({"input": ["a"] * 3000}, 413, "request_too_large", "input"),
+        (b"{not json", 400, "invalid_request", None),
+    ],
+)
+def test_every_error_has_a_code(
+    server: Server, payload: object, status: int, code: str, param: str | None
+) -> None:
+    answer_status, _, body = server.post("/v1/embeddings", payload)
+    assert answer_status == status
+    assert body["error"]["code"] == code and body["error"]["param"] == param
+
+
+def test_errors_outside_the_embeddings_route_have_codes_too(server: Server, model: Path) -> None:
+    for method, path, status, code in (
+        ("GET", "/nowhere", 404, "not_found"),
+        ("DELETE", "/v1/embeddings", 405, "method_not_allowed"),
+    ):
+        answer, _, raw = server.request(method, path)
+        assert answer == status and json.loads(raw)["error"]["code"] == code
+    secured = Server(model, "--api-key", "k", "--quiet").start()
+    try:
+        answer, _, raw = secured.request("GET", "/v1/models")
+        assert answer == 401 and json.loads(raw)["error"]["code"] == "invalid_api_key"
+    finally:
+        secured.stop()
+
+
+# ------------------------------------------------------------------ the cache
+def test_repeated_texts_come_from_the_cache_with_the_same_vectors(
+    server: Server, model: Path
+) -> None:
+    hits, misses = (
+        _metric(server, "gist_onnx_cache_hits_total"),
+        _metric(server, "gist_onnx_cache_misses_total"),
+    )
+    texts = ["the cat sat", "on the mat", "the cat sat"]
+    first = server.post("/v1/embeddings", {"input": texts, "encoding_format": "float"})[2]
+    again = server.post("/v1/embeddings", {"input": texts, "encoding_format": "float"})[2]
+    assert first == again
+    expected = GistEncoder(model).encode(texts)
+    got = np.array([d["embedding"] for d in again["data"]], dtype=np.float32)
+    np.testing.assert_array_equal(got, expected)
+    assert again["usage"] == first["usage"]  # token counts are cached with the vectors
+    assert _metric(server, "gist_onnx_cache_misses_total") - misses == 3  # both copies missed
+    assert _metric(server, "gist_onnx_cache_hits_total") - hits == 3  # the second call: all hit
+    assert _metric(server, "gist_onnx_cache_entries") >= 2
+
+
+def test_cache_size_zero_turns_it_off(model: Path) -> None:
+    running = Server(model, "--cache-size", "0", "--quiet").start()
+    try:
+        running.post("/v1/embeddings", {"input": ["a", "a"]})
+        assert "gist_onnx_cache_hits_total" not in running.get("/metrics")[1].decode()
+        line = next(json.loads(t) for t in running.output().splitlines() if '"listening"' in t)
+        assert line["cache"] is None
+    finally:
+        running.stop()
+
+
+# ------------------------------------------------------------------ ready when it says so
+def test_ready_after_the_warm_up_then_not_ready_while_draining(model: Path) -> None:
+    running = Server(model, "--drain-delay", "3", "--warm-up-lengths", "2,4,6").start()
+    try:
+        assert running.get("/health/live") == (200, b'{"status":"ok"}')
+        status, body = running.get("/health/ready")
+        assert status == 200 and json.loads(body)["status"] == "ok"
+        events = [json.loads(t)["event"] for t in running.output().splitlines() if '"event"' in t]
+        assert events[:2] == ["listening", "ready"]
+        assert running.proc is not None
+        running.proc.send_signal(signal.SIGTERM)
+        time.sleep(0.5)
+        status, body = running.get("/health/ready")
+        assert status == 503 and json.loads(body)["status"] == "draining"
+        assert running.get("/health")[0] == 503  # /health is /health/ready
+        assert running.get("/health/live")[0] == 200
+        assert running.post("/v1/embeddings", {"input": ["still served"]})[0] == 200
+        assert running.proc.wait(timeout=30) in (0, -signal.SIGTERM)  # then it drains and exits
+    finally:
+        running.stop()
+
+
+def test_not_ready_until_the_warm_up_has_run(model: Path) -> None:
+    """An in-process server whose warm-up is held: /health/live answers, /health/ready is 503
+    until the warm-up returns."""
+    import threading
+    import urllib.error
+    import urllib.request
+
+    import uvicorn
+
+    from gist_onnx.serve.app import create_app
+    from serverproc import free_port
+
+    encoder = GistEncoder(model)
+    release = threading.Event()
+    warmed: list[tuple[int, ...]] = []
+
+    def held(lengths: tuple[int, ...]) -> float:
+        release.wait(30)
+        warmed.append(tuple(lengths))
+        return 0.0
+
+    encoder.warm_up = held  # type: ignore[method-assign]
+    port = free_port()
+    app = create_app(encoder, access_log=False, warm_up=(5, 6))
+    config = uvicorn.Config(app, port=port, log_level="warning", lifespan="on")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+
+    def status(path: str) -> int:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as answer:
+                return int(answer.status)
+        except urllib.error.HTTPError as error:
+            return int(error.code)
+
+    try:
+        deadline = time.monotonic() + 30
+        while not server.started:
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        assert status("/health/live") == 200
+        assert status("/health/ready") == 503
+        release.set()
+        deadline = time.monotonic() + 10
+        while status("/health/ready") != 200:
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        assert warmed == [(5, 6)]
+    finally:
+        release.set()
+        server.should_exit = True
+        thread.join(timeout=30)
+
+
+def test_warm_up_runs_every_length_up_to_the_model_s_limit(model: Path) -> None:
+    encoder = GistEncoder(model, cache=True)
+    assert encoder.warm_up((1, 3, 500)) >= 0
+    assert encoder.cache is not None and len(encoder.cache) == 0  # the cache is not touched
