@@ -84,6 +84,15 @@ def _server(setting: str, mode: str, key: str) -> float:
     return float(_load("server")["settings"][setting][mode][key])
 
 
+ZIPF = "32 clients x 1 repeated query (Zipf)"
+
+
+def _zipf_gain() -> float:
+    return _server(ZIPF, "cache on", "requests_per_s") / _server(
+        ZIPF, "cache off", "requests_per_s"
+    )
+
+
 def _batching_gain() -> float:
     setting = "32 clients x 1 text"
     return _server(setting, "batching", "requests_per_s") / _server(
@@ -185,6 +194,20 @@ FIGURES: dict[str, Callable[[], str]] = {
     # benchmarks/server.py
     "server.batching-gain": lambda: f"{_batching_gain():.1f}x",
     "server.batching-p99": lambda: f"{_server('32 clients x 1 text', 'batching', 'p99_ms'):.0f} ms",
+    "server.nobatching-p99": lambda: (
+        f"{_server('32 clients x 1 text', 'no batching', 'p99_ms'):.0f} ms"
+    ),
+    "server.32x1-of-ceiling": lambda: (
+        f"{_server('32 clients x 1 text', 'batching', 'of_ceiling'):.2f}x"
+    ),
+    "server.32x1-rps": lambda: (
+        f"{_server('32 clients x 1 text', 'batching', 'requests_per_s'):,.0f}"
+    ),
+    "server.32x1-other-cpu": lambda: (
+        f"{_server('32 clients x 1 text', 'batching', 'other_cpu_us_per_request'):.0f} us"
+    ),
+    "server.zipf-gain": lambda: f"{_zipf_gain():.1f}x",
+    "server.zipf-rps": lambda: f"{_server(ZIPF, 'cache on', 'requests_per_s'):,.0f}",
     "server.stall-request": lambda: f"{_stall('/tokenize', 'request_s'):.1f} s",
     "server.stall-megabytes": lambda: f"{_stall('/tokenize', 'megabytes'):.1f} MB",
     "server.stall-health": lambda: f"{_stall('/tokenize', 'health_median_ms'):.1f} ms",

@@ -92,6 +92,7 @@ def _serve(args: argparse.Namespace) -> int:
         cache_bytes=args.cache_bytes,
         warm_up=None if args.no_warm_up else tuple(args.warm_up_lengths),
         drain_delay_s=args.drain_delay,
+        otel=args.otel,
     )
     return 0
 
@@ -315,6 +316,12 @@ def _add_serve(commands: Any) -> None:
         f"({','.join(map(str, WARM_UP_LENGTHS))})",
     )
     serve.add_argument("--no-warm-up", action="store_true", help="ready at once, no warm-up")
+    serve.add_argument(
+        "--otel",
+        action="store_true",
+        help="OpenTelemetry spans per request (needs gist-onnx[otel]; run under "
+        "opentelemetry-instrument, or configure a tracer provider, to export them)",
+    )
     serve.add_argument(
         "--drain-delay",
         type=_milliseconds,

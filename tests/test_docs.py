@@ -147,6 +147,7 @@ NOT_MEASURED = {
     "0.99999": "the fp32 threshold the parity tests and the export's check enforce",
     "8 MiB": "--max-body-bytes' default",
     "64 MiB": "--cache-bytes' default (checked below)",
+    "16 KiB": "the largest body the server parses on its event loop (checked below)",
     "10 s": "--head-timeout's default",
     "32 KiB": "--max-header-bytes' default",
     "30 s": "--body-timeout's default; the drain's bound",
@@ -183,7 +184,14 @@ def test_no_measurement_is_typed_by_hand() -> None:
 
 
 def test_the_cache_defaults_in_the_docs_are_the_codes() -> None:
+    pytest.importorskip("starlette")
     from gist_onnx.cache import DEFAULT_BYTES, DEFAULT_ENTRIES
+    from gist_onnx.serve.app import INLINE_BODY_BYTES, INLINE_VECTORS
+
+    for page in ("serving.md", "guarantees.md"):
+        text = (ROOT / "docs" / page).read_text(encoding="utf-8")
+        inline = f"up to {INLINE_BODY_BYTES // 1024} KiB and answers of up to {INLINE_VECTORS} "
+        assert inline in " ".join(text.split()), page
 
     for page in ("serving.md", "library.md"):
         text = (ROOT / "docs" / page).read_text(encoding="utf-8")

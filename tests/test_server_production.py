@@ -240,3 +240,88 @@ def test_warm_up_runs_every_length_up_to_the_model_s_limit(model: Path) -> None:
     encoder = GistEncoder(model, cache=True)
     assert encoder.warm_up((1, 3, 500)) >= 0
     assert encoder.cache is not None and len(encoder.cache) == 0  # the cache is not touched
+
+
+# ------------------------------------------------------------------ tracing
+def test_each_request_is_traced_with_its_stages(model: Path) -> None:
+    """OpenTelemetry's SDK with its in-memory exporter: one server span per request, with queue,
+    graph and response stages under it (a cached request has no graph stage)."""
+    pytest.importorskip("opentelemetry.sdk", reason="the otel extra: pip install -e '.[otel]'")
+    import threading
+    import urllib.request
+
+    import uvicorn
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from gist_onnx.serve.app import create_app
+    from gist_onnx.serve.tracing import Tracing
+    from serverproc import free_port
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    encoder = GistEncoder(model, cache=True)
+    app = create_app(encoder, access_log=False, tracing=Tracing.from_provider(provider))
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, port=port, log_level="warning", lifespan="on"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 30
+        while not server.started:
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        for _ in range(2):  # the second time, from the cache
+            request = urllib.request.Request(
+                f"http://127.0.0.1:{port}/v1/embeddings",
+                data=b'{"input": ["the cat", "sat on"]}',
+                headers={"content-type": "application/json"},
+            )
+            with urllib.request.urlopen(request, timeout=30) as answer:
+                assert answer.status == 200
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+    spans = exporter.get_finished_spans()
+    roots = [s for s in spans if s.parent is None]
+    assert [s.name for s in roots] == ["POST /v1/embeddings"] * 2
+    stages = (["queue", "graph", "response"], ["queue", "response"])
+    for root, expected in zip(roots, stages, strict=True):
+        children = sorted(
+            (s for s in spans if s.parent is not None and s.parent.span_id == root.context.span_id),
+            key=lambda s: s.start_time or 0,
+        )
+        assert [c.name for c in children] == expected
+        assert all(
+            (root.start_time or 0)
+            <= (c.start_time or 0)
+            <= (c.end_time or 0)
+            <= (root.end_time or 0)
+            for c in children
+        )
+        assert root.attributes is not None
+        assert root.attributes["http.response.status_code"] == 200
+        assert root.attributes["gist_onnx.inputs"] == 2
+    assert roots[1].attributes is not None and roots[1].attributes["gist_onnx.cache_hits"] == 2
+
+
+def test_otel_without_the_extra_says_which_extra(
+    model: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import builtins
+
+    from gist_onnx import MissingExtraError
+    from gist_onnx.serve.tracing import Tracing
+
+    real_import = builtins.__import__
+
+    def no_otel(name: str, *args: object, **kwargs: object) -> object:
+        if name.startswith("opentelemetry"):
+            raise ImportError(name)
+        return real_import(name, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(builtins, "__import__", no_otel)
+    with pytest.raises(MissingExtraError, match="otel"):
+        Tracing.from_provider()

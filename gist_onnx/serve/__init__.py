@@ -56,6 +56,7 @@ def serve(
     cache_bytes: int = DEFAULT_BYTES,
     warm_up: tuple[int, ...] | None = (),
     drain_delay_s: float = 0.0,
+    otel: bool = False,
 ) -> None:
     """Take the port, load the model, then serve it until SIGINT or SIGTERM (which drain the
     requests in flight, up to ``graceful_timeout_s``, then exit).
@@ -66,9 +67,10 @@ def serve(
     none) until SIGTERM starts the drain. ``drain_delay_s``: after SIGTERM, keep serving (and
     answering ``/health/ready`` with 503) this long before closing the port, so that a load
     balancer stops sending requests first (Kubernetes updates its endpoints after the signal);
-    a second signal stops at once. One start-up line (JSON, on stderr) gives the address,
-    model names, variant, provider, threads, cache and limits. ``cache_entries`` (0: none) and
-    ``cache_bytes`` bound the exact cache of vectors."""
+    a second signal stops at once. ``otel``: OpenTelemetry spans for each embeddings request
+    (the ``otel`` extra; see :mod:`gist_onnx.serve.tracing`). One start-up line (JSON, on
+    stderr) gives the address, model names, variant, provider, threads, cache and limits.
+    ``cache_entries`` (0: none) and ``cache_bytes`` bound the exact cache of vectors."""
     _require()
     import uvicorn
 
@@ -79,6 +81,11 @@ def serve(
     if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
         raise InvalidInputError(f"port must be an integer from 0 to 65535, got {port!r}.")
 
+    tracing = None
+    if otel:
+        from .tracing import Tracing
+
+        tracing = Tracing.from_provider()  # a missing extra fails before the port is taken
     sock = _bind(host, port)
     try:
         # The event loop parses and answers requests while the graph runs: ONNX Runtime's
@@ -104,6 +111,7 @@ def serve(
         any_model=any_model,
         access_log=access_log,
         warm_up=warm_up,
+        tracing=tracing,
     )
     server = app.state.server
     config = uvicorn.Config(
@@ -111,6 +119,7 @@ def serve(
         host=host,
         port=port,
         access_log=False,  # the app writes its own: one structured line per request
+        proxy_headers=False,  # the app reads no client address: X-Forwarded-* need no parsing
         log_level="warning",
         timeout_graceful_shutdown=graceful_timeout_s,
         lifespan="on",
@@ -131,6 +140,7 @@ def serve(
         "parallel_runs": encoder.parallel_runs,
         "cache": {"entries": cache_entries, "bytes": cache_bytes} if cache_entries else None,
         "warm_up": warm_up,
+        "otel": otel,
         "limits": dataclasses.asdict(limits),
     }
     sys.stderr.write(json.dumps(line) + "\n")

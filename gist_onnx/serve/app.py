@@ -15,7 +15,7 @@ import asyncio
 import contextlib
 import sys
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
 import orjson
@@ -32,6 +32,7 @@ from ..encoder import WARM_UP_LENGTHS
 from ..wire import Limits, RequestError, check_bearer, error_body, failure, parse_request, response
 from .metrics import Metrics
 from .openapi import openapi_schema
+from .tracing import RequestSpan, Tracing
 
 JSON = "application/json"
 T = TypeVar("T")
@@ -41,10 +42,41 @@ class ClientGone(GistOnnxError, ConnectionError):
     """The client disconnected before its answer was ready (logged as 499, never sent)."""
 
 
+# A request body up to this size is parsed on the event loop, and a response of up to this many
+# vectors is written there: a thread hop costs more than the work (tens of microseconds), and the
+# loop is never held longer than about as much. Larger ones go to a worker thread.
+INLINE_BODY_BYTES = 16 * 1024
+INLINE_VECTORS = 8
+# A request still waiting for the graph after this long starts watching for its client to go
+# away (a task per request would cost every request; most are answered sooner).
+WATCH_AFTER_S = 0.05
+EMBEDDINGS_PATHS = ("/v1/embeddings", "/embeddings")
+
+
 async def off_loop(function: Callable[..., T], *args: Any) -> T:
     """Run CPU work (JSON, tokenizing) on a worker thread: the event loop keeps answering other
     clients (/health, small requests) while one large request is parsed."""
     return await run_in_threadpool(function, *args)
+
+
+class _App(Starlette):
+    """Starlette, with ``POST /v1/embeddings`` (the route that carries the load) dispatched
+    straight to its handler: no middleware or router layers, which handle nothing the handler
+    does not (it answers every error itself)."""
+
+    embeddings: Callable[[Request], Awaitable[Response]]
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if (
+            scope["type"] == "http"
+            and scope["method"] == "POST"
+            and scope["path"] in EMBEDDINGS_PATHS
+        ):
+            scope["app"] = self
+            answer = await self.embeddings(Request(scope, receive, send))
+            await answer(scope, receive, send)
+            return
+        await super().__call__(scope, receive, send)
 
 
 def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -63,13 +95,15 @@ def create_app(
     any_model: bool = False,
     access_log: bool = True,
     warm_up: tuple[int, ...] | None = (),
+    tracing: Tracing | None = None,
 ) -> Starlette:
     """The server around ``encoder`` (already loaded: the server answers once it exists).
 
     ``served_model_names`` are the ``model`` values it answers to (default: ``model_name``, else
     the encoder's model id); another is a 404 ``model_not_found`` unless ``any_model``. The first
     is the one responses report. ``warm_up``: the token lengths :meth:`GistEncoder.warm_up` runs
-    at start-up before ``/health/ready`` says ready (``()``: its defaults; None: no warm-up)."""
+    at start-up before ``/health/ready`` says ready (``()``: its defaults; None: no warm-up).
+    ``tracing``: OpenTelemetry spans for each embeddings request (see :mod:`.tracing`)."""
     names = list(served_model_names or [model_name or encoder.model_name])
     server = _Server(
         encoder,
@@ -80,8 +114,9 @@ def create_app(
         any_model=any_model,
         access_log=access_log,
         warm_up=warm_up,
+        tracing=tracing,
     )
-    app = Starlette(
+    app = _App(
         exception_handlers={HTTPException: server.http_error},
         routes=[
             Route("/v1/embeddings", server.embeddings, methods=["POST"]),
@@ -97,6 +132,7 @@ def create_app(
         lifespan=server.lifespan,
     )
     app.state.server = server
+    app.embeddings = server.embeddings
     return app
 
 
@@ -116,7 +152,9 @@ class _Server:
         any_model: bool,
         access_log: bool,
         warm_up: tuple[int, ...] | None,
+        tracing: Tracing | None = None,
     ) -> None:
+        self.tracing = tracing
         self.encoder = encoder
         self.limits = limits
         self.api_key = api_key
@@ -138,7 +176,16 @@ class _Server:
             names=None if any_model else names,
         )
 
-    def log(self, route: str, status: int, started: float, **fields: Any) -> None:
+    def log(
+        self,
+        route: str,
+        status: int,
+        started: float,
+        trace: RequestSpan | None = None,
+        **fields: Any,
+    ) -> None:
+        if trace is not None:
+            trace.end(status, **{k: v for k, v in fields.items() if not k.endswith("_ms")})
         seconds = time.perf_counter() - started
         self.metrics.observe_request(route, status, seconds)
         if self.access_log:
@@ -155,25 +202,38 @@ class _Server:
         if declared is not None and declared.isdigit():
             self.limits.check_body_size(int(declared))
         chunks, size = [], 0
+        task = asyncio.current_task()
+        assert task is not None
+        expired = False
 
-        async def receive() -> None:
-            nonlocal size
+        def expire() -> None:
+            nonlocal expired
+            expired = True
+            task.cancel()
+
+        # A timer that cancels this task, not a task per request (asyncio.wait_for makes one).
+        deadline = asyncio.get_running_loop().call_later(self.limits.body_timeout_s, expire)
+        try:
             async for chunk in request.stream():
                 size += len(chunk)
                 self.limits.check_body_size(size)
                 chunks.append(chunk)
-
-        try:
-            await asyncio.wait_for(receive(), self.limits.body_timeout_s)
         except ClientDisconnect:
             raise ClientGone from None
-        except asyncio.TimeoutError:
+        except asyncio.CancelledError:
+            if not expired:
+                raise
+            uncancel = getattr(task, "uncancel", None)  # Python 3.11+: the cancel is handled
+            if uncancel is not None:
+                uncancel()
             raise RequestError(
                 f"The request body did not arrive within {self.limits.body_timeout_s:g} s "
                 f"({size} bytes came).",
                 status=408,
             ) from None
-        return b"".join(chunks)
+        finally:
+            deadline.cancel()
+        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
     def parse(self, body: bytes) -> tuple[list[str], str]:
         """The texts of an embeddings or tokenize request and its encoding format; a ``model``
@@ -197,22 +257,36 @@ class _Server:
 
     async def until_done(self, request: Request, job: Job) -> Result:
         """The job's result; if the client disconnects first, the job is dropped from the queue
-        (or its result discarded) and :class:`ClientGone` raised."""
+        (or its result discarded) and :class:`ClientGone` raised. The client is watched only
+        once the job has waited :data:`WATCH_AFTER_S` (a timer, not a task, until then)."""
+        if job.future.done():
+            return job.future.result()
+        gone = False
+        watcher: asyncio.Task[None] | None = None
 
         async def disconnected() -> None:
+            nonlocal gone
             while (await request.receive())["type"] != "http.disconnect":
                 pass
+            gone = True
+            job.future.cancel()  # dropped from the queue, or its result discarded
 
-        watcher = asyncio.ensure_future(disconnected())
-        racing: set[asyncio.Future[Any]] = {job.future, watcher}
+        def watch() -> None:
+            nonlocal watcher
+            if not job.future.done():
+                watcher = asyncio.ensure_future(disconnected())
+
+        timer = asyncio.get_running_loop().call_later(WATCH_AFTER_S, watch)
         try:
-            await asyncio.wait(racing, return_when=asyncio.FIRST_COMPLETED)
-            if job.future.done():
-                return job.future.result()
-            job.future.cancel()
-            raise ClientGone
+            return await job.future
+        except asyncio.CancelledError:
+            if gone:
+                raise ClientGone from None
+            raise
         finally:
-            watcher.cancel()
+            timer.cancel()
+            if watcher is not None:
+                watcher.cancel()
 
     def failed(self, exc: Exception) -> tuple[int, dict[str, Any], dict[str, str]]:
         status, body = failure(exc)
@@ -221,11 +295,16 @@ class _Server:
 
     async def embeddings(self, request: Request) -> Response:
         started = time.perf_counter()
-        route = request.url.path
+        route = request.scope["path"]  # not request.url: building a URL costs every request
         fields: dict[str, Any] = {}
+        trace = self.tracing.request(route) if self.tracing is not None else None
         try:
             self.authorize(request)
-            texts, encoding_format = await off_loop(self.parse, await self.read_body(request))
+            raw = await self.read_body(request)
+            if len(raw) <= INLINE_BODY_BYTES:
+                texts, encoding_format = self.parse(raw)
+            else:
+                texts, encoding_format = await off_loop(self.parse, raw)
             fields["inputs"] = len(texts)
             if self.batcher is None:
                 raise RequestError("The server is shutting down.", status=503)
@@ -258,15 +337,23 @@ class _Server:
             body = response(
                 vectors, counts, model=self.name, encoding_format=encoding_format, numpy_rows=True
             )
-            reply = await off_loop(_json, body)
-            self.log(route, 200, started, **fields)
+            answering = time.perf_counter()
+            reply = _json(body) if len(texts) <= INLINE_VECTORS else await off_loop(_json, body)
+            if trace is not None:
+                trace.stage("queue", job.enqueued, job.started)
+                if job.missing:
+                    trace.stage("graph", job.started, job.finished, texts=len(job.missing))
+                trace.stage("response", answering, time.perf_counter(), bytes=len(reply.body))
+                fields["cache_hits"] = len(texts) - len(job.missing)
+            self.log(route, 200, started, trace=trace, **fields)
             return reply
         except ClientGone:
-            self.log(route, 499, started, **fields)  # nginx's code for a client that went away
+            # nginx's code for a client that went away
+            self.log(route, 499, started, trace=trace, **fields)
             return Response(status_code=499)
         except Exception as exc:  # noqa: BLE001 -- every failure is a JSON error, never a page
             status, body, headers = self.failed(exc)
-            self.log(route, status, started, **fields)
+            self.log(route, status, started, trace=trace, **fields)
             return _json(body, status, headers)
 
     def tokenized(self, body: bytes) -> tuple[Response, int]:
