@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-NAMES = ("serverless", "memory", "server", "server_overhead", "embed", "ray_job")
+NAMES = ("serverless", "memory", "server", "server_overhead", "embed", "ray_job", "web")
 
 
 def markers(name: str) -> tuple[str, str]:

@@ -9,7 +9,6 @@ installed from its lockfile (``npm ci``) on first use. Without Node the test is 
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -17,25 +16,15 @@ import numpy as np
 import pytest
 
 from gist_onnx import GistEncoder
+from nodejs import JS, node_modules
 from serverproc import Server
 
 pytestmark = pytest.mark.model
 pytest.importorskip("uvicorn", reason="the server extra: pip install -e '.[server]'")
 
-JS = Path(__file__).resolve().parent / "js"
-
-
-def _node_modules() -> None:
-    if shutil.which("node") is None or shutil.which("npm") is None:
-        pytest.skip("Node.js and npm are not installed: the JavaScript SDK cannot run here")
-    if not (JS / "node_modules" / "openai").is_dir():
-        subprocess.run(
-            ["npm", "ci", "--no-audit", "--no-fund"], cwd=JS, check=True, capture_output=True
-        )
-
 
 def test_the_openai_javascript_sdk_gets_the_vectors_of_encode(exported: Path) -> None:
-    _node_modules()
+    node_modules()
     server = Server(exported, "--variant", "int8", "--served-model-name", "gist", "--quiet")
     server.start()
     try:

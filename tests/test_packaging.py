@@ -61,6 +61,8 @@ EXPORT = [
     "rowwise.py",
     "sequence_major.py",
     "texts.py",
+    "to_onnx.py",
+    "web.py",
 ]
 
 

@@ -30,9 +30,8 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
 sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(ROOT / "tests"))
-from server import cpu_seconds  # noqa: E402
-
 import sections  # noqa: E402
+from server import cpu_seconds  # noqa: E402
 from serverproc import Server  # noqa: E402
 from tiny import write_manifest, write_tiny_model  # noqa: E402
 

@@ -160,10 +160,20 @@ def write_export(
     for entry in graphs.values():
         entry["data_file"] = externalize(output / entry["file"]).name
     failed = check_graphs(output, graphs, checks, reference, device=args.device)
+    web: dict[str, dict[str, Any]] = {}
+    if getattr(args, "web", False):
+        from .web import WEB, write_web
+
+        step = time.perf_counter()
+        web = write_web(output, graphs, config)
+        web_failed = check_graphs(output / WEB, web, {}, reference, device="cpu", label="web ")
+        failed += [f"web {variant}" for variant in web_failed]
+        timings["web_s"] = time.perf_counter() - step
     timings["total_s"] = time.perf_counter() - started
     write_manifest(
         output,
         graphs,
+        web=web,
         source_dir=source_dir,
         source_name=source_name,
         revision=revision,
@@ -325,6 +335,7 @@ def check_graphs(
     reference: Any,
     *,
     device: str,
+    label: str = "",
 ) -> list[str]:
     """Check every graph against sentence-transformers (reusing ``checks`` made earlier), record
     the figures and thresholds in its entry, print them; returns the variants that failed."""
@@ -345,7 +356,8 @@ def check_graphs(
         entry["thresholds"] = THRESHOLDS[variant]
         status = "ok" if result.passed else "FAILED"
         print(
-            f"  {variant}: worst cosine {result.worst_cosine:.6f}, mean {result.mean_cosine:.6f}, "
+            f"  {label}{variant}: worst cosine {result.worst_cosine:.6f}, "
+            f"mean {result.mean_cosine:.6f}, "
             f"across batchings worst {result.batch_worst_cosine:.6f} "
             f"(max |diff| {result.batch_max_abs_diff:.2e}) on {result.provider}: {status}"
         )
@@ -364,6 +376,7 @@ def write_manifest(
     config: ModelConfig,
     timings: dict[str, float],
     passed: bool,
+    web: dict[str, dict[str, Any]] | None = None,
 ) -> None:
     """Every file's sha256, each graph's size, and the export's record, as one Manifest; every
     file made readable by all."""
@@ -377,6 +390,9 @@ def write_manifest(
     for entry in graphs.values():
         entry["sha256"] = files[entry["file"]]
         entry["bytes"] = sum((output / entry[k]).stat().st_size for k in ("file", "data_file"))
+    for entry in (web or {}).values():
+        entry["sha256"] = files[entry["file"]]
+        entry["bytes"] = (output / entry["file"]).stat().st_size
     share(output)
     manifest = Manifest(
         # A hub repo id, or for a local folder only its name: the manifest ships in bundles and
@@ -398,5 +414,6 @@ def write_manifest(
         versions=versions(),
         timings={k: round(v, 2) for k, v in timings.items()},
         passed=passed,
+        web=web or {},
     )
     share(manifest.write(output))

@@ -75,6 +75,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="also write the fp16 graph model_fp16.onnx (for CUDA; checked on --device)",
     )
     parser.add_argument(
+        "--web",
+        action="store_true",
+        help="also write web/: the fp32 (and with --quantize, int8) graphs for transformers.js "
+        "and onnxruntime-web, with their tokenizer files (checked like the others)",
+    )
+    parser.add_argument(
         "--device",
         default="cpu",
         choices=("cpu", "cuda"),

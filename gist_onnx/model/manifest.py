@@ -39,6 +39,8 @@ class Manifest:
     timings: dict[str, float] = field(default_factory=dict)
     passed: bool | None = None
     format: int = FORMAT
+    # Variant -> its web graph (transformers.js / onnxruntime-web): file, check figures.
+    web: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @classmethod
     def from_json(cls, value: Any) -> Manifest:
@@ -62,6 +64,7 @@ class Manifest:
             timings=table("timings"),
             passed=passed if isinstance(passed, bool) else None,
             format=form if isinstance(form, int) else FORMAT,
+            web=table("web"),
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -75,6 +78,7 @@ class Manifest:
             "versions": self.versions,
             "timings": self.timings,
             "passed": self.passed,
+            **({"web": self.web} if self.web else {}),
         }
 
     def write(self, folder: Path) -> Path:

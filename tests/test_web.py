@@ -1,0 +1,122 @@
+"""Model tier: the web export (``gist-onnx export --web``) gives the Python vectors in Node.js.
+
+The export is run as users run it; then Node (tests/js, installed from its lockfile with
+``npm ci`` on first use) runs transformers.js's ``feature-extraction`` pipeline on it (fp32 and
+int8, onnxruntime-node under it) and onnxruntime-web (WASM) on the same graphs, on the export's
+check texts (queries, paragraphs past 256 tokens, accents, CJK, emoji, odd whitespace...), and the
+vectors and token counts are compared with gist-onnx's. Without Node the Node test is skipped,
+saying so; the graph checks run in Python either way.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from gist_onnx import GistEncoder
+from gist_onnx.export.texts import PARITY_TEXTS
+from gist_onnx.model.manifest import Manifest, read_manifest
+from nodejs import JS, node_modules
+
+pytestmark = pytest.mark.model
+
+
+@pytest.fixture(scope="module")
+def web_export(tmp_path_factory: pytest.TempPathFactory, stand_in_dir: Path) -> Path:
+    from gist_onnx.export.to_onnx import main as export
+
+    folder = tmp_path_factory.mktemp("web") / "gist-onnx-model"
+    args = ["--model", str(stand_in_dir), "--output", str(folder), "--quantize", "--web"]
+    assert export(args) == 0
+    return folder
+
+
+def _cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    return (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
+
+
+def test_the_web_folder_is_listed_checked_and_loadable(web_export: Path) -> None:
+    parsed = read_manifest(web_export)
+    assert isinstance(parsed.value, Manifest)
+    web = parsed.value.web
+    assert set(web) == {"fp32", "int8"}
+    for variant, entry in web.items():
+        assert entry["check"]["passed"] and entry["output"] == "last_hidden_state"
+        assert entry["file"] in (parsed.value.files or {})  # its sha256, with every file's
+        assert (web_export / entry["file"]).is_file()
+        assert not (web_export / (entry["file"] + ".data")).exists()  # one file per graph
+        assert entry["check"]["worst_cosine"] >= entry["thresholds"]["worst_cosine"]
+        # gist-onnx loads the web folder too (pooling its last_hidden_state in numpy).
+        vectors = GistEncoder(web_export / "web", variant=variant).encode(["a query"])
+        expected = GistEncoder(web_export, variant=variant).encode(["a query"])
+        np.testing.assert_allclose(vectors, expected, atol=2e-6)
+    settings = json.loads((web_export / "web" / "tokenizer_config.json").read_text())
+    assert settings["model_max_length"] == 256
+    tokenizer = json.loads((web_export / "web" / "tokenizer.json").read_text())
+    assert tokenizer["truncation"]["max_length"] == 256
+
+
+def test_a_text_cut_without_its_sep_reads_as_one_cut_with_it(web_export: Path) -> None:
+    """transformers.js truncates after adding special tokens (256 tokens, no [SEP]); the web
+    graph puts [SEP] back, so the vector is sentence-transformers' (254 pieces and [SEP])."""
+    import onnxruntime as ort
+
+    encoder = GistEncoder(web_export)
+    ids = encoder.token_ids(["word " * 400])[0]  # [CLS] 254 x word [SEP]
+    assert len(ids) == 256 and ids[-1] == 102
+    as_transformers_js = [*ids[:-1], ids[-2]]  # 255 word pieces, no [SEP]
+    short = ids[:100]  # fewer tokens than the limit: the last piece is not made a [SEP]
+    for name in ("model.onnx", "model_int8.onnx"):
+        session = ort.InferenceSession(str(web_export / "web" / "onnx" / name))
+        names = {i.name for i in session.get_inputs()}
+        np.testing.assert_array_equal(
+            _run(session, names, as_transformers_js), _run(session, names, ids)
+        )
+        assert not np.array_equal(
+            _run(session, names, short), _run(session, names, [*short[:-1], 102])
+        )
+
+
+def _run(session: object, names: set[str], row: list[int]) -> np.ndarray:
+    feeds = {
+        "input_ids": np.array([row], dtype=np.int64),
+        "attention_mask": np.ones((1, len(row)), dtype=np.int64),
+        "token_type_ids": np.zeros((1, len(row)), dtype=np.int64),
+    }
+    run = session.run  # type: ignore[attr-defined]
+    return np.asarray(run(None, {k: v for k, v in feeds.items() if k in names})[0])
+
+
+def test_transformers_js_and_onnxruntime_web_give_the_python_vectors(
+    web_export: Path, tmp_path: Path
+) -> None:
+    node_modules()
+    texts = list(PARITY_TEXTS)
+    assert any(len(GistEncoder(web_export).token_ids([t])[0]) == 256 for t in texts)  # cut ones
+    texts_file = tmp_path / "texts.json"
+    texts_file.write_text(json.dumps(texts), encoding="utf-8")
+    done = subprocess.run(
+        ["node", str(JS / "web_parity.mjs"), str(web_export), str(texts_file)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    out = json.loads(done.stdout)
+    for variant in ("fp32", "int8"):
+        encoder = GistEncoder(web_export, variant=variant)
+        python = encoder.encode(texts)
+        pipeline = out["transformers"][variant]
+        assert pipeline["counts"] == encoder.count_tokens(texts).tolist()
+        floor = 0.99999 if variant == "fp32" else 0.9999
+        assert _cosines(pipeline["vectors"], python).min() >= floor, variant
+        wasm = _cosines(out["ortweb"][variant]["vectors"], python)
+        # onnxruntime-web's WASM int8 kernels round a few products differently from the CPU
+        # provider's: within int8's own error (its check against torch: worst 0.99).
+        assert wasm.min() >= (0.99999 if variant == "fp32" else 0.999), (variant, wasm.min())
