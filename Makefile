@@ -10,7 +10,17 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 DEMO_STAMP := $(VENV)/.demo-installed
 
-.PHONY: setup demo test lint clean
+.PHONY: setup demo test lint clean browser
+
+# The JavaScript tiers: Node's packages from tests/js's lockfile (onnxruntime-node's CUDA download
+# skipped: its CPU binaries ship in the package), and Chromium with its driver for the browser
+# test, from Debian's packages where apt-get can install them. Where they cannot be had, those
+# tests say so and are skipped.
+browser:
+	@if command -v npm >/dev/null; then ONNXRUNTIME_NODE_INSTALL_CUDA=skip npm ci --prefix tests/js --no-audit --no-fund --silent; else echo "npm not found: the Node.js tests will be skipped"; fi
+	@if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then \
+		(command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ] && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver >/dev/null) \
+		|| echo "chromium not installed: the browser test will be skipped"; fi
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -33,7 +43,7 @@ setup: $(STAMP)
 demo: $(DEMO_STAMP)
 	$(PY) export/demo.py
 
-test: $(STAMP)
+test: $(STAMP) browser
 	$(PY) -m pytest
 
 lint: $(STAMP)

@@ -1,13 +1,17 @@
-"""The web export in Node.js: its graphs' sizes, transformers.js's load and query times, and how
-close its vectors are to gist-onnx's Python ones.
+"""The web export in Node.js and in a browser: its graphs' sizes, transformers.js's load and query
+times, and how close its vectors are to gist-onnx's Python ones.
 
     python benchmarks/web.py [--model DIR]
 
 DIR is an export made with `gist-onnx export --quantize --web` (default: the stand-in, exported
 with --web into benchmarks/.work/web-model). Node runs tests/js/web_parity.mjs (the test tier's
 script: transformers.js's feature-extraction pipeline with onnxruntime-node under it, then
-onnxruntime-web's WASM backend) on the export's 43 check texts. Writes benchmarks/results/web.json
-and the "web" section of benchmarks/results/RESULTS.md.
+onnxruntime-web's WASM backend) on the export's 43 check texts. Then headless Chromium (Debian's
+`chromium` and `chromium-driver`, driven by selenium) opens examples/browser-search from a local
+HTTP server, as the browser test does: first load (the int8 graph fetched and its WASM session
+made), its 300 sentences embedded, three queries (the median); and a screenshot of the page for
+the docs (docs/images/browser-search.png). Writes benchmarks/results/web.json and the "web"
+section of benchmarks/results/RESULTS.md.
 """
 
 from __future__ import annotations
@@ -31,6 +35,8 @@ import sections  # noqa: E402
 from common import WORK, stand_in  # noqa: E402
 from nodejs import JS, PACKAGES  # noqa: E402
 
+SCREENSHOT = HERE.parent / "docs" / "images" / "browser-search.png"
+
 
 def web_export(given: Path | None) -> Path:
     if given is not None:
@@ -43,6 +49,31 @@ def web_export(given: Path | None) -> Path:
         if export(args) != 0:
             raise SystemExit("the export failed")
     return folder
+
+
+def measure_browser(folder: Path) -> dict[str, Any]:
+    """The demo page in headless Chromium: load, corpus and query times; its screenshot."""
+    import statistics
+
+    from browser import chromium, run_query, served, site
+
+    queries = [
+        "a man is playing the guitar",
+        "a woman is slicing an onion",
+        "the stock market fell",
+    ]
+    with tempfile.TemporaryDirectory() as tmp, chromium() as driver:
+        with served(site(folder, Path(tmp) / "site")) as url:
+            runs = [run_query(driver, url, q) for q in queries]
+            driver.save_screenshot(str(SCREENSHOT))
+        version = driver.capabilities.get("browserVersion", "")
+    return {
+        "browser": f"Chromium {version}, headless",
+        "sentences": len(runs[0]["corpus"]),
+        "load_ms": statistics.median(r["load_ms"] for r in runs),
+        "corpus_ms": statistics.median(r["corpus_ms"] for r in runs),
+        "query_ms": statistics.median(r["query_ms"] for r in runs),
+    }
 
 
 def main() -> int:
@@ -90,6 +121,7 @@ def main() -> int:
             "query_ms": pipeline["query_ms"],
             "export_check_worst_cosine": entry["check"]["worst_cosine"],
         }
+    browser = measure_browser(folder)
     node_version = subprocess.run(
         ["node", "--version"], capture_output=True, text=True, check=True
     ).stdout
@@ -100,6 +132,7 @@ def main() -> int:
         "texts": len(texts),
         "packages": packages,
         "variants": variants,
+        "browser": browser,
     }
     sections.publish("web", results, render(results))
     return 0
@@ -126,6 +159,14 @@ def render(r: dict[str, Any]) -> str:
             f"{v['transformers_js_worst_cosine']:.7f} | {v['onnxruntime_web_worst_cosine']:.5f} | "
             f"{v['load_ms']:.0f} ms | {v['query_ms']:.1f} ms |"
         )
+    b = r["browser"]
+    lines += [
+        "",
+        f"In {b['browser']} (examples/browser-search served from a local folder; int8, WASM, one "
+        f"thread): first load {b['load_ms']:,.0f} ms (the graph fetched, its session made), "
+        f"{b['sentences']} sentences embedded in {b['corpus_ms']:,.0f} ms, one query "
+        f"{b['query_ms']:.0f} ms (median of the page loaded three times).",
+    ]
     return "\n".join(lines) + "\n"
 
 

@@ -120,3 +120,27 @@ def test_transformers_js_and_onnxruntime_web_give_the_python_vectors(
         # onnxruntime-web's WASM int8 kernels round a few products differently from the CPU
         # provider's: within int8's own error (its check against torch: worst 0.99).
         assert wasm.min() >= (0.99999 if variant == "fp32" else 0.999), (variant, wasm.min())
+
+
+def test_the_demo_page_computes_the_python_vectors_in_chromium(
+    web_export: Path, tmp_path: Path
+) -> None:
+    """examples/browser-search in headless Chromium, served from a local folder: the page embeds
+    its 300 sentences and a query with the int8 web graph (WASM); the vectors it computed are
+    Python's, and so is the ranking."""
+    from browser import chromium, run_query, served, site
+
+    node_modules()
+    query = "a man is playing the guitar"
+    with chromium() as driver, served(site(web_export, tmp_path / "site")) as url:
+        page = run_query(driver, url, query)
+    encoder = GistEncoder(web_export, variant="int8")
+    sentences = json.loads((tmp_path / "site" / "sentences.json").read_text(encoding="utf-8"))
+    python_query = encoder.encode([query])
+    python_corpus = encoder.encode(sentences)
+    # onnxruntime-web's WASM int8 kernels: the bound of test_transformers_js_and_... above.
+    assert _cosines([page["vector"]], python_query).min() >= 0.999
+    assert _cosines(page["corpus"], python_corpus).min() >= 0.999
+    ranked = np.argsort(-(python_corpus @ python_query[0]))[:5].tolist()
+    assert page["top"][0][0] == ranked[0]
+    assert page["load_ms"] > 0 and page["query_ms"] > 0
