@@ -126,26 +126,8 @@ class AsyncGistEncoder:
         truncate_dim: int | None = None,
     ) -> npt.NDArray[np.float32]:
         """The vectors :meth:`GistEncoder.encode` gives ``texts`` with the same options, computed
-        in batches shared with the other callers."""
-        vectors, _ = await self.encode_with_token_counts(
-            texts,
-            normalize_embeddings=normalize_embeddings,
-            prompt=prompt,
-            prompt_name=prompt_name,
-            truncate_dim=truncate_dim,
-        )
-        return vectors
-
-    async def encode_with_token_counts(
-        self,
-        texts: Iterable[str],
-        *,
-        normalize_embeddings: bool = True,
-        prompt: str | None = None,
-        prompt_name: str | None = None,
-        truncate_dim: int | None = None,
-    ) -> Result:
-        """:meth:`encode`'s vectors and each text's token count."""
+        in batches shared with the other callers (:meth:`submit`'s job gives the token counts
+        too)."""
         job = self.submit(
             texts,
             normalize_embeddings=normalize_embeddings,
@@ -153,7 +135,8 @@ class AsyncGistEncoder:
             prompt_name=prompt_name,
             truncate_dim=truncate_dim,
         )
-        return await job.future  # cancelling the caller cancels the job: it is dropped
+        vectors, _ = await job.future  # cancelling the caller cancels the job: it is dropped
+        return vectors
 
     def submit(
         self,
@@ -165,8 +148,9 @@ class AsyncGistEncoder:
         truncate_dim: int | None = None,
     ) -> Job:
         """Queue ``texts`` and return their :class:`Job` at once (its future resolves when they
-        have run). Texts are checked here, so a wrong one raises before anything queues; raises
-        :class:`QueueFull` when they do not fit the queue."""
+        have run). A text that is not a str raises here, before anything queues; one that is not
+        valid Unicode fails its own job when it runs. Raises :class:`QueueFull` when the texts
+        do not fit the queue."""
         if self._closed:
             raise GistOnnxError("This AsyncGistEncoder is closed; make another.")
         encoder = self.encoder
@@ -287,16 +271,12 @@ class AsyncGistEncoder:
                 vectors, counts = await loop.run_in_executor(
                     self._executor, self.encoder._compute, texts
                 )
-            except Exception as exc:  # noqa: BLE001 -- handed to the caller it belongs to
-                if len(jobs) == 1:
-                    _settle(jobs[0], exc)
-                else:
-                    # One caller's texts failed the batch: run each job alone, so the error
-                    # reaches its own caller (with its own text's index) and the others get
-                    # their vectors.
-                    for job in jobs:
-                        if not job.future.done():
-                            _settle(job, await self._alone(job))
+            except Exception:  # noqa: BLE001 -- each job's own error is found by running it alone
+                # Run each job alone, so that an error reaches its own caller, naming the
+                # caller's text, and the other callers get their vectors.
+                for job in jobs:
+                    if not job.future.done():
+                        _settle(job, await self._alone(job))
                 continue
             finished = time.perf_counter()
             if self.on_batch is not None:

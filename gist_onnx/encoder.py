@@ -502,11 +502,10 @@ class GistEncoder:
 
     def _checked_texts(self, texts: Iterable[str], prompt: str) -> list[str]:
         """``texts`` as a list of str with ``prompt`` before each, or the error naming the first
-        that is not a str or not valid Unicode (what encode would raise)."""
+        that is not a str (what encode would raise). Unicode is checked when a run fails."""
         iterator, _ = texts_of(texts, "encode")
         items = list(iterator)
         check_texts(items, 0)
-        invalid_unicode(items, 0, None)
         return [prompt + t for t in items] if prompt else items
 
     def _from_cache(

@@ -177,10 +177,11 @@ def restore_sep(model: Any, sep: int, limit: int) -> None:
     graph.node.extend(nodes)
 
 
-def tokenizer_files(output: Path, web: Path, config: ModelConfig) -> None:
-    """The tokenizer with the model's own length limit, and the configs transformers.js reads."""
+def tokenizer_files(output: Path, web: Path, config: ModelConfig) -> dict[str, Any]:
+    """The tokenizer with the model's own length limit, and the configs transformers.js reads;
+    returns the tokenizer's definition."""
     limit = config.max_seq_length
-    tokenizer = json.loads((output / "tokenizer.json").read_text(encoding="utf-8"))
+    tokenizer: dict[str, Any] = json.loads((output / "tokenizer.json").read_text(encoding="utf-8"))
     tokenizer["truncation"] = {
         "direction": "Right",
         "max_length": limit,
@@ -200,6 +201,7 @@ def tokenizer_files(output: Path, web: Path, config: ModelConfig) -> None:
     pooling = output / "1_Pooling"
     if pooling.is_dir():
         shutil.copytree(pooling, web / "1_Pooling", dirs_exist_ok=True)
+    return tokenizer
 
 
 def write_web(
@@ -209,8 +211,7 @@ def write_web(
     tokenizer files; returns their manifest entries (by variant)."""
     web = output / WEB
     web.mkdir(exist_ok=True)
-    tokenizer_files(output, web, config)
-    sep = sep_token_id(json.loads((output / "tokenizer.json").read_text(encoding="utf-8")))
+    sep = sep_token_id(tokenizer_files(output, web, config))
     entries: dict[str, dict[str, Any]] = {}
     for variant in ("fp32", "int8"):
         if variant not in graphs:
