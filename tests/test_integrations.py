@@ -4,8 +4,11 @@ skips where its package is absent): pandas/Dask, Ray Data, LangChain, LlamaIndex
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -82,6 +85,23 @@ def test_ray_data_map_batches_on_a_local_cluster(exported: Path, encoder: GistEn
     )
 
 
+@contextlib.contextmanager
+def graph_batches(encoder: GistEncoder) -> Iterator[list[int]]:
+    """The size of each batch ``encoder`` runs through its graph while the block runs."""
+    sizes: list[int] = []
+    original = encoder._compute
+
+    def counted(texts: list[str], *args: Any, **kwargs: Any) -> Any:
+        sizes.append(len(texts))
+        return original(texts, *args, **kwargs)
+
+    encoder._compute = counted  # type: ignore[method-assign]
+    try:
+        yield sizes
+    finally:
+        encoder._compute = original  # type: ignore[method-assign]
+
+
 def test_langchain_embeddings_and_a_vector_store(exported: Path, encoder: GistEncoder) -> None:
     pytest.importorskip("langchain_core")
     from langchain_core.vectorstores import InMemoryVectorStore
@@ -94,20 +114,12 @@ def test_langchain_embeddings_and_a_vector_store(exported: Path, encoder: GistEn
     assert asyncio.run(embeddings.aembed_query(QUERY)) == embeddings.embed_query(QUERY)
     assert asyncio.run(embeddings.aembed_documents(DOCS)) == embeddings.embed_documents(DOCS)
     # Concurrent async queries share graph runs (GistEncoder.aencode), with the same vectors.
-    runs: list[int] = []
-    original = embeddings.encoder._compute
-
-    def counted(texts: list[str], *args: object, **kwargs: object) -> object:
-        runs.append(len(texts))
-        return original(texts, *args, **kwargs)  # type: ignore[arg-type]
-
-    embeddings.encoder._compute = counted  # type: ignore[method-assign]
 
     async def many() -> list[list[float]]:
         return list(await asyncio.gather(*(embeddings.aembed_query(d) for d in DOCS)))
 
-    assert asyncio.run(many()) == embeddings.embed_documents(DOCS)
-    embeddings.encoder._compute = original  # type: ignore[method-assign]
+    with graph_batches(embeddings.encoder) as runs:
+        assert asyncio.run(many()) == embeddings.embed_documents(DOCS)
     assert sum(runs) == len(DOCS) and len(runs) < len(DOCS)
     store = InMemoryVectorStore.from_texts(DOCS, embeddings)
     assert store.similarity_search(QUERY, k=1)[0].page_content == DOCS[0]
@@ -128,16 +140,8 @@ def test_llama_index_embedding_and_retrieval(exported: Path, encoder: GistEncode
     )
     assert asyncio.run(model.aget_query_embedding(QUERY)) == model.get_query_embedding(QUERY)
     # An async batch is one graph batch, not one per text.
-    calls: list[int] = []
-    original = model._encoder._compute
-
-    def counted(texts: list[str], *args: object, **kwargs: object) -> object:
-        calls.append(len(texts))
-        return original(texts, *args, **kwargs)  # type: ignore[arg-type]
-
-    model._encoder._compute = counted  # type: ignore[method-assign]
-    batch = asyncio.run(model.aget_text_embedding_batch(DOCS))
-    model._encoder._compute = original  # type: ignore[method-assign]
+    with graph_batches(model._encoder) as calls:
+        batch = asyncio.run(model.aget_text_embedding_batch(DOCS))
     assert calls == [len(DOCS)]
     np.testing.assert_allclose(batch, encoder.encode(DOCS), atol=1e-6)
     index = VectorStoreIndex.from_documents([Document(text=d) for d in DOCS], embed_model=model)
