@@ -38,17 +38,18 @@ def _range(values: list[float], fmt: str, unit: str = "") -> str:
 
 
 # ---------------------------------------------------------------- results.json (benchmarks/run.py)
-def _rate(stack: str, key: str) -> float:
+def rate(stack: str, key: str) -> float:
+    """Texts a second of ``stack`` on ``key`` (workload@batch), the median of the rounds."""
     r = _load("results")
     count = r["workloads"][key.split("@", maxsplit=1)[0]]["count"]
     return float(count / statistics.median(r["raw"]["seconds"][stack][key]))
 
 
 def _cpu_ratio(stack: str, over: str, keys: tuple[str, ...]) -> str:
-    return _range([_rate(stack, k) / _rate(over, k) for k in keys], ".1f", "x")
+    return _range([rate(stack, k) / rate(over, k) for k in keys], ".1f", "x")
 
 
-def _coldstart(stack: str) -> float:
+def coldstart(stack: str) -> float:
     return float(statistics.median(_load("results")["raw"]["coldstart"][stack]["wall_s"]))
 
 
@@ -66,7 +67,7 @@ def _size_mb(*keys: str) -> str:
     return f"{sum(_load('results')['sizes'][k] for k in keys):,.0f} MB"
 
 
-def _embed_rate(key: str, count: str) -> float:
+def _embedrate(key: str, count: str) -> float:
     e = _load("embed")
     return float(e[count] / e[key]["s"])
 
@@ -142,10 +143,10 @@ FIGURES: dict[str, Callable[[], str]] = {
         "st-onnx-int8", "st-torch", ("sentences@32", "sentences@128")
     ),
     "cpu.coldstart-int8-fraction": lambda: (
-        f"1/{_coldstart('st-torch') / _coldstart('gist-int8'):.0f}"
+        f"1/{coldstart('st-torch') / coldstart('gist-int8'):.0f}"
     ),
     "cpu.coldstart-fp32-fraction": lambda: (
-        f"1/{_coldstart('st-torch') / _coldstart('gist-fp32'):.0f}"
+        f"1/{coldstart('st-torch') / coldstart('gist-fp32'):.0f}"
     ),
     "cpu.full-run": lambda: f"{_load('results')['elapsed_s'] / 60:.0f} minutes",
     "cpu.venv": lambda: _size_mb("gist_venv_mb"),
@@ -168,13 +169,13 @@ FIGURES: dict[str, Callable[[], str]] = {
     "quality.sts-drop": lambda: f"{_sts_drop():.2f}",
     "quality.sts-sets": lambda: f"{len(_load('quality')['sts_sets'])}",
     # benchmarks/embed.py
-    "embed.rate": lambda: f"{_embed_rate('embed', 'lines'):,.0f} texts/s",
+    "embed.rate": lambda: f"{_embedrate('embed', 'lines'):,.0f} texts/s",
     "embed.over-encode": lambda: (
-        f"{_embed_rate('embed', 'lines') / _embed_rate('encode', 'lines'):.2f}x"
+        f"{_embedrate('embed', 'lines') / _embedrate('encode', 'lines'):.2f}x"
     ),
     "embed.peak": lambda: f"{_load('embed')['embed']['peak_mib']:.0f} MiB",
     "embed.encode-peak": lambda: f"{_load('embed')['encode']['peak_mib']:.0f} MiB",
-    "embed.many-rate": lambda: f"{_embed_rate('embed_many', 'many'):,.0f} texts/s",
+    "embed.many-rate": lambda: f"{_embedrate('embed_many', 'many'):,.0f} texts/s",
     "embed.many-peak": lambda: f"{_load('embed')['embed_many']['peak_mib']:.0f} MiB",
     "embed.many-output": lambda: f"{_load('embed')['embed_many']['output_mib']:,.0f} MiB",
     # benchmarks/ray_job.py

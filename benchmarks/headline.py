@@ -18,6 +18,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import figures
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 CPU_RESULTS = HERE / "results" / "results.json"
@@ -45,20 +48,15 @@ CPU_STACKS = {
 
 
 def _cpu_rows(r: dict[str, Any]) -> list[str]:
-    seconds = {
-        s: {k: statistics.median(v) for k, v in r["raw"]["seconds"][s].items()} for s in CPU_STACKS
-    }
-    count = {name: r["workloads"][name]["count"] for name in ("sentences", "passages")}
     rows = []
     for stack, label in CPU_STACKS.items():
         cells = []
         for name in ("sentences", "passages"):
             key = f"{name}@32"
-            rate = count[name] / seconds[stack][key]
-            ratio = seconds["st-torch"][key] / seconds[stack][key]
-            cells.append(f"{rate:,.0f} ({ratio:.1f}x)")
+            speed = figures.rate(stack, key)
+            cells.append(f"{speed:,.0f} ({speed / figures.rate('st-torch', key):.1f}x)")
         query = statistics.median(r["raw"]["latency_ms"][stack]["p50"])
-        start = statistics.median(r["raw"]["coldstart"][stack]["wall_s"])
+        start = figures.coldstart(stack)
         rows.append(f"| CPU | {label} | {cells[0]} | {cells[1]} | {query:.2f} ms | {start:.2f} s |")
     return rows
 
@@ -103,17 +101,11 @@ def table() -> str:
 def stacks_table() -> str:
     """Every wrapper's throughput at batch 32 and 128, one query, cold start, peak RSS and STS-B,
     with ratios to sentence-transformers on torch."""
-    sys.path.insert(0, str(HERE))
-    try:
-        from stacks import STACKS
-    finally:
-        sys.path.remove(str(HERE))
+    from stacks import STACKS  # beside this file, on sys.path with figures
 
     r = json.loads(CPU_RESULTS.read_text(encoding="utf-8"))
-    raw, count = r["raw"], {k: v["count"] for k, v in r["workloads"].items()}
-    med = statistics.median
+    raw, med = r["raw"], statistics.median
     keys = ("sentences@32", "sentences@128", "passages@32", "passages@128")
-    ref = {k: med(raw["seconds"]["st-torch"][k]) for k in keys}
     lines = [
         "| stack | sentences/s @32 | @128 | passages/s @32 | @128 | one query | cold start "
         "| peak RSS | STS-B |",
@@ -124,8 +116,8 @@ def stacks_table() -> str:
         label = f"**{label}**" if stack.startswith("gist") else label
         cells = []
         for key in keys:
-            seconds = med(raw["seconds"][stack][key])
-            cells.append(f"{count[key.split('@')[0]] / seconds:,.0f} ({ref[key] / seconds:.2f}x)")
+            speed = figures.rate(stack, key)
+            cells.append(f"{speed:,.0f} ({speed / figures.rate('st-torch', key):.2f}x)")
         cold = raw["coldstart"][stack]
         lines.append(
             f"| {label} | {' | '.join(cells)} | {med(raw['latency_ms'][stack]['p50']):.2f} ms "
@@ -217,8 +209,6 @@ def _replace(path: Path, start: str, end: str, body: str) -> None:
 
 
 def write(root: Path) -> None:
-    import figures
-
     for page, start, end, make in TABLES:
         _replace(root / page, start, end, make())
     for path in pages(root):
@@ -233,7 +223,6 @@ def main() -> int:
         "--write", action="store_true", help="rewrite the README's and docs' tables"
     )
     args = parser.parse_args()
-    sys.path.insert(0, str(HERE))
     if args.write:
         write(ROOT)
     else:

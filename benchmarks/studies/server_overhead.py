@@ -5,8 +5,9 @@ the same server of an earlier revision, on a model whose graph costs next to not
 
 The model is the test suite's tiny one (a real WordPiece tokenizer, a one-node Gather graph), so
 what the server process spends per request is HTTP, JSON, routing, the queue and the hand-off to
-the graph thread: the part of a request that is Python, on any CPU. Load: wrk, 32 connections,
-one new short text per request (the cache never answers), 5 s after a 1 s warm-up, each
+the graph thread: the part of a request that is Python, on any CPU. Load: benchmarks/server.py's
+(wrk, 32 connections, one STS-B query per request made new by a tag and a number, so the cache
+never answers), 5 s after a 1 s warm-up, each
 revision in its own server process, rounds interleaved. The baseline's package is checked out
 with `git worktree` into a temporary folder. CPU per request: the server process's user +
 system time over the run (from /proc), divided by the requests answered. Writes
@@ -16,7 +17,6 @@ benchmarks/results/server_overhead.json and the "server_overhead" section of RES
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import subprocess
@@ -31,33 +31,14 @@ ROOT = HERE.parent.parent
 sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(ROOT / "tests"))
 import sections  # noqa: E402
-from server import cpu_seconds  # noqa: E402
+from server import load_wrk, queries  # noqa: E402
 from serverproc import Server  # noqa: E402
 from tiny import write_manifest, write_tiny_model  # noqa: E402
 
-LUA = """
-local i = 0
-local tag = ""
-local words = {"capital", "france", "bread", "river", "music", "cat", "train", "summer"}
-wrk.method = "POST"
-wrk.headers["Content-Type"] = "application/json"
-init = function(args) tag = tostring(math.random(1e9)) end
-request = function()
-  i = i + 1
-  local body = '{"input": ["' .. words[(i % 8) + 1] .. ' query ' .. tag .. ' ' .. i ..
-    '"], "encoding_format": "float"}'
-  return wrk.format(nil, "/v1/embeddings", nil, body)
-end
-done = function(summary, latency, requests)
-  io.stderr:write(string.format(
-    '{"requests": %d, "duration_us": %d, "p50_us": %d, "p99_us": %d, "bad": %d}\\n',
-    summary.requests, summary.duration, latency:percentile(50), latency:percentile(99),
-    summary.errors.status + summary.errors.connect + summary.errors.read + summary.errors.timeout))
-end
-"""
+QUERIES = [[text] for text in queries()[:512]]
 
 
-def run(tree: Path, model: Path, script: Path, seconds: float) -> dict[str, Any]:
+def run(tree: Path, model: Path, seconds: float, work: Path) -> dict[str, Any]:
     """One server of ``tree``'s package under the load; its throughput and CPU per request."""
     # `python -m` puts its working folder first on sys.path: start it in the tree measured.
     env_before, cwd_before = os.environ.get("PYTHONPATH"), Path.cwd()
@@ -71,35 +52,25 @@ def run(tree: Path, model: Path, script: Path, seconds: float) -> dict[str, Any]
             os.environ.pop("PYTHONPATH")
         else:
             os.environ["PYTHONPATH"] = env_before
-    assert server.proc is not None
-    version = subprocess.run(
-        [sys.executable, "-c", "import gist_onnx; print(gist_onnx.__file__)"],
-        cwd=tree,
-        env={**os.environ, "PYTHONPATH": str(tree)},
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    assert version.startswith(str(tree)), f"{tree}: imported {version}"
     try:
-        assert server.proc is not None
-        command = ["wrk", "-t", "1", "-c", "32", "-s", str(script), server.url]
-        subprocess.run([*command, "-d", "1s"], capture_output=True, check=True)
-        before = cpu_seconds(server.proc.pid)
-        done = subprocess.run(
-            [*command, "-d", f"{seconds:g}s"], capture_output=True, text=True, check=True
-        )
-        cpu = cpu_seconds(server.proc.pid) - before
+        imported = subprocess.run(
+            [sys.executable, "-c", "import gist_onnx; print(gist_onnx.__file__)"],
+            cwd=tree,
+            env={**os.environ, "PYTHONPATH": str(tree)},
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        assert imported.startswith(str(tree)), f"{tree}: imported {imported}"
+        # One new short text a request (server.py's load, its texts made new each request).
+        row = load_wrk(server, QUERIES, 32, unique=True, seconds=seconds, work=work)
     finally:
         server.stop()
-    r = json.loads(done.stderr.strip().splitlines()[-1])
-    if r["bad"]:
-        raise RuntimeError(f"{r['bad']} requests failed")
     return {
-        "requests_per_s": r["requests"] / (r["duration_us"] / 1e6),
-        "p50_ms": r["p50_us"] / 1000,
-        "p99_ms": r["p99_us"] / 1000,
-        "cpu_us_per_request": cpu / r["requests"] * 1e6,
+        "requests_per_s": row["requests_per_s"],
+        "p50_ms": row["p50_ms"],
+        "p99_ms": row["p99_ms"],
+        "cpu_us_per_request": row["server_cpu_us_per_request"],
     }
 
 
@@ -114,8 +85,6 @@ def main() -> int:
         work = Path(tmp)
         model = write_tiny_model(work / "tiny", max_seq_length=16)
         write_manifest(model)
-        script = work / "load.lua"
-        script.write_text(LUA)
         baseline = work / "baseline"
         subprocess.run(
             [
@@ -135,7 +104,7 @@ def main() -> int:
             trees = {"baseline": baseline, "this checkout": ROOT}
             for round_ in range(args.rounds):
                 for label, tree in trees.items():
-                    row = run(tree, model, script, args.seconds)
+                    row = run(tree, model, args.seconds, work)
                     rows[label].append(row)
                     print(
                         f"round {round_ + 1}, {label}: {row['requests_per_s']:.0f} req/s, "
