@@ -26,9 +26,28 @@ GPU_RESULTS = HERE / "logs" / "gpu" / "5-final.json"
 MARKER = re.compile(r"<!-- fig:([a-z0-9_.-]+) -->(.*?)<!-- /fig -->", re.DOTALL)
 
 
+# Results that depend on the CPU live in one folder per kind of CPU (benchmarks/results/<family>/,
+# see common.results_dir). Where several kinds have a report of one name, the prose quotes the
+# first of these (and says which CPU); the README's headline table shows every kind's rows.
+PROSE_FAMILIES = ("avx512-vnni", "amx", "avx-vnni", "avx2", "arm64")
+
+
+def families(report: str = "results") -> list[str]:
+    """The kinds of CPU with a ``report`` (``results``: benchmarks/run.py's), in prose order."""
+    found = sorted(p.parent.name for p in RESULTS.glob(f"*/{report}.json"))
+    order = {family: i for i, family in enumerate(PROSE_FAMILIES)}
+    return sorted(found, key=lambda f: (order.get(f, len(order)), f))
+
+
 @cache
-def _load(name: str) -> Any:
-    path = GPU_RESULTS if name == "gpu" else RESULTS / f"{name}.json"
+def _load(name: str, family: str | None = None) -> Any:
+    if name == "gpu":
+        path = GPU_RESULTS
+    elif family is not None:
+        path = RESULTS / family / f"{name}.json"
+    else:
+        kinds = families(name)
+        path = RESULTS / kinds[0] / f"{name}.json" if kinds else RESULTS / f"{name}.json"
     return json.loads(path.read_text(encoding="utf-8"))
 
 
@@ -38,9 +57,10 @@ def _range(values: list[float], fmt: str, unit: str = "") -> str:
 
 
 # ---------------------------------------------------------------- results.json (benchmarks/run.py)
-def rate(stack: str, key: str) -> float:
-    """Texts a second of ``stack`` on ``key`` (workload@batch), the median of the rounds."""
-    r = _load("results")
+def rate(stack: str, key: str, family: str | None = None) -> float:
+    """Texts a second of ``stack`` on ``key`` (workload@batch), the median of the rounds, on the
+    CPU ``family`` (default: the prose's)."""
+    r = _load("results", family)
     count = r["workloads"][key.split("@", maxsplit=1)[0]]["count"]
     return float(count / statistics.median(r["raw"]["seconds"][stack][key]))
 
@@ -49,8 +69,8 @@ def _cpu_ratio(stack: str, over: str, keys: tuple[str, ...]) -> str:
     return _range([rate(stack, k) / rate(over, k) for k in keys], ".1f", "x")
 
 
-def coldstart(stack: str) -> float:
-    return float(statistics.median(_load("results")["raw"]["coldstart"][stack]["wall_s"]))
+def coldstart(stack: str, family: str | None = None) -> float:
+    return float(statistics.median(_load("results", family)["raw"]["coldstart"][stack]["wall_s"]))
 
 
 # ---------------------------------------------------------------- the other results files

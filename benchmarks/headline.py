@@ -23,7 +23,6 @@ import figures
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-CPU_RESULTS = HERE / "results" / "results.json"
 GPU_RESULTS = HERE / "logs" / "gpu" / "5-final.json"
 START, END = "<!-- headline:start -->", "<!-- headline:end -->"
 DOCS_START, DOCS_END = "<!-- stacks:start -->", "<!-- stacks:end -->"
@@ -47,17 +46,41 @@ CPU_STACKS = {
 }
 
 
-def _cpu_rows(r: dict[str, Any]) -> list[str]:
+# How the README names each kind of CPU (benchmarks/results/<family>/).
+FAMILY_LABELS = {
+    "amx": "AMX",
+    "avx512-vnni": "AVX-512 VNNI",
+    "avx-vnni": "AVX-VNNI",
+    "avx2": "AVX2, no VNNI",
+    "arm64": "arm64",
+}
+
+
+def cpu_label(family: str) -> str:
+    """``AMD EPYC (AVX-512 VNNI)``: the CPU of one family's results, as the tables name it."""
+    m = _results(family)["machine"]
+    return f"{m['cpu']} ({FAMILY_LABELS.get(family, family)})"
+
+
+def _results(family: str) -> dict[str, Any]:
+    return json.loads((HERE / "results" / family / "results.json").read_text(encoding="utf-8"))
+
+
+def _cpu_rows(family: str) -> list[str]:
+    r = _results(family)
     rows = []
     for stack, label in CPU_STACKS.items():
         cells = []
         for name in ("sentences", "passages"):
             key = f"{name}@32"
-            speed = figures.rate(stack, key)
-            cells.append(f"{speed:,.0f} ({speed / figures.rate('st-torch', key):.1f}x)")
+            speed = figures.rate(stack, key, family)
+            cells.append(f"{speed:,.0f} ({speed / figures.rate('st-torch', key, family):.1f}x)")
         query = statistics.median(r["raw"]["latency_ms"][stack]["p50"])
-        start = figures.coldstart(stack)
-        rows.append(f"| CPU | {label} | {cells[0]} | {cells[1]} | {query:.2f} ms | {start:.2f} s |")
+        start = figures.coldstart(stack, family)
+        rows.append(
+            f"| {cpu_label(family)} | {label} | {cells[0]} | {cells[1]} | {query:.2f} ms "
+            f"| {start:.2f} s |"
+        )
     return rows
 
 
@@ -68,10 +91,10 @@ def _gpu_rows(g: dict[str, Any]) -> list[str]:
     best = {k: max(t[k] for t in theirs) for k in ("sentences_per_s", "passages_per_s")}
     best_query = min(t["one_query_ms"] for t in theirs)
     return [
-        "| GPU | sentence-transformers (its faster of fp32, fp16) | "
+        f"| {g['gpu'].split(',')[0]} | sentence-transformers (its faster of fp32, fp16) | "
         f"{best['sentences_per_s']:,.0f} (1.0x) | {best['passages_per_s']:,.0f} (1.0x) | "
         f"{best_query:.2f} ms | |",
-        f"| GPU | **gist-onnx fp16** | {ours['sentences_per_s']:,.0f} "
+        f"| {g['gpu'].split(',')[0]} | **gist-onnx fp16** | {ours['sentences_per_s']:,.0f} "
         f"({ours['sentences_per_s'] / best['sentences_per_s']:.1f}x) | "
         f"{ours['passages_per_s']:,.0f} ({ours['passages_per_s'] / best['passages_per_s']:.1f}x) "
         f"| {ours['one_query_ms']:.2f} ms | |",
@@ -79,20 +102,25 @@ def _gpu_rows(g: dict[str, Any]) -> list[str]:
 
 
 def table() -> str:
-    """The markdown of the headline table, with the commands that measure it."""
-    r = json.loads(CPU_RESULTS.read_text(encoding="utf-8"))
+    """The markdown of the headline table: rows for each kind of CPU with committed results, and
+    the GPU's, with the commands that measure them."""
     g = json.loads(GPU_RESULTS.read_text(encoding="utf-8"))
-    m = r["machine"]
+    kinds = figures.families()
+    runs = "; ".join(
+        f"{cpu_label(family)}: {_results(family)['machine']['cores']} cores, medians of "
+        f"{_results(family)['repeats']} rounds"
+        for family in kinds
+    )
     lines = [
-        f"CPU: {m['cpu']}{' (AVX-512 VNNI)' if 'avx512_vnni' in m['isa'] else ''}, "
-        f"{m['cores']} cores, 2 threads a stack, batches of 32, medians of "
-        f"{r['repeats']} rounds (`python benchmarks/run.py`). GPU: {g['gpu']}, batches of 128 "
+        "CPU rows: 2 threads a stack, batches of 32 (`python benchmarks/run.py`, which writes each "
+        f"kind of CPU's results apart: {runs}). GPU: {g['gpu']}, batches of 128 "
         "(`benchmarks/gpu/gpu_check.py run`). Ratios are to sentence-transformers on the same "
-        "machine; stand-in weights (GIST's architecture).",
+        "machine; stand-in weights (GIST's architecture). The int8 graph runs u8 x s8 products "
+        "where the CPU has VNNI or AMX, u8 x u8 where it has not.",
         "",
-        "| | stack | sentences/s | ~250-token passages/s | one query | cold start |",
+        "| machine | stack | sentences/s | ~250-token passages/s | one query | cold start |",
         "|---|---|---|---|---|---|",
-        *_cpu_rows(r),
+        *(row for family in kinds for row in _cpu_rows(family)),
         *_gpu_rows(g),
     ]
     return "\n".join(lines)
@@ -103,10 +131,13 @@ def stacks_table() -> str:
     with ratios to sentence-transformers on torch."""
     from stacks import STACKS  # beside this file, on sys.path with figures
 
-    r = json.loads(CPU_RESULTS.read_text(encoding="utf-8"))
+    family = figures.families()[0]
+    r = _results(family)
     raw, med = r["raw"], statistics.median
     keys = ("sentences@32", "sentences@128", "passages@32", "passages@128")
     lines = [
+        f"On {cpu_label(family)}, {r['machine']['cores']} cores:",
+        "",
         "| stack | sentences/s @32 | @128 | passages/s @32 | @128 | one query | cold start "
         "| peak RSS | STS-B |",
         "|---|---|---|---|---|---|---|---|---|",
@@ -116,8 +147,8 @@ def stacks_table() -> str:
         label = f"**{label}**" if stack.startswith("gist") else label
         cells = []
         for key in keys:
-            speed = figures.rate(stack, key)
-            cells.append(f"{speed:,.0f} ({speed / figures.rate('st-torch', key):.2f}x)")
+            speed = figures.rate(stack, key, family)
+            cells.append(f"{speed:,.0f} ({speed / figures.rate('st-torch', key, family):.2f}x)")
         cold = raw["coldstart"][stack]
         lines.append(
             f"| {label} | {' | '.join(cells)} | {med(raw['latency_ms'][stack]['p50']):.2f} ms "

@@ -63,6 +63,22 @@ gc.collect()
 print(json.dumps({"peak": peak_mib(), "after": rss_mib(), "base": base, "s": elapsed,
                   "shape": list(out.shape)}))
 """,
+    # What one large call leaves behind: the encoder warmed up first (its runs at once, a full
+    # 256-token run), so that what it makes once (a second session, thread pools) is not counted.
+    "long_gist_warm": """
+from gist_onnx import GistEncoder, heap
+if not GIVE_BACK:
+    heap.TRIM_AFTER_TOKENS = 1 << 62  # as before the heap was given back
+enc = GistEncoder(MODEL, variant=VARIANT)
+texts = [long_text(i, SIZE) for i in range(600)]
+enc.encode(["a short warm-up text %d" % i for i in range(64)])
+enc.encode([long_text(i, 1500) for i in range(8)])
+gc.collect(); base = rss_mib()
+t = time.perf_counter(); out = enc.encode(texts); elapsed = time.perf_counter() - t
+gc.collect()
+print(json.dumps({"peak": peak_mib(), "after": rss_mib(), "base": base, "s": elapsed,
+                  "held": rss_mib() - base, "shape": list(out.shape)}))
+""",
     "long_st": """
 from sentence_transformers import SentenceTransformer
 model = SentenceTransformer(SOURCE, device="cpu")
@@ -133,6 +149,20 @@ def render(r: dict[str, Any]) -> str:
             f"| {label} | {row['peak']:.0f} | {row['after']:.0f} | {row['base']:.0f} | "
             f"{row['s']:.1f} s |"
         )
+    held = r.get("held", {})
+    if held:
+        lines += [
+            "",
+            "(a'') What one such call leaves behind: the encoder warmed up first (so that what it "
+            "makes once, its second session for runs at once and its thread pools, is not "
+            "counted), then RSS after the call less RSS before it, with the heap given back to "
+            "the system after large calls (`gist_onnx.heap`) and without:",
+            "",
+            "| stack | held after the call | peak | RSS before the call |",
+            "|---|---|---|---|",
+        ]
+        for label, row in held.items():
+            lines.append(f"| {label} | {row['held']:.0f} | {row['peak']:.0f} | {row['base']:.0f} |")
     lines += [
         "",
         f"(b) {b['shape'][0]:,} short texts from a generator (count unknown to the encoder), int8: "
@@ -166,6 +196,14 @@ def main() -> int:
     long["gist-onnx int8, 600 texts of 1,500 characters (~256 tokens each)"] = run_case(
         python, "long_gist", MODEL=model, VARIANT="int8", SIZE=1_500
     )
+    held: dict[str, Any] = {}
+    for variant in ("int8", "fp32"):
+        for trim in (True, False):
+            label = f"gist-onnx {variant}, heap {'given back' if trim else 'kept'}"
+            print(f"(a'') {label} ...", flush=True)
+            held[label] = run_case(
+                python, "long_gist_warm", MODEL=model, VARIANT=variant, SIZE=100_000, GIVE_BACK=trim
+            )
     print("(a) sentence-transformers ...", flush=True)
     long["sentence-transformers (torch)"] = run_case(python, "long_st", SOURCE=str(stand_in()))
     print(f"(b) {args.short_texts:,} short texts ...", flush=True)
@@ -175,6 +213,7 @@ def main() -> int:
     r = {
         "date": time.strftime("%Y-%m-%d"),
         "long": long,
+        "held": held,
         "many_short": many,
         "alternating": alternating,
         "calls": args.calls,

@@ -22,7 +22,6 @@ import argparse
 import contextlib
 import json
 import os
-import platform
 import subprocess
 import sys
 import time
@@ -40,7 +39,7 @@ sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(ROOT / "export"))
 
 import sections  # noqa: E402
-from common import stand_in  # noqa: E402
+from common import machine_record, results_dir, stand_in  # noqa: E402
 from stacks import STACKS  # noqa: E402
 from sts import available_sets, load_sts  # noqa: E402
 
@@ -351,26 +350,9 @@ def sizes(gist_dir: Path, source: Path) -> dict[str, Any]:
 
 
 def machine() -> dict[str, Any]:
-    flags: set[str] = set()
-    model = platform.processor()
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.is_file():
-        for line in cpuinfo.read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-            if line.startswith("flags"):
-                flags = set(line.split(":", 1)[1].split())
-    wanted = [
-        "avx2",
-        "fma",
-        "avx512f",
-        "avx512bw",
-        "avx512_vnni",
-        "avx_vnni",
-        "avx512_bf16",
-        "avx512_fp16",
-        "amx_int8",
-    ]
+    """The CPU (lscpu's model name, the flags that decide speed, its family), the GPU where there
+    is one, the Python and the load."""
+    record = machine_record()
     gpu = ""
     with contextlib.suppress(OSError, subprocess.SubprocessError):  # where there is a GPU
         gpu = subprocess.run(
@@ -381,11 +363,9 @@ def machine() -> dict[str, Any]:
             check=False,
         ).stdout.strip()
     return {
-        "cpu": model,
+        **record,
+        "isa": record["flags"],  # the name earlier results used
         "gpu": gpu,
-        "cores": os.cpu_count(),
-        "isa": [f for f in wanted if f in flags],
-        "python": platform.python_version(),
         "load_before": os.getloadavg(),
     }
 
@@ -420,7 +400,13 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=None, help="rounds per measurement (>= 3)")
     parser.add_argument("--stacks", default=",".join(STACKS), help="comma-separated stack names")
     parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
-    parser.add_argument("--output", type=Path, default=HERE / "results" / "RESULTS.md")
+    parser.add_argument(
+        "--output",
+        type=Path,
+        default=None,
+        help="the report (default: RESULTS.md in this CPU family's folder, benchmarks/results/"
+        "<family>/, so that results from different kinds of CPU sit side by side)",
+    )
     parser.add_argument(
         "--installed",
         action="store_true",
@@ -438,6 +424,8 @@ def main() -> int:
         help="the sentence-transformers folder the torch stacks load (default: the stand-in)",
     )
     args = parser.parse_args()
+    if args.output is None:
+        args.output = results_dir() / "RESULTS.md"
     # Quick: one process per stack, three passes inside it, one cold start. Full: separate
     # processes in turn, `repeats` rounds, for throughput and cold start alike.
     repeats = 1 if args.quick else max(3, args.repeats or 5)
@@ -586,8 +574,13 @@ def report(r: dict[str, Any], stacks: list[str], argv: str) -> str:
         f"device {r['device']}, 2 threads each). Stand-in weights (all-MiniLM-L6-v2, GIST's "
         f"architecture). Ratios are to {ref_label} in the same run.",
         "",
-        f"Machine: {r['machine']['cpu']}, {r['machine']['cores']} cores, "
-        f"{' '.join(r['machine']['isa'])}"
+        f"Machine: {r['machine']['cpu']} ({r['machine'].get('family', 'x86_64')}), "
+        f"{r['machine']['cores']} cores, {' '.join(r['machine']['isa'])}"
+        + (
+            f"; int8 graph: {r['machine']['int8_form']} products"
+            if r["machine"].get("int8_form")
+            else ""
+        )
         + (f"; GPU {r['machine']['gpu']}" if r["machine"].get("gpu") else "")
         + f"; Python {r['machine']['python']}; load average "
         f"{r['machine']['load_before'][0]:.2f} before, {r['machine']['load_after'][0]:.2f} after.",

@@ -44,9 +44,16 @@ def kept(old: str) -> str:
 
 
 def publish(name: str, results: dict[str, Any], body: str) -> None:
-    """Write ``results`` to benchmarks/results/{name}.json and ``body`` to its section of
-    results/RESULTS.md."""
-    here = Path(__file__).resolve().parent / "results"
-    (here / f"{name}.json").write_text(json.dumps(results, indent=2) + "\n")
-    write(here / "RESULTS.md", name, body)
+    """Write ``results`` (with this machine's CPU, under ``cpu``) to {name}.json and ``body`` to
+    its section of RESULTS.md, both in this CPU family's results folder
+    (benchmarks/results/<family>/: see common.results_dir)."""
+    from common import machine_record, results_dir
+
+    machine = machine_record()
+    here = results_dir(str(machine["family"]))
+    record = {**results, "cpu": machine}
+    (here / f"{name}.json").write_text(json.dumps(record, indent=2) + "\n")
+    flags = " ".join(str(f) for f in machine["flags"])  # type: ignore[attr-defined]
+    cpu_line = f"CPU: {machine['cpu']} ({machine['family']}: {flags}), {machine['cores']} cores."
+    write(here / "RESULTS.md", name, f"{body.strip()}\n\n{cpu_line}")
     print(body)

@@ -264,7 +264,8 @@ def _batches(gist_dir: Path, texts: Sequence[str], batch: int) -> list[tuple[lis
     import sys
 
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-    from gist_onnx.planner import CPU_TOKENS_PER_RUN, cut_runs
+    from gist_onnx.device import CPU_TOKENS_PER_RUN
+    from gist_onnx.planner import cut_runs
 
     tokenizer = _gist_tokenizer(gist_dir)
     encodings = tokenizer.tokenize(list(texts))

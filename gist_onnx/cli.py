@@ -22,12 +22,17 @@ DESCRIPTION = "GIST-all-MiniLM-L6-v2 sentence embeddings on ONNX Runtime, withou
 def _info(args: argparse.Namespace) -> int:
     import onnxruntime as ort
 
+    from .device import choose_int8_form, cpu_info
     from .session import GPU_FIX, installed_runtimes
 
     runtimes = installed_runtimes()
     print(f"gist-onnx {__version__}")
     print(f"onnxruntime {ort.__version__} from: {', '.join(runtimes) or 'unknown distribution'}")
     print(f"execution providers: {', '.join(ort.get_available_providers())}")
+    cpu = cpu_info()
+    form = choose_int8_form(cpu)
+    print(f"cpu: {cpu.describe()}")
+    print(f"int8 products: {form.form} ({form.reason})")
     if len(runtimes) > 1:
         print(f"problem: {' and '.join(runtimes)} overwrite each other. Fix: {GPU_FIX}")
         return 1
@@ -36,6 +41,8 @@ def _info(args: argparse.Namespace) -> int:
 
         encoder = GistEncoder(args.model, variant=args.variant, device=args.device)
         print(repr(encoder))
+        for key, value in encoder.describe().items():
+            print(f"  {key}: {value}")
     return 0
 
 

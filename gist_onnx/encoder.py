@@ -16,8 +16,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
-from . import planner
+from . import heap, options, planner
 from .cache import EmbeddingCache, as_cache
+from .device import DeviceProfile, profile_for
 from .errors import GistOnnxError, InvalidInputError, ModelConfigError
 from .inputs import check_texts, invalid_unicode, positive_int, texts_of
 from .model import (
@@ -27,6 +28,7 @@ from .model import (
     ModelFiles,
     files_identity,
     files_read,
+    files_to_ship,
     read_config,
     resolve,
     writable_by_others,
@@ -35,11 +37,11 @@ from .model.configs import check_graph_pooling
 from .pooling import l2_normalize, pool
 from .precision import quantize_embeddings
 from .session import (
-    CUDA,
     GraphSession,
     ReplayedGraph,
     choose_providers,
     choose_threads,
+    provider_names,
     usable_cpus,
 )
 from .tokenizer import Batch, TextTokenizer, load_tokenizer
@@ -92,6 +94,12 @@ class GistEncoder:
             encoders), a number of entries, or True for the defaults. Off by default. A cached
             vector is exactly the one the graph gives (vectors do not depend on their batch);
             with a cache, ``encode`` reads its texts into a list before running them.
+        int8_form: which form of the int8 graph runs: ``"auto"`` (default, or the
+            ``GIST_ONNX_INT8_FORM`` variable): u8 x s8 products where ONNX Runtime computes them
+            exactly and fastest (x86 with AVX-512 VNNI, AVX-VNNI or AMX; arm64), u8 x u8 where
+            u8 x s8 would saturate (x86 without VNNI); ``"u8s8"`` or ``"u8u8"`` to force one.
+            Both forms hold the same int8 levels: where both are exact, the same vectors.
+            :meth:`describe` says which runs and why.
         truncate_dim: keep only the first ``truncate_dim`` dimensions of every vector, as
             sentence-transformers' ``truncate_dim`` does (:attr:`dimension` says it then).
             GIST was not trained for shorter vectors (it is not a Matryoshka model): they
@@ -100,6 +108,8 @@ class GistEncoder:
     Attributes:
         variant, provider, max_seq_length, dimension, pooling, source, threads: what was
             chosen.
+        profile: the :class:`~gist_onnx.device.DeviceProfile`: every choice made for the
+            device (threads, run sizes, padding, the int8 form), in one place.
         default_batch_size: ``encode``'s batch_size when a call gives none (32 on the CPU, 128
             with CUDA).
         tokenizer: the text tokenizer; ``tokenizer.pad_multiple`` rounds each run's width up
@@ -124,22 +134,31 @@ class GistEncoder:
         verify_files: bool = True,
         truncate_dim: int | None = None,
         cache: EmbeddingCache | int | bool | None = None,
+        int8_form: str | None = None,
     ) -> None:
         self.cache: EmbeddingCache | None = as_cache(cache)
         chosen_providers = choose_providers(device, providers)
+        resolved_threads = choose_threads(threads, stacklevel=3)
+        # Every device choice, made once: see gist_onnx.device.
+        self.profile: DeviceProfile = profile_for(
+            provider_names(chosen_providers)[0],
+            resolved_threads or usable_cpus(),
+            int8_form=int8_form or options.int8_form(),
+        )
         self.files: ModelFiles = resolve(
             model,
             variant or "fp32",
             revision=revision,
             cache_dir=cache_dir,
             local_files_only=local_files_only,
+            int8_form=self.profile.int8.form,
         )
         self._warn_if_writable()
         integrity = IntegrityCheck(self.files)
         if verify_files:
             integrity.start()
         try:
-            resolved_threads = self._load_stages(chosen_providers, threads, spinning)
+            self._load_stages(chosen_providers, resolved_threads, spinning)
         except GistOnnxError:
             integrity.wait()  # a corrupted file is the likelier cause: name it if so
             raise
@@ -148,25 +167,24 @@ class GistEncoder:
         # The vectors' size: the graph's, or truncate_dim.
         self.truncate_dim: int | None = self._dimensions(truncate_dim)
         self.dimension: int = self.truncate_dim or self._full_dimension
-        self.overlap: bool = self.provider == CUDA if overlap is None else bool(overlap)
+        settings = self.profile.settings
+        self.overlap: bool = settings.overlap if overlap is None else bool(overlap)
         # encode()'s batch_size when the call gives none.
-        self.default_batch_size: int = (
-            planner.DEFAULT_BATCH_CUDA if self.provider == CUDA else planner.DEFAULT_BATCH_CPU
-        )
-        self.tokenizer.pad_multiple = planner.PAD_MULTIPLE_CUDA if self.provider == CUDA else 1
+        self.default_batch_size: int = settings.default_batch
+        self.tokenizer.pad_multiple = settings.pad_multiple
+        # CPU threads: what was asked (capped at the usable CPUs), else one per usable CPU.
+        workers = self.profile.threads
+        self.threads: int = workers
         # Runs at once for calls of several runs (CPU only): one single-threaded session shared
         # by that many Python threads (ONNX Runtime releases the GIL and allows concurrent runs).
-        workers = resolved_threads or usable_cpus()
-        # CPU threads: what was asked (capped at the usable CPUs), else one per usable CPU.
-        self.threads: int = workers
         wanted = workers > 1 if parallel_runs is None else bool(parallel_runs)
-        self.parallel_runs: int = workers if wanted and self.provider != CUDA else 1
+        self.parallel_runs: int = workers if wanted and settings.parallel_runs else 1
         self._single: GraphSession | None = None  # made at the first call that needs it
         self._single_lock = threading.Lock()
         self._providers = chosen_providers
         # One text through a captured CUDA graph (see ReplayedGraph), made at the first query.
         self._use_replay = (
-            self.provider == CUDA and self.session.info.pooled and cuda_graph is not False
+            settings.cuda_graph and self.session.info.pooled and cuda_graph is not False
         )
         self._replay: ReplayedGraph | None = None
         self._identity: str | None = None
@@ -187,8 +205,8 @@ class GistEncoder:
 
     def _load_stages(
         self, providers: list[Any], threads: int | None, spinning: bool | None
-    ) -> int | None:
-        """The configs, the tokenizer and the session, in that order; returns the threads."""
+    ) -> None:
+        """The configs, the tokenizer and the session, in that order."""
         self.config: ModelConfig = read_config(
             self.files.folder, modules=self.files.modules, manifest=self.files.manifest
         )
@@ -198,11 +216,13 @@ class GistEncoder:
             do_lower_case=self.config.do_lower_case,
             config=self.config,
         )
-        resolved_threads = choose_threads(threads)
         self.session = GraphSession(
-            self.files.graph, providers=providers, threads=resolved_threads, spinning=spinning
+            self.files.graph,
+            providers=providers,
+            threads=threads,
+            spinning=spinning,
+            settings=self.profile.settings,
         )
-        return resolved_threads
 
     def _check_graph(self) -> int:
         """The graph against the folder's configs (its vector size, its pooling); returns the
@@ -253,9 +273,15 @@ class GistEncoder:
 
     @property
     def files_read(self) -> list[Path]:
-        """The model's files this encoder read: graph, weights, tokenizer, configs, manifest.
-        What a deployment has to ship (``gist-onnx bundle`` copies exactly these)."""
+        """The model's files this encoder read: graph, weights, tokenizer, configs, manifest."""
         return files_read(self.files)
+
+    @property
+    def files_to_ship(self) -> list[Path]:
+        """What a deployment has to ship (``gist-onnx bundle`` copies exactly these):
+        :attr:`files_read`, and for int8 every form of the graph, since the machine it lands on
+        may run the other form."""
+        return files_to_ship(self.files)
 
     @property
     def model_name(self) -> str:
@@ -268,9 +294,55 @@ class GistEncoder:
         """Where the graph came from: a file path or ``repo/file`` on the hub."""
         return self.files.source
 
-    def __repr__(self) -> str:
+    @property
+    def int8_form(self) -> str | None:
+        """The int8 graph's products as they run: ``"u8s8"`` or ``"u8u8"``; None for fp32 and
+        fp16, or for an int8 graph whose form no export recorded (a graph made elsewhere)."""
+        return self.files.int8_form if self.variant == "int8" else None
+
+    @property
+    def int8_form_reason(self) -> str | None:
+        """Why :attr:`int8_form` runs: the CPU's flags, an override, or the folder's files."""
+        if self.variant != "int8":
+            return None
+        chosen = self.profile.int8
+        if self.files.int8_form == chosen.form:
+            return chosen.reason
+        if self.files.int8_form is None:
+            return f"{self.files.graph.name} as stored (no record of its form)"
         return (
-            f"GistEncoder(source={self.source!r}, variant={self.variant!r}, "
+            f"{chosen.form} chosen ({chosen.reason}), but the folder has only the "
+            f"{self.files.int8_form} form: re-export it for both"
+        )
+
+    def describe(self) -> dict[str, Any]:
+        """What runs and why, as plain data: the model, the graph and its variant and int8 form,
+        and the device profile (provider, threads, run sizes, the CPU and its flags). The
+        server logs it at start-up and ``gist-onnx info`` prints it."""
+        return {
+            "model": self.model_name,
+            "source": self.source,
+            "graph": self.files.graph.name,
+            "variant": self.variant,
+            "int8_form": self.int8_form,
+            "int8_form_reason": self.int8_form_reason,
+            "max_seq_length": self.max_seq_length,
+            "dimension": self.dimension,
+            "pooling": self.pooling,
+            "parallel_runs": self.parallel_runs,
+            "overlap": self.overlap,
+            **{
+                key: value
+                for key, value in self.profile.describe().items()
+                if not key.startswith("int8_form")
+            },
+            "provider": self.provider,
+        }
+
+    def __repr__(self) -> str:
+        form = f", int8_form={self.int8_form!r}" if self.int8_form else ""
+        return (
+            f"GistEncoder(source={self.source!r}, variant={self.variant!r}{form}, "
             f"provider={self.provider!r}, max_seq_length={self.max_seq_length}, "
             f"dimension={self.dimension}, pooling={self.pooling!r}, "
             f"normalized={self.config.normalize})"
@@ -569,9 +641,10 @@ class GistEncoder:
         # else grown as chunks arrive (see planner.grow), so that it is never held twice.
         out = np.empty((total or 0, self._full_dimension), dtype=np.float32)
         tokens = np.zeros(len(out) if counts else 0, dtype=np.int64)
-        filled = start = 0
+        filled = start = ran = 0
         try:
             for run, vectors in made:
+                ran += run.batch.input_ids.size
                 if run.chunk:
                     start, filled = filled, filled + run.chunk
                     if filled > len(out):
@@ -589,6 +662,8 @@ class GistEncoder:
             runs.close()  # stops the producer thread at once if the graph raised
             if progress is not None:
                 progress.close()
+            if ran >= heap.TRIM_AFTER_TOKENS:
+                heap.trim()  # what the call used, back to the system (see gist_onnx.heap)
         if filled < len(out):  # an iterable whose len() promised more than it gave
             out.resize((filled, self._full_dimension), refcheck=False)
         return out, tokens[:filled]
@@ -675,7 +750,7 @@ class GistEncoder:
 
     def _plan(self, texts: Iterator[Any], batch_size: int) -> Generator[planner.Run, None, None]:
         """The runs of one call (see :func:`planner.plan`): on the CPU at most
-        :data:`planner.CPU_TOKENS_PER_RUN` padded tokens a run; with overlap, tokenized a batch
+        the profile's ``tokens_per_run`` padded tokens a run; with overlap, tokenized a batch
         at a time."""
         return planner.plan(
             texts,
@@ -683,7 +758,7 @@ class GistEncoder:
             tokenize=self._tokenize,
             pad=self.tokenizer.pad,
             check=check_texts,
-            cap=planner.CPU_TOKENS_PER_RUN if self.provider != CUDA else 0,
+            cap=self.profile.settings.tokens_per_run,
             by_batch=self.overlap,
         )
 
@@ -697,7 +772,11 @@ class GistEncoder:
         with self._single_lock:
             if self._single is None:
                 self._single = GraphSession(
-                    self.files.graph, providers=self._providers, threads=1, spinning=False
+                    self.files.graph,
+                    providers=self._providers,
+                    threads=1,
+                    spinning=False,
+                    settings=self.profile.settings,
                 )
             return self._single
 

@@ -9,6 +9,7 @@
 | ``GIST_ONNX_VERIFY_FILES`` | Lambda handler | ``0`` skips the manifest's sha256 check | ``1`` |
 | ``GIST_ONNX_LAZY`` | Lambda handler | set: load at the first request, not at init | unset |
 | ``GIST_ONNX_API_KEY`` | Lambda handler, ``gist-onnx serve`` | required bearer key | none |
+| ``GIST_ONNX_INT8_FORM`` | every ``GistEncoder`` | ``u8s8``, ``u8u8``, ``auto`` | ``auto`` |
 
 ``gist-onnx serve`` takes everything else as command-line options (``--api-key`` wins over the
 variable). Variables of other tools are left to them: ``HF_HUB_OFFLINE``, ``HF_HUB_CACHE`` and
@@ -34,6 +35,7 @@ VARIABLES = {
     "GIST_ONNX_VERIFY_FILES": "0 skips the manifest check",
     "GIST_ONNX_LAZY": "load at the first request",
     "GIST_ONNX_API_KEY": "the required bearer key",
+    "GIST_ONNX_INT8_FORM": "the int8 graph's products",
 }
 
 
@@ -107,3 +109,10 @@ def lambda_task_root() -> Path | None:
     """Lambda's ``LAMBDA_TASK_ROOT``: where the function's code lies."""
     value = _get("LAMBDA_TASK_ROOT")
     return Path(value) if value else None
+
+
+def int8_form() -> str | None:
+    """``GIST_ONNX_INT8_FORM``: the int8 graph's products (``u8s8``, ``u8u8``; ``auto`` or
+    unset: chosen per CPU). Checked by :func:`gist_onnx.device.choose_int8_form`."""
+    value = _get("GIST_ONNX_INT8_FORM")
+    return value.strip().lower() if value else None

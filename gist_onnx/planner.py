@@ -3,8 +3,9 @@ are made (in order, one at a time or several at once, tokenizing ahead on a thre
 
 The package's interface (the benchmarks use it too): :func:`cut_runs`, :func:`plan`,
 :func:`prefetch`, :func:`run_in_order`, :func:`grow` and the tuning constants below, each
-annotated with the figures that chose it. A text's vector never depends on its run: everything
-here changes speed and memory only.
+annotated with the figures that chose it (the device's own, such as tokens a run, are in
+:mod:`gist_onnx.device`). A text's vector never depends on its run: everything here changes
+speed and memory only.
 """
 
 from __future__ import annotations
@@ -29,29 +30,8 @@ Vectors = npt.NDArray[np.float32]
 # Texts tokenized, length-sorted and batched together: large enough that sorting removes most
 # padding, small enough that the tokenizer's per-text objects stay a few MB.
 CHUNK_BATCHES = 32
-# On the CPU, at most this many (padded) tokens go through the graph in one run, whatever
-# batch_size says. Measured on 2 cores: runs of 256-512 tokens keep the activations in cache and
-# encoded 1.2-1.5x more short texts per second than runs of 4,096 (batch_size=128 x 32 tokens);
-# 256 rather than 512 puts one long text in a run (its 12 attention matrices are 3 MB at 256
-# tokens): int8 passages +3 to +6%, short texts and fp32 the same. A text's vector does not
-# depend on its batch, so this changes speed only. With CUDA, batch_size alone sizes a run.
-CPU_TOKENS_PER_RUN = 256
 # With overlap on, at most this many padded batches wait ahead of the graph.
 PREFETCH = 8
-# encode()'s batch_size when none is given. The CPU caps a run at 256 tokens anyway. On an H200,
-# fp16, runs of 64 texts encoded 26% fewer sentences a second than runs of 128 (59k against 80k;
-# passages 10.6k against 10.8k), 256 and 512 a little more (88k, 96k) for twice and four times
-# the GPU memory; 128 keeps a run of 256-token texts at ~0.3 GB.
-DEFAULT_BATCH_CPU = 32
-DEFAULT_BATCH_CUDA = 128
-# With CUDA, a run's width is rounded up to a multiple of this many tokens. ONNX Runtime's CUDA
-# Attention pays for each input shape it has not run before: on an H200, fp16, a new width's first
-# run took 44-86 ms against ~1 ms after (profiled: Attention 45 of 50 ms), whichever attention
-# kernel was allowed. A fresh encoder's first pass over 1,024 sentences (batch 32) ran 659/s with
-# 16 widths, 1,259/s padded to 8 (6 widths), 1,572/s to 16 (4); the passes after ran the same
-# within noise (29k, 31k, 29k/s), so 8: fewer new shapes for at most 7 padded tokens a row.
-# The CPU has no such cost (first and later runs the same) and pays for every padded token.
-PAD_MULTIPLE_CUDA = 8
 # The largest batch_size taken: a chunk (batch_size x CHUNK_BATCHES texts) is held in memory
 # at once, and no device runs a million texts in one graph run anyway.
 MAX_BATCH_SIZE = 1 << 20

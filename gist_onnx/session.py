@@ -16,24 +16,16 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from .device import CPU, CUDA, ProviderSettings, settings_for
 from .errors import ModelConfigError, ProviderUnavailableError
 from .tokenizer import Batch
 
 DEVICES = ("cpu", "cuda", "auto")
-CPU = "CPUExecutionProvider"
-CUDA = "CUDAExecutionProvider"
 
 # Distributions that all install the same ``onnxruntime`` import package.
 _ORT_DISTRIBUTIONS = ("onnxruntime", "onnxruntime-gpu")
 
 GPU_FIX = "pip uninstall -y onnxruntime onnxruntime-gpu && pip install 'onnxruntime-gpu>=1.20'"
-
-# ONNX Runtime rewrites a graph at load; on the CPU this rewrite makes it slower: its CPU
-# SkipLayerNormalization (residual addition + bias + layer norm in one node) took ~400 us where
-# the two additions and LayerNormalization it replaces took ~60 us (256 x 384, one core): the
-# fp32 graph ran +12-13% faster without it (sentences and passages, interleaved rounds). With
-# CUDA the fused kernel is kept.
-CPU_DISABLED_OPTIMIZERS = ("SkipLayerNormFusion",)
 
 
 def installed_runtimes() -> list[str]:
@@ -126,7 +118,7 @@ def usable_cpus() -> int:
     return max(1, count)
 
 
-def choose_threads(threads: Any) -> int | None:
+def choose_threads(threads: Any, stacklevel: int = 4) -> int | None:
     """ONNX Runtime's intra-op threads: ``threads`` checked and capped at the usable CPUs; by
     default ONNX Runtime's own choice, unless the process may use fewer CPUs than the machine
     has (a container, a pinned process), where one thread per usable CPU avoids oversubscribing.
@@ -151,7 +143,7 @@ def choose_threads(threads: Any) -> int | None:
             f"threads={number} is more than the {usable} CPUs this process may use; using "
             f"{usable} (more threads only contend for the same cores).",
             RuntimeWarning,
-            stacklevel=4,
+            stacklevel=stacklevel,
         )
         return usable
     return number
@@ -215,7 +207,8 @@ def inspect_graph(session: Any) -> GraphInfo:
 
 
 class GraphSession:
-    """An ONNX Runtime session over one graph, fed from a :class:`Batch`."""
+    """An ONNX Runtime session over one graph, fed from a :class:`Batch`, with the settings of
+    its provider (:func:`gist_onnx.device.settings_for`, unless ``settings`` gives them)."""
 
     def __init__(
         self,
@@ -224,12 +217,13 @@ class GraphSession:
         providers: list[Any],
         threads: int | None = None,
         spinning: bool | None = None,
+        settings: ProviderSettings | None = None,
     ) -> None:
         import onnxruntime as ort
 
         asked = provider_names(providers)
-        on_cuda = CUDA in asked
-        if on_cuda:
+        settings = settings or settings_for(asked[0])
+        if settings.preload_dlls:
             preload = getattr(ort, "preload_dlls", None)
             if preload is not None:
                 # Best effort: if CUDA still cannot load, the session check below says so.
@@ -240,10 +234,8 @@ class GraphSession:
         if threads is not None:
             options.intra_op_num_threads = threads
         options.log_severity_level = 3
-        if spinning is None:
-            spinning = not on_cuda
-        if not spinning:
-            # With CUDA the CPU threads only feed the GPU, and in a server the event loop needs
+        if not (settings.spinning if spinning is None else spinning):
+            # With a GPU the CPU threads only feed it, and in a server the event loop needs
             # the cores between runs: threads that spin after each run would take them from the
             # tokenizer preparing the next batch (GistEncoder's overlap) or from the requests.
             options.add_session_config_entry("session.intra_op.allow_spinning", "0")
@@ -253,7 +245,7 @@ class GraphSession:
                 str(graph),
                 sess_options=options,
                 providers=providers,
-                disabled_optimizers=[] if on_cuda else list(CPU_DISABLED_OPTIMIZERS),
+                disabled_optimizers=list(settings.disabled_optimizers),
             )
         except Exception as exc:
             raise ModelConfigError(
@@ -261,10 +253,10 @@ class GraphSession:
                 f"(an exported graph keeps its weights in {graph.name}.data beside it)."
             ) from exc
         self.providers: list[str] = list(self.session.get_providers())
-        if on_cuda and CUDA not in self.providers:
+        if asked[0] != CPU and asked[0] not in self.providers:
             raise ProviderUnavailableError(
-                f"{CUDA} was requested but the session fell back to {self.providers}."
-                + _clash_note()
+                f"{asked[0]} was requested but the session fell back to {self.providers}."
+                + (_clash_note() if asked[0] == CUDA else "")
             )
         self.info = inspect_graph(self.session)
 

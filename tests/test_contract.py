@@ -447,7 +447,7 @@ def test_a_model_folder_any_user_may_write_is_warned_about(tmp_path: Path) -> No
 def test_every_exported_graph_records_its_pooling_in_its_metadata(exported: Path) -> None:
     import onnxruntime as ort
 
-    for name in ("model.onnx", "model_int8.onnx", "model_fp16.onnx"):
+    for name in ("model.onnx", "model_int8.onnx", "model_int8_u8s8.onnx", "model_fp16.onnx"):
         session = ort.InferenceSession(str(exported / name), providers=["CPUExecutionProvider"])
         recorded = session.get_modelmeta().custom_metadata_map
         assert recorded["gist_onnx.pooling"] == "mean", name
@@ -488,7 +488,12 @@ def test_a_pooled_graph_that_records_nothing_loads_unchecked_with_a_warning(
     import onnx
 
     folder = tmp_path / "model"
-    shutil.copytree(exported, folder, ignore=shutil.ignore_patterns("model.onnx*", "model_fp16*"))
+    # The int8 graph alone, in one form (the u8 x s8 one records its pooling too).
+    shutil.copytree(
+        exported,
+        folder,
+        ignore=shutil.ignore_patterns("model.onnx*", "model_fp16*", "model_int8_u8s8*"),
+    )
     (folder / "gist_onnx_manifest.json").unlink()
     graph = onnx.load(str(folder / "model_int8.onnx"))
     del graph.metadata_props[:]

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 
 from gist_onnx import GistEncoder, InvalidInputError
+from gist_onnx import device as device_mod
+from gist_onnx.device import ACCELERATOR, CUDA_SETTINGS, ProviderSettings
 from tiny import DIM, expected, write_tiny_model
 
 IDS = {"hello": 4, "world": 5, "the": 6, "cat": 7, "sat": 8, "on": 9, "mat": 10}
@@ -185,12 +189,24 @@ def test_encode_with_token_counts_is_encode_and_count_tokens_in_one_pass(tiny: G
     assert counts.dtype == np.int64 and counts.shape == (300,)
 
 
+def as_if_on(monkeypatch: pytest.MonkeyPatch, settings: ProviderSettings) -> None:
+    """Encoders made after this take ``settings`` as their provider's (planning only: the
+    session still runs on the CPU)."""
+    from gist_onnx import encoder as encoder_mod
+
+    real = device_mod.profile_for
+
+    def fake(*args: Any, **kwargs: Any) -> device_mod.DeviceProfile:
+        return dataclasses.replace(real(*args, **kwargs), settings=settings)
+
+    monkeypatch.setattr(encoder_mod, "profile_for", fake)
+
+
 def test_cpu_runs_hold_at_most_256_tokens_and_cuda_runs_a_whole_batch(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from gist_onnx.session import CUDA
-
-    enc = GistEncoder(write_tiny_model(tmp_path / "m", max_seq_length=100), parallel_runs=False)
+    folder = write_tiny_model(tmp_path / "m", max_seq_length=100)
+    enc = GistEncoder(folder, parallel_runs=False)
     texts = [" ".join(["cat"] * n) for n in (98, 98, 98, 60, 60, 60, 60, 10)]  # 100, 62, 12 tokens
 
     def run_sizes() -> list[tuple[int, int]]:
@@ -199,15 +215,18 @@ def test_cpu_runs_hold_at_most_256_tokens_and_cuda_runs_a_whole_batch(
     # Longest first, 256 // 100 = 2 rows a run while the longest has 100 tokens, then 256 // 62.
     assert run_sizes() == [(2, 100), (2, 100), (4, 62)]
     # Planning only (no CUDA here): with CUDA, batch_size alone sizes a run.
-    monkeypatch.setattr(GistEncoder, "provider", property(lambda self: CUDA))
+    as_if_on(monkeypatch, CUDA_SETTINGS)
+    enc = GistEncoder(folder, parallel_runs=False)
+    assert run_sizes() == [(8, 100)]
+    # Any other provider runs as a device beside the CPU, never with the CPU's run cap.
+    as_if_on(monkeypatch, ACCELERATOR)
+    enc = GistEncoder(folder, parallel_runs=False)
     assert run_sizes() == [(8, 100)]
 
 
 def test_batch_size_defaults_to_32_on_the_cpu_and_128_with_cuda(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from gist_onnx.session import CUDA
-
     folder = write_tiny_model(tmp_path / "m")
     seen: list[int] = []
     real_plan = GistEncoder._plan
@@ -223,8 +242,8 @@ def test_batch_size_defaults_to_32_on_the_cpu_and_128_with_cuda(
     enc.encode(["hello"] * 3, batch_size=5)
     enc.encode_with_token_counts(["hello"])
     assert seen == [32, 5, 32]
-    # Planning only (no CUDA here): an encoder made where the provider is CUDA.
-    monkeypatch.setattr(GistEncoder, "provider", property(lambda self: CUDA))
+    # Planning only (no CUDA here): an encoder made with CUDA's profile.
+    as_if_on(monkeypatch, CUDA_SETTINGS)
     cuda = GistEncoder(folder)
     assert cuda.default_batch_size == 128
     cuda.encode(["hello"] * 3)
@@ -234,15 +253,38 @@ def test_batch_size_defaults_to_32_on_the_cpu_and_128_with_cuda(
 def test_cuda_pads_runs_to_a_multiple_of_8_and_the_cpu_to_the_longest_text(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from gist_onnx.session import CUDA
-
     folder = write_tiny_model(tmp_path / "m", max_seq_length=32)
     texts = ["hello world", "the cat sat on the mat the cat sat", "hello"]  # 4, 11, 3 tokens
     cpu = GistEncoder(folder)
     assert [run.batch.input_ids.shape[1] for run in cpu._plan(iter(texts), 8)] == [11]
-    # Planning only (no CUDA here): an encoder made where the provider is CUDA.
-    monkeypatch.setattr(GistEncoder, "provider", property(lambda self: CUDA))
+    # Planning only (no CUDA here): an encoder made with CUDA's profile.
+    as_if_on(monkeypatch, CUDA_SETTINGS)
     cuda = GistEncoder(folder)
     assert [run.batch.input_ids.shape[1] for run in cuda._plan(iter(texts), 8)] == [16]
     # the padded tokens are masked: the same vectors through the same graph
     np.testing.assert_allclose(cuda.encode(texts), cpu.encode(texts), atol=1e-6)
+
+
+def test_the_heap_is_given_back_after_large_calls_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from gist_onnx import heap
+
+    calls: list[int] = []
+    monkeypatch.setattr(heap, "trim", lambda: calls.append(1) or True)
+    monkeypatch.setattr(heap, "TRIM_AFTER_TOKENS", 40)
+    enc = GistEncoder(write_tiny_model(tmp_path / "m"))
+    enc.encode(["hello world"] * 3)  # 3 x 4 tokens: kept
+    assert calls == []
+    enc.encode(["the cat sat on the mat"] * 8)  # 8 x 6 tokens
+    assert calls == [1]
+
+
+def test_trim_gives_the_heap_back_where_the_c_library_can() -> None:
+    import platform
+    import sys
+
+    from gist_onnx import heap
+
+    glibc = sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc"
+    assert heap.trim() is glibc

@@ -91,19 +91,45 @@ def run(
 def test_repo_id_downloads_then_works_offline_from_the_cache(
     hub: FakeHub, exported: Path, tmp_path: Path
 ) -> None:
-    local = GistEncoder(exported, variant="int8").encode(TEXTS)
-    first = run(hub, tmp_path, "acme/minilm-onnx", variant="int8")
+    # The u8 x u8 form asked for, so that the files fetched are the same on every CPU.
+    hub.requests.clear()
+    local = GistEncoder(exported, variant="int8", int8_form="u8u8").encode(TEXTS)
+    first = run(hub, tmp_path, "acme/minilm-onnx", variant="int8", int8_form="u8u8")
     assert first["source"] == "acme/minilm-onnx/model_int8.onnx"
     np.testing.assert_allclose(np.array(first["vectors"]), local, atol=1e-6)
     assert any(r.endswith("model_int8.onnx") for r in hub.requests)
     assert not any(r.endswith("/model.onnx") for r in hub.requests), "only the asked graph"
+    assert not any("u8s8" in r for r in hub.requests), "only the asked form"
     assert (tmp_path / "models--acme--minilm-onnx").is_dir()
 
     # Offline, with the server unreachable: the cache alone serves it.
-    again = run(None, tmp_path, "acme/minilm-onnx", offline=True, variant="int8")
+    again = run(None, tmp_path, "acme/minilm-onnx", offline=True, variant="int8", int8_form="u8u8")
     np.testing.assert_allclose(np.array(again["vectors"]), local, atol=1e-6)
-    again = run(None, tmp_path, "acme/minilm-onnx", variant="int8", local_files_only=True)
+    again = run(
+        None,
+        tmp_path,
+        "acme/minilm-onnx",
+        variant="int8",
+        local_files_only=True,
+        int8_form="u8u8",
+    )
     np.testing.assert_allclose(np.array(again["vectors"]), local, atol=1e-6)
+
+
+def test_the_u8s8_form_is_fetched_with_the_weights_it_shares(
+    hub: FakeHub, exported: Path, tmp_path: Path
+) -> None:
+    """Where the CPU takes u8 x s8 products, the hub's u8 x s8 graph runs, with its own weights
+    and the ones it reads from the u8 x u8 graph's file."""
+    local = GistEncoder(exported, variant="int8", int8_form="u8s8").encode(TEXTS)
+    hub.requests.clear()
+    first = run(hub, tmp_path, "acme/minilm-onnx", variant="int8", int8_form="u8s8")
+    assert first["source"] == "acme/minilm-onnx/model_int8_u8s8.onnx"
+    np.testing.assert_allclose(np.array(first["vectors"]), local, atol=1e-6)
+    fetched = {r.rsplit("/", 1)[-1] for r in hub.requests if r.startswith("GET")}
+    assert {"model_int8_u8s8.onnx", "model_int8_u8s8.onnx.data", "model_int8.onnx.data"} <= (
+        fetched
+    )
 
 
 def test_default_model_with_no_argument_uses_the_authors_onnx_repo(

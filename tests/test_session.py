@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from gist_onnx import GistEncoder, ModelConfigError, ProviderUnavailableError
+from gist_onnx import device as device_mod
 from gist_onnx import session as session_mod
 from tiny import write_tiny_model
 
@@ -125,7 +126,7 @@ def test_the_fp32_graph_keeps_its_layer_norms_apart_on_the_cpu(
 
     assert "SkipLayerNormalization" not in ops(exported / "model.onnx")
     assert "LayerNormalization" in ops(exported / "model.onnx")
-    for disabled, fused in ((list(session_mod.CPU_DISABLED_OPTIMIZERS), False), ([], True)):
+    for disabled, fused in ((list(device_mod.CPU_DISABLED_OPTIMIZERS), False), ([], True)):
         options = ort.SessionOptions()
         options.optimized_model_filepath = str(tmp_path / f"loaded_{fused}.onnx")
         ort.InferenceSession(

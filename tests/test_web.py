@@ -13,11 +13,13 @@ from __future__ import annotations
 import json
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 
 from gist_onnx import GistEncoder
+from gist_onnx.export.check import THRESHOLDS
 from gist_onnx.export.texts import PARITY_TEXTS
 from gist_onnx.model.manifest import Manifest, read_manifest
 from nodejs import JS, node_modules
@@ -92,6 +94,25 @@ def _run(session: object, names: set[str], row: list[int]) -> np.ndarray:
     return np.asarray(run(None, {k: v for k, v in feeds.items() if k in names})[0])
 
 
+# Between two runtimes' int8 vectors of the same texts (another CPU's kernels, WASM's): a float
+# difference of 1e-7 moves a value across an int8 level now and then, so a text's two int8
+# vectors differ by more than their floats do (0.9979 on an Intel AMX machine, where AMD machines
+# gave 0.9995). What int8 promises is its distance to fp32: the export's int8 thresholds. On top,
+# the two agree on average: flips touch a few values of a few texts.
+INT8_AGREEMENT_MEAN = 0.999
+
+
+def assert_keeps_int8s_promise(theirs: Any, python_int8: np.ndarray, fp32: np.ndarray) -> None:
+    """``theirs`` (int8 vectors from another runtime) are within int8's promise of the fp32
+    vectors, as Python's int8 are, and agree with Python's int8 on average."""
+    limits = THRESHOLDS["int8"]
+    to_fp32 = _cosines(theirs, fp32)
+    assert to_fp32.min() >= limits["worst_cosine"], to_fp32.min()
+    if len(to_fp32) >= 10:  # a mean over a few texts says little
+        assert to_fp32.mean() >= limits["mean_cosine"], to_fp32.mean()
+    assert _cosines(theirs, python_int8).mean() >= INT8_AGREEMENT_MEAN
+
+
 def test_transformers_js_and_onnxruntime_web_give_the_python_vectors(
     web_export: Path, tmp_path: Path
 ) -> None:
@@ -114,13 +135,15 @@ def test_transformers_js_and_onnxruntime_web_give_the_python_vectors(
         python = encoder.encode(texts)
         pipeline = out["transformers"][variant]
         assert pipeline["counts"] == encoder.count_tokens(texts).tolist()
-        floor = 0.99999 if variant == "fp32" else 0.9999
-        assert _cosines(pipeline["vectors"], python).min() >= floor, variant
-        wasm = _cosines(out["ortweb"][variant]["vectors"], python)
-        # onnxruntime-web's WASM build: fp32 equal to the last bits; int8 a little off on most
-        # texts (values on the boundary between two int8 levels), within int8's own error (its
-        # check against torch: worst 0.99).
-        assert wasm.min() >= (0.99999 if variant == "fp32" else 0.999), (variant, wasm.min())
+        if variant == "fp32":
+            assert _cosines(pipeline["vectors"], python).min() >= 0.99999
+            assert _cosines(out["ortweb"][variant]["vectors"], python).min() >= 0.99999
+            continue
+        # int8: onnxruntime-web's WASM kernels (under both) put a few values on the other side of
+        # an int8 level than this CPU's do; bounded by what int8 promises, not by one machine.
+        fp32 = GistEncoder(web_export).encode(texts)
+        for runtime in (pipeline["vectors"], out["ortweb"][variant]["vectors"]):
+            assert_keeps_int8s_promise(runtime, python, fp32)
 
 
 def test_the_demo_page_computes_the_python_vectors_in_chromium(
@@ -139,9 +162,10 @@ def test_the_demo_page_computes_the_python_vectors_in_chromium(
     sentences = json.loads((tmp_path / "site" / "sentences.json").read_text(encoding="utf-8"))
     python_query = encoder.encode([query])
     python_corpus = encoder.encode(sentences)
-    # onnxruntime-web's WASM int8 kernels: the bound of test_transformers_js_and_... above.
-    assert _cosines([page["vector"]], python_query).min() >= 0.999
-    assert _cosines(page["corpus"], python_corpus).min() >= 0.999
+    # onnxruntime-web's WASM int8 kernels: int8's promise, as in the Node tier above.
+    fp32 = GistEncoder(web_export)
+    assert_keeps_int8s_promise([page["vector"]], python_query, fp32.encode([query]))
+    assert_keeps_int8s_promise(page["corpus"], python_corpus, fp32.encode(sentences))
     ranked = np.argsort(-(python_corpus @ python_query[0]))[:5].tolist()
     assert page["top"][0][0] == ranked[0]
     assert page["load_ms"] > 0 and page["query_ms"] > 0

@@ -94,7 +94,7 @@ def runs_of(encoder: Any, texts: list[str], batch_size: int, by_batch: bool) -> 
         tokenize=lambda part, offset, positions: encoder.tokenizer.tokenize(part),
         pad=encoder.tokenizer.pad,
         check=lambda chunk, offset: None,
-        cap=0 if encoder.provider == "CUDAExecutionProvider" else planner.CPU_TOKENS_PER_RUN,
+        cap=encoder.profile.settings.tokens_per_run,
         by_batch=by_batch,
     )
 

@@ -37,7 +37,8 @@ LAYERS, HIDDEN, FFN = 6, 384, 1536
 
 def batches(workload: str) -> list[dict[str, np.ndarray]]:
     """The encoder's runs for this workload: tokenized, length-sorted, cut as on the CPU."""
-    from gist_onnx.planner import CPU_TOKENS_PER_RUN, cut_runs
+    from gist_onnx.device import CPU_TOKENS_PER_RUN
+    from gist_onnx.planner import cut_runs
     from gist_onnx.tokenizer import load_tokenizer
 
     texts = json.loads((WORK / "workloads.json").read_text())[workload]["texts"]
@@ -110,7 +111,7 @@ def mlas_ceiling() -> float:
 def ort_profile(feeds: list[dict[str, np.ndarray]], graph: Path) -> dict[str, Any]:
     import onnxruntime as ort
 
-    from gist_onnx.session import CPU_DISABLED_OPTIMIZERS
+    from gist_onnx.device import CPU_DISABLED_OPTIMIZERS
 
     options = ort.SessionOptions()
     options.intra_op_num_threads = THREADS
@@ -195,7 +196,7 @@ def below_fp32(feeds: list[dict[str, np.ndarray]]) -> dict[str, Any]:
     import onnxruntime as ort
     from onnx import TensorProto, helper
 
-    from gist_onnx.session import CPU_DISABLED_OPTIMIZERS
+    from gist_onnx.device import CPU_DISABLED_OPTIMIZERS
 
     found: dict[str, Any] = {"providers": ort.get_available_providers(), "ort": ort.__version__}
     # 1. A bf16 product: is there a CPU kernel at all?
@@ -279,7 +280,7 @@ def main() -> int:
 
 
 def render(report: dict[str, Any]) -> str:
-    from gist_onnx.planner import CPU_TOKENS_PER_RUN
+    from gist_onnx.device import CPU_TOKENS_PER_RUN
 
     ceiling = report["mlas_gflops"]
     lines = [

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import shutil
 import sys
 import tempfile
@@ -48,7 +47,7 @@ from gist_onnx.model import read_config  # noqa: E402
 from sts import load_sts  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from common import stand_in  # noqa: E402
+from common import machine_record, results_dir, stand_in  # noqa: E402
 
 
 def recipes(
@@ -219,20 +218,9 @@ def measure(
 
 
 def _cpu() -> str:
-    """The CPU, with whether it has VNNI (which decides how u8 x s8 int8 products run)."""
-    name, flags = platform.processor() or platform.machine(), ""
-    try:
-        info = Path("/proc/cpuinfo").read_text(encoding="utf-8")
-    except OSError:
-        return name
-    for line in info.splitlines():
-        if line.startswith("model name"):
-            name = line.split(":", 1)[1].strip()
-        if line.startswith("flags"):
-            flags = line
-            break
-    vnni = "VNNI" if "vnni" in flags else "no VNNI"
-    return f"{name} ({'AVX-512' if 'avx512f' in flags else 'AVX2'}, {vnni})"
+    """The CPU, with the flags that decide how int8 products run (VNNI, AMX)."""
+    m = machine_record()
+    return f"{m['cpu']} ({m['family']}: {' '.join(str(f) for f in m['flags'])})"  # type: ignore[attr-defined]
 
 
 def main() -> int:
@@ -243,7 +231,9 @@ def main() -> int:
         "--only", default=None, help="run only the recipes whose name holds this text"
     )
     parser.add_argument(
-        "--output", default="INT8.md", help="report name in benchmarks/results/ (json beside)"
+        "--output",
+        default="INT8.md",
+        help="report name in this CPU's results folder, benchmarks/results/<family>/ (json beside)",
     )
     args = parser.parse_args()
     model = args.model or stand_in()
@@ -313,7 +303,7 @@ def main() -> int:
             f"{r['unusual_mean_cosine']:.5f} | {r['batch_dependence']:.5f} | "
             f"{r['sentences_per_s']:.0f} | {r['megabytes']:.1f} |"
         )
-    out = ROOT / "benchmarks" / "results"
+    out = results_dir()
     report = out / args.output
     data = out / ("int8_recipes.json" if args.output == "INT8.md" else f"{report.stem}.json")
     report.write_text("\n".join(lines) + "\n", encoding="utf-8")

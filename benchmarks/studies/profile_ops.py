@@ -23,7 +23,7 @@ from pathlib import Path
 import onnxruntime as ort
 
 from gist_onnx import GistEncoder
-from gist_onnx.session import CPU_DISABLED_OPTIMIZERS
+from gist_onnx.device import CPU_DISABLED_OPTIMIZERS
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: the harness's helpers
 from common import add_model_argument

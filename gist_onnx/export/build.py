@@ -159,7 +159,18 @@ def write_export(
         timings["fp16_s"] = time.perf_counter() - step
     for entry in graphs.values():
         entry["data_file"] = externalize(output / entry["file"]).name
-    failed = check_graphs(output, graphs, checks, reference, device=args.device)
+    failed = []
+    if "int8" in graphs:
+        from .int8_forms import write_forms
+
+        step = time.perf_counter()
+        graphs["int8"]["forms"], forms_passed = write_forms(
+            output, list(PARITY_TEXTS), device=args.device
+        )
+        if not forms_passed:
+            failed.append("int8 u8s8 form")
+        timings["int8_forms_s"] = time.perf_counter() - step
+    failed += check_graphs(output, graphs, checks, reference, device=args.device)
     web: dict[str, dict[str, Any]] = {}
     if getattr(args, "web", False):
         from .web import WEB, write_web

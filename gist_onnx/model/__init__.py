@@ -23,6 +23,7 @@ from .layout import (
     VARIANTS,
     ModelFiles,
     files_read,
+    files_to_ship,
     looks_like_path,
     resolve_local,
     writable_by_others,
@@ -42,6 +43,7 @@ __all__ = [
     "ModelFiles",
     "files_identity",
     "files_read",
+    "files_to_ship",
     "hub_unreachable",
     "looks_like_path",
     "read_config",
@@ -58,15 +60,18 @@ def resolve(
     revision: str | None = None,
     cache_dir: str | os.PathLike[str] | None = None,
     local_files_only: bool = False,
+    int8_form: str | None = None,
 ) -> ModelFiles:
-    """Resolve ``model`` (a local folder, or else a hub repo id) to the files the encoder needs."""
+    """Resolve ``model`` (a local folder, or else a hub repo id) to the files the encoder needs;
+    for int8, the graph of the form ``int8_form`` (see :mod:`gist_onnx.device`) where there is
+    one."""
     if model is None or not isinstance(model, (str, os.PathLike)):
         raise ModelFilesError(
             f"model must be a folder path or a hub repo id (str), got {type(model).__name__}."
         )
     path = Path(model).expanduser()
     if path.is_dir():
-        return resolve_local(path, variant)
+        return resolve_local(path, variant, int8_form)
     text = str(model)
     if not isinstance(model, str) or looks_like_path(text):
         raise ModelFilesError(
@@ -79,4 +84,5 @@ def resolve(
         revision=revision,
         cache_dir=cache_dir,
         local_files_only=local_files_only,
+        int8_form=int8_form,
     )

@@ -27,9 +27,12 @@ from .layout import (
     GRAPH_FILES,
     ModelFiles,
     check_variant,
+    choose_form,
     export_hint,
+    int8_forms,
     parse_once,
     pooling_folder,
+    u8s8_graph,
 )
 from .manifest import read_manifest
 
@@ -95,8 +98,10 @@ def resolve_hub(
     revision: str | None = None,
     cache_dir: str | os.PathLike[str] | None = None,
     local_files_only: bool = False,
+    int8_form: str | None = None,
 ) -> ModelFiles:
-    """Download (or find in the hub cache) the files of ``repo_id`` that the encoder needs.
+    """Download (or find in the hub cache) the files of ``repo_id`` that the encoder needs: for
+    int8, the graph of the form ``int8_form`` where the repo has it.
 
     ``local_files_only`` and the ``HF_HUB_OFFLINE`` environment variable keep this to the cache.
     """
@@ -115,6 +120,7 @@ def resolve_hub(
                     revision=revision,
                     cache_dir=cache_dir,
                     local_files_only=True,
+                    int8_form=int8_form,
                 )
             except ModelFilesError as exc:
                 raise ModelFilesError(
@@ -136,6 +142,20 @@ def resolve_hub(
     if pool_dir is not None:
         _hub_get(repo_id, f"{pool_dir}/config.json", **kwargs)
     graph, source = _fetch_graph(repo_id, variant, offline, kwargs)
+    manifest = read_manifest(folder)
+    forms: dict[str, Path] = {}
+    form = None
+    if variant == "int8":
+        if int8_form == "u8s8":
+            # The u8 x s8 form reads the base graph's weights too: fetched above.
+            name = u8s8_graph(Path(source.removeprefix(f"{repo_id}/"))).as_posix()
+            if _hub_get(repo_id, name, **kwargs) is not None:
+                _hub_get(repo_id, f"{name}.data", **kwargs)
+        forms = int8_forms(folder, graph, manifest)
+        chosen, form = choose_form(graph, forms, int8_form)
+        if chosen != graph:
+            source = f"{repo_id}/{chosen.relative_to(folder).as_posix()}"
+            graph = chosen
     return ModelFiles(
         folder=folder,
         graph=graph,
@@ -143,7 +163,9 @@ def resolve_hub(
         source=source,
         name=repo_id,
         modules=modules,
-        manifest=read_manifest(folder),
+        manifest=manifest,
+        int8_forms=forms,
+        int8_form=form,
     )
 
 

@@ -29,6 +29,28 @@ GRAPH_FILES: dict[str, tuple[str, ...]] = {
 
 MANIFEST_FILE = "gist_onnx_manifest.json"
 
+# The int8 graph comes in two forms (see gist_onnx.device: which runs where): ``model_int8.onnx``
+# with u8 x u8 products, exact on every CPU and complete with its ``.data``, and beside it
+# ``model_int8_u8s8.onnx`` with u8 x s8 products, whose own ``.data`` holds only its int8 weights
+# and which reads every other tensor from ``model_int8.onnx.data``.
+U8S8_SUFFIX = "_u8s8"
+
+
+def u8s8_graph(graph: Path) -> Path:
+    """The u8 x s8 form beside an int8 graph (which may not exist)."""
+    return graph.with_name(f"{graph.stem}{U8S8_SUFFIX}{graph.suffix}")
+
+
+def graph_files(graph: Path) -> list[Path]:
+    """A graph and the weights files it reads, whether or not they exist: its own ``.data``, and
+    for a u8 x s8 form the ``.data`` of the graph it was made from."""
+    paths = [graph, graph.with_name(graph.name + ".data")]
+    if graph.stem.endswith(U8S8_SUFFIX):
+        base = graph.with_name(graph.stem[: -len(U8S8_SUFFIX)] + graph.suffix)
+        paths.append(base.with_name(base.name + ".data"))
+    return paths
+
+
 # Files read from the model folder; the pooling folder is named by modules.json.
 CONFIG_FILES = (
     "tokenizer.json",
@@ -97,6 +119,10 @@ class ModelFiles:
     modules: Parsed = field(default_factory=Parsed)
     # The folder's Manifest (None without one), or why it could not be read.
     manifest: Parsed = field(default_factory=Parsed)
+    # The int8 graph's forms in the folder (form -> graph), and the form of ``graph`` where the
+    # export recorded it (None: not int8, or a graph of unknown form).
+    int8_forms: dict[str, Path] = field(default_factory=dict)
+    int8_form: str | None = None
 
     @property
     def pooling_folder(self) -> str | None:
@@ -132,8 +158,37 @@ def looks_like_path(text: str) -> bool:
     return bool(rest) and Path(head).expanduser().is_dir()
 
 
-def resolve_local(folder: Path, variant: str) -> ModelFiles:
-    """Find the graph of ``variant`` and the tokenizer in a local model folder."""
+def int8_forms(folder: Path, graph: Path, manifest: Parsed) -> dict[str, Path]:
+    """The forms of the int8 graph ``graph`` present beside it: what the export's manifest
+    records (``graphs.int8.forms``); a manifest from before the forms, or none, records nothing,
+    and then the u8 x s8 file alone is known by its name."""
+    found = manifest.value if manifest.error is None else None
+    entry = getattr(found, "graphs", {}).get("int8") if found is not None else None
+    recorded = entry.get("forms") if isinstance(entry, dict) else None
+    forms: dict[str, Path] = {}
+    if isinstance(recorded, dict):
+        for form, item in recorded.items():
+            name = item.get("file") if isinstance(item, dict) else None
+            if isinstance(name, str) and (folder / name).is_file():
+                forms[str(form)] = folder / name
+        return forms
+    if u8s8_graph(graph).is_file():
+        forms["u8s8"] = u8s8_graph(graph)
+    return forms
+
+
+def choose_form(graph: Path, forms: dict[str, Path], wanted: str | None) -> tuple[Path, str | None]:
+    """The graph to load for the int8 form ``wanted`` (None: the graph as found), and its form
+    where known: the folder's graph of that form, else ``graph`` itself."""
+    if wanted is not None and wanted in forms:
+        return forms[wanted], wanted
+    known = next((form for form, path in forms.items() if path == graph), None)
+    return graph, known
+
+
+def resolve_local(folder: Path, variant: str, int8_form: str | None = None) -> ModelFiles:
+    """Find the graph of ``variant`` and the tokenizer in a local model folder; for int8, the
+    graph of the form ``int8_form`` where the folder has it."""
     from .manifest import read_manifest
 
     check_variant(variant)
@@ -157,6 +212,8 @@ def resolve_local(folder: Path, variant: str) -> ModelFiles:
             "Copy the model's tokenizer files next to the graph (the export does this)."
         )
     manifest = read_manifest(folder)
+    forms = int8_forms(folder, graph, manifest) if variant == "int8" else {}
+    graph, form = choose_form(graph, forms, int8_form)
     files = ModelFiles(
         folder=folder,
         graph=graph,
@@ -165,6 +222,8 @@ def resolve_local(folder: Path, variant: str) -> ModelFiles:
         name=_local_name(folder, manifest),
         modules=parse_once(folder / "modules.json"),
         manifest=manifest,
+        int8_forms=forms,
+        int8_form=form,
     )
     check_readable(files)
     return files
@@ -190,8 +249,18 @@ def files_read(files: ModelFiles) -> list[Path]:
     names.append(MANIFEST_FILE)
     if files.pooling_folder is not None:
         names.append(f"{files.pooling_folder}/config.json")
-    paths = [graph, graph.with_name(graph.name + ".data"), *(folder / n for n in names)]
+    paths = [*graph_files(graph), *(folder / n for n in names)]
     return [p for p in paths if p.exists()]
+
+
+def files_to_ship(files: ModelFiles) -> list[Path]:
+    """What a deployment of this model has to carry: :func:`files_read`, and the int8 graph's
+    other forms, since the machine it lands on may choose another (a bundle cannot know which
+    CPU runs it)."""
+    paths = files_read(files)
+    for graph in files.int8_forms.values():
+        paths += [p for p in graph_files(graph) if p.exists() and p not in paths]
+    return paths
 
 
 def check_readable(files: ModelFiles) -> None:

@@ -179,11 +179,11 @@ class IntegrityCheck:
                 "manifest was edited or belongs to another export. Re-export the folder, or pass "
                 "verify_files=False."
             )
-        chosen = {graph, f"{graph}.data"}
+        chosen = set(read)
         pairs = []
         for name, digest in sums.items():
             if name.endswith((".onnx", ".onnx.data")) and name not in chosen:
-                continue  # another variant's graph: not read, and a bundle leaves it out
+                continue  # another variant's (or form's) graph: not read here
             if (folder / name).is_file():
                 pairs.append((folder / name, str(digest)))
         return pairs

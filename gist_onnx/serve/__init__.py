@@ -128,6 +128,7 @@ def serve(
         ),
     )
     bound = sock.getsockname()
+    described = encoder.describe()
     line = {
         "event": "listening",
         "url": f"http://{'[' + bound[0] + ']' if ':' in bound[0] else bound[0]}:{bound[1]}",
@@ -135,7 +136,11 @@ def serve(
         "any_model": any_model,
         "source": encoder.source,
         "variant": encoder.variant,
+        "int8_form": encoder.int8_form,
+        "int8_form_reason": encoder.int8_form_reason,
         "provider": encoder.provider,
+        "cpu": described["cpu"],
+        "cpu_flags": described["cpu_flags"],
         "threads": encoder.threads,
         "parallel_runs": encoder.parallel_runs,
         "cache": {"entries": cache_entries, "bytes": cache_bytes} if cache_entries else None,

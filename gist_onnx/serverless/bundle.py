@@ -16,8 +16,9 @@ What it does, in order:
 4. compiles ``.pyc`` files for the target Python (unchecked-hash, so no write is ever needed at
    run time: Lambda's code folders are read-only and a module without its ``.pyc`` would be
    compiled again at every cold start);
-5. copies only the chosen graph, its weights, the tokenizer, the sentence-transformers configs and
-   the manifest, every file readable by all;
+5. copies only the chosen graph (for int8, both its forms: Lambda may run it on a CPU with or
+   without VNNI), its weights, the tokenizer, the sentence-transformers configs and the
+   manifest, every file readable by all;
 6. writes ``function.zip`` (runtime + model) if it fits Lambda's 50 MB direct-upload limit,
    else ``layer.zip`` (the runtime, under ``python/``) and ``function.zip`` (the model), and checks
    the 250 MB limit on everything unzipped;
@@ -233,9 +234,10 @@ def build(
 
 
 def _copy_model(model: Path, encoder: GistEncoder, destination: Path) -> None:
-    """Copy what the encoder read, and nothing else, keeping the folder's layout."""
+    """Copy what the encoder reads, and nothing else, keeping the folder's layout: for int8,
+    every form of the graph, since the function may land on a CPU that runs the other."""
     source = model.resolve()
-    for path in encoder.files_read:
+    for path in encoder.files_to_ship:
         target = destination / path.resolve().relative_to(source)
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(path, target)
