@@ -26,7 +26,7 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet torch==2.13.0
-	$(PY) -m pip install --quiet -e '.[export,server,files,pandas,ray,langchain,llama-index,chroma,otel,docs,dev]'
+	$(PY) -m pip install --quiet -e '.[export,server,files,pandas,ray,langchain,llama-index,chroma,otel,openvino,docs,dev]'
 	touch $(STAMP) $(DEMO_STAMP)
 
 # The demo needs only the export extra and the stand-in weights (~1.5 GB with torch, a few minutes

@@ -47,7 +47,9 @@ DEFAULT_BATCH_WAIT_MS = 2.0
 
 
 class QueueFull(GistOnnxError, RuntimeError):
-    """More texts are waiting than the queue takes (the server answers 429)."""
+    """More texts are waiting than the queue takes: retry later (the server answers 429). A
+    call whose texts alone exceed the queue can never fit and raises
+    :class:`~gist_onnx.InvalidInputError` instead."""
 
 
 @dataclass
@@ -67,6 +69,8 @@ class Job:
     enqueued: float = field(default_factory=time.perf_counter)
     started: float = 0.0
     finished: float = 0.0
+    # Whether its texts still count in the queue (until taken for a run, or its caller gone).
+    queued: bool = False
 
 
 class AsyncGistEncoder:
@@ -80,10 +84,13 @@ class AsyncGistEncoder:
         batch_wait_ms: after a run, how long the worker waits for more callers when fewer than
             half a batch are waiting (default 2 ms).
         batching: False runs one caller's texts at a time (for comparison).
-        on_batch: called after each graph batch with its number of texts and its seconds.
+        on_batch: called after each graph batch with its number of texts and its seconds (an
+            exception it raises is reported as a warning and the batcher goes on).
 
     The worker starts with the first call, on that call's event loop; :meth:`aclose` (or
-    ``async with``) stops it and its graph thread. One instance serves one event loop.
+    ``async with``) stops it and its graph thread, and so does the end of that loop (the worker
+    cancelled, as ``asyncio.run`` cancels what is left when it returns). One instance serves one
+    event loop.
     """
 
     def __init__(
@@ -95,6 +102,7 @@ class AsyncGistEncoder:
         batch_wait_ms: float = DEFAULT_BATCH_WAIT_MS,
         batching: bool = True,
         on_batch: Callable[[int, float], None] | None = None,
+        on_close: Callable[[], object] | None = None,
     ) -> None:
         self.encoder = encoder
         self.max_batch_texts = positive_int(max_batch_texts, "max_batch_texts", 1 << 20)
@@ -106,7 +114,9 @@ class AsyncGistEncoder:
         self.batch_wait = float(batch_wait_ms) / 1000
         self.batching = batching
         self.on_batch = on_batch
+        self._on_close = on_close
         self.pending_texts = 0
+        self._running: list[Job] = []  # the jobs of the batch on the graph thread
         self._jobs: deque[Job] = deque()
         self._wakeup: asyncio.Event | None = None
         self._worker: asyncio.Task[None] | None = None
@@ -152,7 +162,10 @@ class AsyncGistEncoder:
         valid Unicode fails its own job when it runs. Raises :class:`QueueFull` when the texts
         do not fit the queue."""
         if self._closed:
-            raise GistOnnxError("This AsyncGistEncoder is closed; make another.")
+            raise GistOnnxError(
+                "This AsyncGistEncoder is closed (by aclose(), or by the end of the event loop "
+                "it ran on); make another."
+            )
         encoder = self.encoder
         items = encoder._checked_texts(texts, encoder._prompt(prompt, prompt_name))
         loop = self._start()
@@ -167,31 +180,61 @@ class AsyncGistEncoder:
             job.started = job.finished = job.enqueued
             _settle(job, self._finish(job))
             return job
-        if (
-            self.max_queue_texts is not None
-            and self.pending_texts + len(job.missing) > self.max_queue_texts
-        ):
-            raise QueueFull
+        limit = self.max_queue_texts
+        if limit is not None and len(job.missing) > limit:
+            job.future.cancel()
+            raise InvalidInputError(
+                f"{len(job.missing)} texts to run, more than this queue takes at once ({limit}): "
+                "split them into smaller calls."
+            )
+        if limit is not None and self.pending_texts + len(job.missing) > limit:
+            job.future.cancel()
+            raise QueueFull(
+                f"The queue is full: {self.pending_texts} texts waiting, {len(job.missing)} more "
+                f"asked for, limit {limit}. Retry shortly."
+            )
         self._jobs.append(job)
         self.pending_texts += len(job.missing)
+        job.queued = True
+        # A caller that goes stops counting at once, not when the worker next looks.
+        job.future.add_done_callback(lambda _: self._drop(job))
         assert self._wakeup is not None
         self._wakeup.set()
         return job
 
     async def aclose(self) -> None:
-        """Stop the worker and the graph thread; callers still waiting are cancelled."""
+        """Stop the worker and the graph thread; callers still waiting, those of the batch
+        running included, are cancelled."""
         self._closed = True
         if self._worker is not None:
             self._worker.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._worker
-        self._worker = None
-        for job in self._jobs:
+        self._stopped()
+        await asyncio.get_running_loop().run_in_executor(None, self._executor.shutdown)
+
+    def _drop(self, job: Job) -> None:
+        """``job`` no longer counts in the queue (taken for a run, or its caller gone)."""
+        if job.queued:
+            job.queued = False
+            self.pending_texts -= len(job.missing)
+
+    def _stopped(self) -> None:
+        """What stopping leaves: every caller still waiting cancelled, the graph thread told to
+        end, the loop and the worker let go."""
+        self._closed = True
+        for job in [*self._running, *self._jobs]:
             if not job.future.done():
                 job.future.cancel()
+        self._running = []
         self._jobs.clear()
         self.pending_texts = 0
-        await asyncio.get_running_loop().run_in_executor(None, self._executor.shutdown)
+        self._executor.shutdown(wait=False)
+        self._worker = None
+        self._loop = None
+        if self._on_close is not None:
+            on_close, self._on_close = self._on_close, None
+            on_close()
 
     async def __aenter__(self) -> AsyncGistEncoder:
         return self
@@ -225,15 +268,14 @@ class AsyncGistEncoder:
         count = 0
         while self._jobs:
             job = self._jobs[0]
-            if job.future.done():  # cancelled: the caller has gone
+            if job.future.done():  # cancelled: the caller has gone (and no longer counts)
                 self._jobs.popleft()
-                self.pending_texts -= len(job.missing)
                 continue
             size = len(job.missing)
             if taken and (not self.batching or count + size > self.max_batch_texts):
                 break
             self._jobs.popleft()
-            self.pending_texts -= size
+            self._drop(job)
             taken.append(job)
             count += size
         return taken
@@ -243,7 +285,13 @@ class AsyncGistEncoder:
         return vectors, job.tokens
 
     async def _run(self) -> None:
-        """Serve the queue until cancelled."""
+        """Serve the queue until cancelled (by :meth:`aclose`, or by the end of the loop)."""
+        try:
+            await self._serve()
+        finally:
+            self._stopped()
+
+    async def _serve(self) -> None:
         assert self._wakeup is not None
         loop = asyncio.get_running_loop()
         busy = False
@@ -267,6 +315,7 @@ class AsyncGistEncoder:
             for job in jobs:
                 job.started = started
             busy = True
+            self._running = jobs
             try:
                 vectors, counts = await loop.run_in_executor(
                     self._executor, self.encoder._compute, texts
@@ -277,10 +326,10 @@ class AsyncGistEncoder:
                 for job in jobs:
                     if not job.future.done():
                         _settle(job, await self._alone(job))
+                self._running = []
                 continue
             finished = time.perf_counter()
-            if self.on_batch is not None:
-                self.on_batch(len(texts), finished - started)
+            self._report(len(texts), finished - started)
             for text, vector, count in zip(texts, vectors, counts, strict=True):
                 for job, row in rows[text]:
                     job.out[row] = vector
@@ -289,6 +338,23 @@ class AsyncGistEncoder:
                 job.finished = finished
                 if not job.future.done():
                     _settle(job, self._finish(job))
+            self._running = []
+
+    def _report(self, texts: int, seconds: float) -> None:
+        """``on_batch``, whose failure must not stop the batcher (every later caller would wait
+        forever): reported as a warning instead."""
+        if self.on_batch is None:
+            return
+        try:
+            self.on_batch(texts, seconds)
+        except Exception as exc:  # noqa: BLE001 -- a callback's fault, reported, never fatal
+            import warnings
+
+            warnings.warn(
+                f"AsyncGistEncoder's on_batch callback raised {exc!r}; batches go on.",
+                RuntimeWarning,
+                stacklevel=1,
+            )
 
     async def _alone(self, job: Job) -> Result | Exception:
         """``job``'s texts run on their own: the result, or what the encoder raised."""

@@ -89,7 +89,7 @@ def _serve(args: argparse.Namespace) -> int:
         threads=args.threads,
         host=args.host,
         port=args.port,
-        api_key=args.api_key or options.api_key(),
+        api_key=args.api_key or options.api_key(),  # checked by serve()
         limits=limits,
         batching=not args.no_batching,
         served_model_names=args.served_model_name,

@@ -263,7 +263,16 @@ CUDA_SETTINGS = ProviderSettings(
 # as CUDA is, without what only CUDA has (its captured graph, its libraries' preload).
 ACCELERATOR = replace(CUDA_SETTINGS, kind="accelerator", cuda_graph=False, preload_dlls=False)
 
-PROVIDERS: dict[str, ProviderSettings] = {CPU: CPU_SETTINGS, CUDA: CUDA_SETTINGS}
+# OpenVINO (backend="openvino"): the CPU, with OpenVINO's own threads on each run (its compiled
+# model runs one batch at a time here), and the CPU's runs of at most 256 tokens.
+OPENVINO = "OpenVINO"
+OPENVINO_SETTINGS = replace(CPU_SETTINGS, parallel_runs=False, disabled_optimizers=())
+
+PROVIDERS: dict[str, ProviderSettings] = {
+    CPU: CPU_SETTINGS,
+    CUDA: CUDA_SETTINGS,
+    OPENVINO: OPENVINO_SETTINGS,
+}
 
 
 def settings_for(provider: str) -> ProviderSettings:

@@ -18,7 +18,7 @@ import numpy.typing as npt
 
 from . import heap, options, planner
 from .cache import EmbeddingCache, as_cache
-from .device import DeviceProfile, profile_for
+from .device import OPENVINO, DeviceProfile, profile_for
 from .errors import GistOnnxError, InvalidInputError, ModelConfigError
 from .inputs import check_texts, invalid_unicode, positive_int, texts_of
 from .model import (
@@ -48,6 +48,7 @@ from .tokenizer import Batch, TextTokenizer, load_tokenizer
 
 if TYPE_CHECKING:
     from .batching import AsyncGistEncoder
+    from .engine_openvino import OpenVINOSession
 
 
 # What warm_up runs by default: a query's width up to the longest run (the CPU's token budget).
@@ -60,7 +61,11 @@ class GistEncoder:
     Args:
         model: a local folder (written by ``gist-onnx export``, or any folder holding a graph,
             the tokenizer and the sentence-transformers configs) or a hub repo id.
-        variant: ``"fp32"`` (default), ``"int8"`` or ``"fp16"``: which graph of the folder to run.
+        variant: ``"fp32"`` (default), ``"int8"`` or ``"fp16"``: which graph of the folder to run;
+            with ``backend="openvino"``, ``"fp32"`` or ``"bf16"`` (the fp32 graph computed in
+            bfloat16 where the CPU has it: AMX, AVX-512 BF16).
+        backend: ``"onnx"`` (default: ONNX Runtime) or ``"openvino"`` (the ``openvino`` extra:
+            OpenVINO compiles the fp32 graph for the CPU; faster where the CPU computes bf16).
         device: ``"cpu"`` (default), ``"cuda"`` (raises if CUDA cannot run) or ``"auto"`` (CUDA if
             it can run, else the CPU; ``provider`` tells which).
         providers: ONNX Runtime providers to use instead of what ``device`` picks.
@@ -122,7 +127,7 @@ class GistEncoder:
         *,
         variant: str | None = None,
         device: str = "cpu",
-        providers: list[Any] | None = None,
+        providers: list[Any] | str | None = None,
         threads: int | None = None,
         overlap: bool | None = None,
         spinning: bool | None = None,
@@ -135,9 +140,13 @@ class GistEncoder:
         truncate_dim: int | None = None,
         cache: EmbeddingCache | int | bool | None = None,
         int8_form: str | None = None,
+        backend: str = "onnx",
     ) -> None:
         self.cache: EmbeddingCache | None = as_cache(cache)
-        chosen_providers = choose_providers(device, providers)
+        self.backend: str = _check_backend(backend, variant, device, providers)
+        chosen_providers = (
+            [OPENVINO] if backend == "openvino" else choose_providers(device, providers)
+        )
         resolved_threads = choose_threads(threads, stacklevel=3)
         # Every device choice, made once: see gist_onnx.device.
         self.profile: DeviceProfile = profile_for(
@@ -147,7 +156,7 @@ class GistEncoder:
         )
         self.files: ModelFiles = resolve(
             model,
-            variant or "fp32",
+            "fp32" if variant is None else variant,
             revision=revision,
             cache_dir=cache_dir,
             local_files_only=local_files_only,
@@ -155,6 +164,9 @@ class GistEncoder:
         )
         self._warn_if_writable()
         integrity = IntegrityCheck(self.files)
+        # Whether the files read were checked against the manifest's sha256 (the cache's key
+        # may then name them by it; else by what the file system says of them).
+        self._verified = bool(verify_files)
         if verify_files:
             integrity.start()
         try:
@@ -216,6 +228,14 @@ class GistEncoder:
             do_lower_case=self.config.do_lower_case,
             config=self.config,
         )
+        self.session: GraphSession | OpenVINOSession
+        if self.backend == "openvino":
+            from .engine_openvino import OpenVINOSession
+
+            self.session = OpenVINOSession(
+                self.files.graph, variant=self.files.variant, threads=self.profile.threads
+            )
+            return
         self.session = GraphSession(
             self.files.graph,
             providers=providers,
@@ -337,6 +357,8 @@ class GistEncoder:
                 if not key.startswith("int8_form")
             },
             "provider": self.provider,
+            "backend": self.backend,
+            "precision": str(getattr(self.session, "precision", self.variant)),
         }
 
     def __repr__(self) -> str:
@@ -422,7 +444,11 @@ class GistEncoder:
             if batcher is None:
                 from .batching import AsyncGistEncoder
 
-                batcher = self._async[loop] = AsyncGistEncoder(self)
+                # Let go of when its loop ends (asyncio.run cancels the batcher's worker then):
+                # else every loop would keep a batcher and its graph thread forever.
+                batcher = self._async[loop] = AsyncGistEncoder(
+                    self, on_close=partial(self._async.pop, loop, None)
+                )
         return await batcher.encode(
             texts,
             normalize_embeddings=normalize_embeddings,
@@ -567,9 +593,17 @@ class GistEncoder:
     @property
     def identity(self) -> str:
         """What the cache keys this encoder's vectors on: the files read (their sha256 from the
-        export's manifest, else path, size and modification time) and the variant."""
+        export's manifest where they were checked against it, else their path, size, inode and
+        change times), the variant and engine, and the settings read from the configs (length
+        limit, lower-casing, pooling, normalization): two encoders share it only when they would
+        give the same vectors."""
         if self._identity is None:
-            self._identity = files_identity(self.files, self.variant)
+            variant = self.variant if self.backend == "onnx" else f"{self.variant}@{self.backend}"
+            c = self.config
+            read = (c.max_seq_length, c.do_lower_case, c.pooling, c.normalize, c.dimension)
+            self._identity = files_identity(
+                self.files, variant, verified=self._verified, settings=repr(read)
+            )
         return self._identity
 
     def _checked_texts(self, texts: Iterable[str], prompt: str) -> list[str]:
@@ -807,6 +841,36 @@ class GistEncoder:
             if self.config.normalize:
                 result = l2_normalize(result)
         return result
+
+
+BACKENDS = ("onnx", "openvino")
+
+
+def _check_backend(backend: str, variant: str | None, device: str, providers: Any) -> str:
+    """``backend`` checked against the other arguments: OpenVINO runs the fp32 graph (as fp32 or
+    bf16) on the CPU; bf16 runs only there."""
+    if backend not in BACKENDS:
+        raise ModelConfigError(
+            f"Unknown backend {backend!r}; use 'onnx' (ONNX Runtime) or 'openvino' (the "
+            "openvino extra)."
+        )
+    if backend == "openvino":
+        if variant not in (None, "fp32", "bf16"):
+            raise ModelConfigError(
+                f"backend='openvino' runs the fp32 graph as variant 'fp32' or 'bf16', not "
+                f"{variant!r}; the int8 and fp16 graphs run on ONNX Runtime (backend='onnx')."
+            )
+        if device not in ("cpu", "auto") or providers is not None:
+            raise ModelConfigError(
+                "backend='openvino' runs on the CPU: leave device and providers out, or use "
+                "backend='onnx' for CUDA."
+            )
+    elif variant == "bf16":
+        raise ModelConfigError(
+            "variant='bf16' is the fp32 graph computed in bfloat16 by OpenVINO: pass "
+            "backend='openvino' (pip install 'gist-onnx[openvino]'), or use 'fp32' or 'int8'."
+        )
+    return backend
 
 
 def _progress(show: bool | None, total: int | None) -> Any:

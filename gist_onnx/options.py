@@ -96,8 +96,32 @@ def lazy() -> bool:
 
 
 def api_key() -> str | None:
-    """``GIST_ONNX_API_KEY``: the bearer key requests must send; None when unset or empty."""
-    return _get("GIST_ONNX_API_KEY")
+    """``GIST_ONNX_API_KEY``: the bearer key requests must send (see :func:`checked_api_key`);
+    None when unset or empty."""
+    return checked_api_key(_get("GIST_ONNX_API_KEY"), "GIST_ONNX_API_KEY")
+
+
+def checked_api_key(value: str | None, source: str) -> str | None:
+    """An API key as configured, checked once at start: the whitespace around it dropped (a key
+    read from a secret file ends in a newline, which no client sends), and a key that is only
+    whitespace or holds whitespace or control characters refused, since no request could ever
+    match it. None stays None (no key: nothing is checked)."""
+    if value is None:
+        return None
+    key = value.strip()
+    if not key:
+        raise ModelConfigError(
+            f"{source} is set but holds only whitespace: set the key itself, or unset it to "
+            "serve without one."
+        )
+    bad = next((i for i, c in enumerate(key) if c.isspace() or not c.isprintable()), None)
+    if bad is not None:
+        raise ModelConfigError(
+            f"{source} holds {key[bad]!r} at character {bad + 1}: a bearer key is one token "
+            "without spaces or control characters (clients send 'Authorization: Bearer <key>'). "
+            "Fix the key or the file it is read from."
+        )
+    return key
 
 
 def in_lambda() -> bool:

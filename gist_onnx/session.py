@@ -63,12 +63,20 @@ def provider_names(providers: list[Any]) -> list[str]:
     return [p[0] if isinstance(p, tuple) else p for p in providers]
 
 
-def choose_providers(device: str, providers: list[Any] | None) -> list[Any]:
-    """The execution providers to ask for, from ``device`` unless ``providers`` names them."""
+def choose_providers(device: str, providers: list[Any] | str | None) -> list[Any]:
+    """The execution providers to ask for, from ``device`` unless ``providers`` names them (a
+    list; one provider alone, a name or a (name, options) pair, is taken as a list of one)."""
     import onnxruntime as ort
 
     available = ort.get_available_providers()
+    if isinstance(providers, (str, tuple)):
+        providers = [providers]  # one provider, as a name or a (name, options) pair
     if providers is not None:
+        if not isinstance(providers, list) or not providers:
+            raise ProviderUnavailableError(
+                f"providers must be a non-empty list of provider names or (name, options) "
+                f"pairs, got {providers!r}; for example ['CPUExecutionProvider']."
+            )
         names = provider_names(providers)
         missing = [n for n in names if n not in available]
         if missing:

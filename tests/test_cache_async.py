@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import asyncio
 import shutil
+import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -222,6 +224,135 @@ def test_a_cancelled_caller_is_dropped_from_the_queue(model: Path) -> None:
 
 def test_one_async_encoder_serves_one_loop(model: Path) -> None:
     shared = AsyncGistEncoder(GistEncoder(model))
-    asyncio.run(shared.encode(["a"]))
-    with pytest.raises(GistOnnxError, match="another event loop"):
-        asyncio.run(shared.encode(["b"]))
+    first = asyncio.new_event_loop()  # still open: its worker still runs there
+    try:
+        first.run_until_complete(shared.encode(["a"]))
+        with pytest.raises(GistOnnxError, match="another event loop"):
+            asyncio.run(shared.encode(["b"]))
+    finally:
+        first.close()
+    # A loop that ended stopped the batcher with it (asyncio.run cancels what is left).
+    ended = AsyncGistEncoder(GistEncoder(model))
+    asyncio.run(ended.encode(["a"]))
+    with pytest.raises(GistOnnxError, match="closed"):
+        asyncio.run(ended.encode(["b"]))
+
+
+def test_aencode_from_asyncio_run_leaves_no_thread_or_batcher_behind(model: Path) -> None:
+    import gc
+    import threading
+
+    encoder = GistEncoder(model)
+    asyncio.run(encoder.aencode(["warm"]))
+    gc.collect()
+    before = threading.active_count()
+    for i in range(30):
+        asyncio.run(encoder.aencode([f"text {i}"]))
+    gc.collect()
+    time.sleep(0.2)  # the graph threads told to end finish their last step
+    assert threading.active_count() <= before
+    assert len(encoder._async) == 0
+
+
+def test_aclose_cancels_the_callers_of_the_batch_running(model: Path) -> None:
+    import threading
+
+    encoder = GistEncoder(model)
+    release = threading.Event()
+    real = encoder._compute
+
+    def slow(*args: Any, **kwargs: Any) -> Any:
+        release.wait(5)
+        return real(*args, **kwargs)
+
+    encoder._compute = slow  # type: ignore[method-assign]
+
+    async def main() -> bool:
+        shared = AsyncGistEncoder(encoder)
+        job = shared.submit(["running"])
+        await asyncio.sleep(0.05)  # the worker has taken it to the graph thread
+        closing = asyncio.ensure_future(shared.aclose())
+        await asyncio.sleep(0.1)
+        told = job.future.cancelled()  # before the graph thread has finished
+        release.set()
+        await closing
+        return told
+
+    assert asyncio.run(main())
+
+
+def test_a_failing_on_batch_callback_does_not_stop_the_batcher(model: Path) -> None:
+    encoder = GistEncoder(model)
+
+    def broken(texts: int, seconds: float) -> None:
+        raise ValueError("metrics are down")
+
+    async def main() -> list[np.ndarray]:
+        shared = AsyncGistEncoder(encoder, on_batch=broken)
+        with pytest.warns(RuntimeWarning, match="metrics are down"):
+            first = await asyncio.wait_for(shared.encode(["one"]), 5)
+            second = await asyncio.wait_for(shared.encode(["two"]), 5)
+        await shared.aclose()
+        return [first, second]
+
+    first, second = asyncio.run(main())
+    np.testing.assert_array_equal(first, encoder.encode(["one"]))
+    np.testing.assert_array_equal(second, encoder.encode(["two"]))
+
+
+def test_queue_full_says_why_and_never_refuses_for_callers_gone(model: Path) -> None:
+    from gist_onnx import InvalidInputError
+
+    encoder = GistEncoder(model)
+
+    async def main() -> None:
+        shared = AsyncGistEncoder(encoder, max_queue_texts=4)
+        with pytest.raises(InvalidInputError, match="more than this queue takes at once"):
+            shared.submit(["a", "b", "c", "d", "e"])  # can never fit: not a retry
+        held = shared.submit(["a", "b", "c"])
+        with pytest.raises(QueueFull, match="3 texts waiting, 2 more asked for, limit 4"):
+            shared.submit(["d", "e"])
+        held.future.cancel()  # its caller has gone: its texts stop counting at once
+        await asyncio.sleep(0)
+        assert shared.pending_texts == 0
+        await shared.encode(["d", "e"])
+        await shared.aclose()
+
+    asyncio.run(main())
+
+
+def test_a_config_edited_in_place_is_not_answered_from_the_old_entries(
+    model: Path, tmp_path: Path
+) -> None:
+    """With the manifest check off, the manifest's sums no longer name the files: what the
+    encoder read (here a length limit of 6 cut to 4) decides the key."""
+    import json
+
+    folder = shutil.copytree(model, tmp_path / "edited")
+    shared = EmbeddingCache()
+    text = ["the cat sat on the mat"]
+    before = GistEncoder(folder, cache=shared, verify_files=False)
+    first = before.encode_with_token_counts(text)
+    config = folder / "sentence_bert_config.json"
+    settings = json.loads(config.read_text())
+    settings["max_seq_length"] = 4
+    config.write_text(json.dumps(settings))
+    after = GistEncoder(folder, cache=shared, verify_files=False)
+    assert after.identity != before.identity
+    vectors, counts = after.encode_with_token_counts(text)
+    assert counts.tolist() == [4] and first[1].tolist() != [4]
+    np.testing.assert_array_equal(vectors, GistEncoder(folder, verify_files=False).encode(text))
+
+
+def test_an_edit_that_keeps_size_and_time_still_changes_the_identity(tmp_path: Path) -> None:
+    import os
+
+    folder = write_tiny_model(tmp_path / "bare")  # no manifest
+    before = GistEncoder(folder).identity
+    vocab = folder / "tokenizer.json"
+    stat = vocab.stat()
+    raw = vocab.read_bytes()
+    vocab.write_bytes(raw.replace(b'"cat"', b'"tac"', 1))  # same size, other tokens
+    os.utime(vocab, ns=(stat.st_atime_ns, stat.st_mtime_ns))  # the old modification time
+    assert vocab.stat().st_size == stat.st_size
+    assert GistEncoder(folder).identity != before

@@ -19,6 +19,12 @@ def test_info_lists_providers_and_loads_a_model(
     out = capsys.readouterr().out
     assert "CPUExecutionProvider" in out
     assert "GistEncoder(" in out
+    # The CPU it read and the int8 form it takes there, and the loaded encoder's profile.
+    from gist_onnx.device import choose_int8_form, cpu_info
+
+    assert f"cpu: {cpu_info().describe()}" in out
+    assert f"int8 products: {choose_int8_form(cpu_info()).form} (" in out
+    assert "  tokens_per_run: 256" in out and "  threads: " in out
 
 
 def test_info_reports_the_runtime_clash(
@@ -43,3 +49,22 @@ def test_progress_bar_counts_every_text(tmp_path: Path, capsys: pytest.CaptureFi
     enc = GistEncoder(write_tiny_model(tmp_path / "m"))
     enc.encode(["hello"] * 5, batch_size=2, show_progress_bar=True)
     assert "5/5" in capsys.readouterr().err
+
+
+def test_serve_refuses_an_api_key_no_request_could_match(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    model = str(write_tiny_model(tmp_path / "m"))
+    assert main(["serve", "--model", model, "--api-key", "sk test"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "' ' at character 3" in err
+    monkeypatch.setenv("GIST_ONNX_API_KEY", " \t\n")
+    assert main(["serve", "--model", model]) == 2
+    assert "GIST_ONNX_API_KEY is set but holds only whitespace" in capsys.readouterr().err
+
+
+def test_an_api_key_keeps_no_whitespace_around_it() -> None:
+    from gist_onnx import options
+
+    assert options.checked_api_key("sk-test\n", "x") == "sk-test"
+    assert options.checked_api_key(None, "x") is None

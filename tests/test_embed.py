@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
 import os
 import signal
@@ -209,6 +210,43 @@ def test_rows_that_cannot_be_read_are_bad_rows_with_their_line(
     err = capsys.readouterr().err
     assert why in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
     assert _run(model, str(source), "-o", str(out), "--on-bad", "skip") in (0, 2)
+
+
+@pytest.mark.parametrize(
+    ("content", "bad", "kept"),
+    [
+        # A quote never closed: one bad row, the lines after it read again on their own.
+        (b'text\nok 1\n"opens and never closes\nok 2\nok 3\n', [3], ["ok 1", "ok 2", "ok 3"]),
+        # Text after a closing quote: not read as 'Great value' cut at the comma.
+        (b'text\n"Great" value, more\nfine\n', [2], ["fine"]),
+        # An unquoted comma: more fields than the header, not a text cut short.
+        (b"text\nGreat value, more\nfine\n", [2], ["fine"]),
+        # Quotes inside an unquoted text, and a quoted text over two lines, are valid CSV.
+        (b'text\nHe said "hi"\n"two\nlines"\n', [], ['He said "hi"', "two\nlines"]),
+    ],
+)
+def test_csv_rows_that_cannot_be_read_as_written_are_bad_rows(
+    content: bytes, bad: list[int], kept: list[str]
+) -> None:
+    from gist_onnx.embed.read import BadRow, read_rows
+
+    rows = list(read_rows(io.BytesIO(content), "csv", "text"))
+    assert [n for n, value in rows if isinstance(value, BadRow)] == bad
+    assert [value for _, value in rows if not isinstance(value, BadRow)] == kept
+
+
+def test_an_unclosed_quote_fails_the_run_saying_where(
+    model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    source = tmp_path / "in.csv"
+    rows = [f"row {i}" for i in range(1000)]
+    rows[300] = '"' + rows[300]  # opens a quote that never closes
+    source.write_text("text\n" + "\n".join(rows) + "\n")
+    out = tmp_path / "out.jsonl"
+    assert _run(model, str(source), "-o", str(out)) == 2
+    assert "line 302: not valid CSV" in capsys.readouterr().err
+    assert _run(model, str(source), "-o", str(out), "--on-bad", "skip") == 0
+    assert len(out.read_text().splitlines()) == 999
 
 
 def test_undecodable_and_deep_rows_are_skipped_with_the_rest_kept(

@@ -252,3 +252,26 @@ def test_any_bytes_are_rows_or_bad_rows_never_an_exception(data: bytes, fmt: str
     assert all(1 <= n <= source.count(b"\n") + 1 for n in numbers)
     for number, value in rows:
         assert isinstance(value, str) or (isinstance(value, BadRow) and value.line == number)
+
+
+@BOUNDED
+@given(
+    records=st.lists(st.from_regex(r"[a-z][a-z ]{0,15}", fullmatch=True), min_size=1, max_size=20),
+    broken=st.integers(min_value=0),
+    how=st.sampled_from(['"{}', '"{}" tail', "{}, more"]),
+)
+def test_one_malformed_csv_row_is_bad_and_every_other_row_comes_back(
+    records: list[str], broken: int, how: str
+) -> None:
+    """A quote never closed, text after a closing quote, an unquoted comma: that row is a bad
+    row with its line, and every other row comes back as written, at its own line."""
+    at = broken % len(records)
+    lines = list(records)
+    lines[at] = how.format(records[at])
+    data = ("text\n" + "\n".join(lines) + "\n").encode()
+    rows = list(read_rows(io.BytesIO(data), "csv", "text"))
+    bad = [n for n, value in rows if isinstance(value, BadRow)]
+    good = [(n, value) for n, value in rows if not isinstance(value, BadRow)]
+    assert bad == [at + 2]
+    expected = [(i + 2, r) for i, r in enumerate(records) if i != at and r.strip()]
+    assert good == expected

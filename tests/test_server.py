@@ -5,6 +5,7 @@ a client that goes away, and a graceful shutdown. Request counts and waits are b
 from __future__ import annotations
 
 import json
+import re
 import signal
 import socket
 import threading
@@ -96,6 +97,25 @@ def test_tokenize_models_health_metrics(server: Server) -> None:
     assert status == 200
     assert b'gist_onnx_requests_total{route="/tokenize",status="200"}' in text
     assert b"gist_onnx_batch_texts_bucket" in text and b"gist_onnx_queue_texts" in text
+
+
+def test_metrics_count_unknown_paths_as_one_route_and_stay_parsable(server: Server) -> None:
+    """A path the server has no route for is labelled "other", whatever it holds: random paths
+    cannot grow the page, and a quote or backslash in one cannot break it."""
+    before = server.get("/metrics")[1].decode()
+    for path in ("/a%22b", "/c%5Cd", *(f"/random/{i}" for i in range(50))):
+        assert server.get(path)[0] == 404
+    text = server.get("/metrics")[1].decode()
+    routes = {
+        line.split('route="')[1].split('"')[0] for line in text.splitlines() if 'route="' in line
+    }
+    assert "other" in routes and not any("random" in r or 'a"b' in r for r in routes)
+    assert len(text) < len(before) + 4000  # one more label, not 52
+    for line in text.splitlines():  # Prometheus' text format: name{labels} value
+        if line and not line.startswith("#"):
+            assert re.fullmatch(r'[a-z_]+(\{([a-z_]+="([^"\\]|\\.)*",?)*\})? [0-9.e+-]+', line), (
+                line
+            )
 
 
 def test_many_clients_at_once_each_get_their_own_answer(
@@ -228,6 +248,12 @@ def test_one_start_up_line_says_where_and_what(server: Server) -> None:
     assert (line["variant"], line["provider"]) == ("int8", "CPUExecutionProvider")
     assert line["limits"]["max_inputs"] == 64 and line["threads"] >= 1
     assert line["model"] and line["source"]
+    # Which int8 form runs on this CPU, and why.
+    from gist_onnx.device import choose_int8_form, cpu_info
+
+    chosen = choose_int8_form(cpu_info())
+    assert (line["int8_form"], line["int8_form_reason"]) == (chosen.form, chosen.reason)
+    assert line["cpu"] == cpu_info().model and line["cpu_flags"] == cpu_info().features
 
 
 def test_a_port_in_use_fails_at_once_before_the_model_loads(tmp_path: Path) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import copy
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -315,3 +316,60 @@ def test_the_handler_runs_here_from_the_command_line(
     assert main(["--model", str(model), "--event", str(event)]) == 1
     assert json.loads(capsys.readouterr().out)["status"] == 400
     assert main(["--event", str(tmp_path / "missing.json")]) == 2
+
+
+def test_a_key_read_from_a_file_with_its_newline_still_opens(
+    model: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A key from a secret file ends in a newline no client sends: it is dropped at start. A key
+    no request could ever match (whitespace inside, only whitespace) is refused, saying why."""
+    monkeypatch.setenv("GIST_ONNX_API_KEY", "sk-test\n")
+    event = http_event("function_url.json", {"input": "x"})
+    event["headers"]["authorization"] = "Bearer sk-test"
+    assert call_http(event)[0] == 200
+    for broken, why in (("sk test", "' ' at character 3"), ("  \n", "only whitespace")):
+        monkeypatch.setenv("GIST_ONNX_API_KEY", broken)
+        status, body = call_http(event)
+        assert status == 500 and why in body["error"]["message"], body
+
+
+def test_the_413_hint_never_points_past_the_count_limit() -> None:
+    """With Lambda's 6 MB and 384 dimensions, base64 would fit more inputs than max_inputs
+    takes: the hint says what the whole request may hold, never a count refused in turn."""
+    limits = serverless.LIMITS
+    float_fit = wire.max_inputs_within(limits.max_response_bytes or 0, 384, "float")
+    assert wire.max_inputs_within(limits.max_response_bytes or 0, 384, "base64") > limits.max_inputs
+    with pytest.raises(wire.RequestError) as refused:
+        limits.check_response(float_fit + 1, 384, "float", "Lambda's limit")
+    message = str(refused.value)
+    numbers = [int(n) for n in re.findall(r"\d+", message.replace(",", ""))]
+    assert max(numbers) <= max(limits.max_inputs, float_fit + 1), message
+    assert f"({limits.max_inputs} fit then)" in message
+
+
+def test_callers_arriving_at_once_share_one_model_load(
+    model: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import threading
+
+    monkeypatch.setattr(serverless, "_encoder", None)
+    made: list[int] = []
+    real_init = GistEncoder.__init__
+
+    def counting(self: GistEncoder, *args: Any, **kwargs: Any) -> None:
+        made.append(1)
+        real_init(self, *args, **kwargs)
+
+    monkeypatch.setattr(GistEncoder, "__init__", counting)
+    start = threading.Barrier(8)
+
+    def first_call() -> None:
+        start.wait()
+        serverless.get_encoder()
+
+    threads = [threading.Thread(target=first_call) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert made == [1]

@@ -63,6 +63,24 @@ def test_unknown_device_and_provider(tmp_path: Path) -> None:
         session_mod.choose_providers("cpu", ["FooExecutionProvider"])
 
 
+def test_one_provider_given_alone_is_a_list_of_one_not_its_letters(tmp_path: Path) -> None:
+    folder = write_tiny_model(tmp_path / "m")
+    assert GistEncoder(folder, providers="CPUExecutionProvider").provider == "CPUExecutionProvider"
+    paired = GistEncoder(folder, providers=("CPUExecutionProvider", {}))
+    assert paired.provider == "CPUExecutionProvider"
+    with pytest.raises(ProviderUnavailableError, match="'FooExecutionProvider'"):
+        GistEncoder(folder, providers="FooExecutionProvider")
+    with pytest.raises(ProviderUnavailableError, match="non-empty list"):
+        GistEncoder(folder, providers=[])
+
+
+def test_an_empty_variant_is_refused_not_read_as_fp32(tmp_path: Path) -> None:
+    from gist_onnx import ModelConfigError
+
+    with pytest.raises(ModelConfigError, match="Unknown variant ''"):
+        GistEncoder(write_tiny_model(tmp_path / "m"), variant="")
+
+
 def test_installed_runtimes_sees_this_environment() -> None:
     assert "onnxruntime" in session_mod.installed_runtimes() or "onnxruntime-gpu" in (
         session_mod.installed_runtimes()

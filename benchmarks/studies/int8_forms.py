@@ -9,8 +9,9 @@ Each setting runs in its own process, rounds interleaved (A B C D, A B C D, ...)
 - this checkout as users get it (the form chosen for this CPU), and each form forced.
 
 Per setting: texts/s on 1,024 STS-B sentences and 128 passages of ~250 tokens (batch 32,
-2 threads, after one untimed pass), one query's latency (median of 200), and the cold start (a
-fresh ``python -c`` that imports gist_onnx, loads the int8 graph and encodes one text). Then the
+2 threads, the median of three passes after an untimed one), one query's latency (median of
+200), and the cold start (a fresh ``python -c`` that imports gist_onnx, loads the int8 graph and
+encodes one text). Then the
 vectors: the two forms' largest difference on the sentences and passages, and whether ONNX
 Runtime's u8 x s8 product is exact on this CPU (a product whose int16 pairs would overflow).
 
@@ -46,8 +47,11 @@ loads = json.load(open(a["texts"]))
 out = {"form": getattr(enc, "int8_form", None) or "u8u8 (as stored)"}
 for name, texts in loads.items():
     enc.encode(texts, batch_size=32)
-    t = time.perf_counter(); enc.encode(texts, batch_size=32)
-    out[name] = len(texts) / (time.perf_counter() - t)
+    rates = []
+    for _ in range(3):
+        t = time.perf_counter(); enc.encode(texts, batch_size=32)
+        rates.append(len(texts) / (time.perf_counter() - t))
+    out[name] = statistics.median(rates)
 query = loads["sentences"][0]
 times = []
 for _ in range(200):
@@ -132,7 +136,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     add_model_argument(parser)
     parser.add_argument("--baseline", default="c43aabf", help="the earlier revision (git)")
-    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=7)
     args = parser.parse_args()
     model = model_folder(args.model).resolve()
     machine = machine_record()
@@ -196,7 +200,9 @@ def render(r: dict[str, Any]) -> str:
         f"Written by `python benchmarks/studies/int8_forms.py --baseline {r['baseline']} "
         f"--rounds {r['rounds']}` ({r['date']}) on {m['cpu']} ({m['family']}: "
         f"{' '.join(m['flags'])}), {m['cores']} cores; stand-in weights, 2 threads, batch 32; "
-        "each setting in its own process, rounds interleaved, medians. Cold start: a fresh "
+        "each setting in its own process (three timed passes), rounds interleaved, medians. "
+        "Settings that run the same form run the same code: their difference is this machine's "
+        "noise. Cold start: a fresh "
         "process that imports gist_onnx, loads the int8 graph and encodes one text.",
         "",
         "| setting | form run | sentences/s | passages/s | one query | cold start |",

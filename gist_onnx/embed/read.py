@@ -9,6 +9,7 @@ import csv
 import io
 import json
 import re
+from collections import deque
 from collections.abc import Iterator
 from typing import IO, Any
 
@@ -123,40 +124,91 @@ def _json_row(line: str, number: int, key: str) -> str | BadRow:
 
 
 def _csv_rows(lines: Iterator[tuple[int, str]], key: str) -> Iterator[Row]:
-    consumed = 0  # the number of the last line the CSV reader took
-
-    def feed() -> Iterator[str]:
-        nonlocal consumed
-        for number, line in lines:
-            consumed = number
-            yield line + "\n"
-
+    """The text column of every record, read strictly: a record the reader cannot read as
+    written (a quote never closed, text after a closing quote, more fields than the header) is a
+    bad row, never a text merged with the lines after it or cut at a comma. A quote never closed
+    would swallow every later line: the lines it took are read again, from the next one."""
     # A text may be longer than the csv module's default field limit (128 KiB).
     limit = csv.field_size_limit()
     csv.field_size_limit(max(limit, _CSV_FIELD_LIMIT))
     try:
-        reader = csv.reader(feed())
-        header = next(reader, None)
+        source = _Replayable(lines)
+        reader = csv.reader(source, strict=True)
+        try:
+            header = next(reader, None)
+        except csv.Error as exc:
+            raise InvalidInputError(f"The CSV's header line is not valid CSV ({exc}).") from None
         if header is None or key not in header:
             raise InvalidInputError(
                 f"The CSV has no column {key!r} (columns: {header}); pass --column."
             )
         column = header.index(key)
         while True:
-            first = consumed + 1
+            source.start_record()
+            first = source.consumed + 1
             try:
                 record = next(reader)
             except StopIteration:
                 return
             except csv.Error as exc:
-                yield first, BadRow(first, f"not valid CSV ({exc})")
+                taken = source.record_lines()
+                why = f"not valid CSV ({exc})"
+                if len(taken) > 1:
+                    why += (
+                        f"; a quote opened on this line is never closed, so the {len(taken) - 1} "
+                        "lines after it are read again on their own"
+                    )
+                    source.replay(taken[1:])
+                yield first, BadRow(first, why)
+                reader = csv.reader(source, strict=True)
                 continue
             if not record:
                 continue  # a blank line: no record
+            if len(record) > len(header):
+                yield (
+                    first,
+                    BadRow(
+                        first,
+                        f"{len(record)} fields where the header has {len(header)}: a comma in "
+                        "a text that is not quoted (quote the text, doubling its own quotes)",
+                    ),
+                )
+                continue
             value = record[column] if column < len(record) else None
             yield first, _text(value, first, f"column {key!r}")
     finally:
         csv.field_size_limit(limit)
+
+
+class _Replayable:
+    """Lines for ``csv.reader`` (each with its ``\n``), remembering those of the record being
+    read, and able to give lines back to be read again."""
+
+    def __init__(self, lines: Iterator[tuple[int, str]]) -> None:
+        self._lines = lines
+        self._again: deque[tuple[int, str]] = deque()
+        self._record: list[tuple[int, str]] = []
+        self.consumed = 0  # the number of the last line taken
+
+    def __iter__(self) -> _Replayable:
+        return self
+
+    def __next__(self) -> str:
+        number, line = self._again.popleft() if self._again else next(self._lines)
+        self.consumed = number
+        self._record.append((number, line))
+        return line + "\n"
+
+    def start_record(self) -> None:
+        self._record = []
+
+    def record_lines(self) -> list[tuple[int, str]]:
+        return list(self._record)
+
+    def replay(self, lines: list[tuple[int, str]]) -> None:
+        """Read ``lines`` again, before the rest."""
+        self._again.extendleft(reversed(lines))
+        self.consumed = lines[0][0] - 1
 
 
 def _parquet_rows(path: str, key: str) -> Iterator[Row]:

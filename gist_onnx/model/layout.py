@@ -18,13 +18,15 @@ from ..errors import ModelConfigError, ModelFilesError
 
 DEFAULT_MODEL = "avsolatorio/GIST-all-MiniLM-L6-v2"
 
-VARIANTS = ("fp32", "int8", "fp16")
+# bf16 is the fp32 graph computed in bfloat16 by OpenVINO (backend="openvino").
+VARIANTS = ("fp32", "int8", "fp16", "bf16")
 
 # Graph file names looked for, in order, for each variant.
 GRAPH_FILES: dict[str, tuple[str, ...]] = {
     "fp32": ("model.onnx", "onnx/model.onnx"),
     "int8": ("model_int8.onnx", "onnx/model_int8.onnx"),
     "fp16": ("model_fp16.onnx", "onnx/model_fp16.onnx"),
+    "bf16": ("model.onnx", "onnx/model.onnx"),
 }
 
 MANIFEST_FILE = "gist_onnx_manifest.json"

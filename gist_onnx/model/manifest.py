@@ -239,15 +239,20 @@ def sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def files_identity(files: ModelFiles, variant: str) -> str:
-    """A short digest naming exactly these model files and this variant: each file the encoder
-    reads by its sha256 in the manifest, else by its resolved path, size and modification time.
-    Two encoders share it only when they would give the same vectors."""
+def files_identity(
+    files: ModelFiles, variant: str, *, verified: bool = False, settings: str = ""
+) -> str:
+    """A short digest naming exactly these model files as loaded, this variant and ``settings``
+    (what the encoder read from the configs). A file is named by its sha256 in the manifest only
+    where ``verified`` (the files were checked against it at load); else by its resolved path,
+    size, inode and modification and change times, which an edit in place changes even when it
+    keeps the size and sets the modification time back. Two encoders share it only when they
+    would give the same vectors."""
     import hashlib
 
     manifest: Manifest | None = files.manifest.value if files.manifest.error is None else None
-    sums = (manifest.files if isinstance(manifest, Manifest) else None) or {}
-    parts = [variant]
+    sums = (manifest.files if isinstance(manifest, Manifest) and verified else None) or {}
+    parts = [variant, settings]
     for path in files_read(files):
         try:
             name = path.relative_to(files.folder).as_posix()
@@ -257,5 +262,8 @@ def files_identity(files: ModelFiles, variant: str) -> str:
             parts.append(f"{name}={sums[name]}")
         else:
             stat = path.stat()
-            parts.append(f"{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}")
+            parts.append(
+                f"{path.resolve()}:{stat.st_size}:{stat.st_ino}:{stat.st_mtime_ns}:"
+                f"{stat.st_ctime_ns}"
+            )
     return hashlib.sha256("\n".join(parts).encode("utf-8")).hexdigest()[:32]

@@ -21,7 +21,7 @@ import sys
 import threading
 from typing import Any
 
-from .. import EmbeddingCache, GistEncoder, InvalidInputError, MissingExtraError
+from .. import EmbeddingCache, GistEncoder, InvalidInputError, MissingExtraError, options
 from ..cache import DEFAULT_BYTES, DEFAULT_ENTRIES
 from ..wire import Limits
 
@@ -71,6 +71,7 @@ def serve(
     (the ``otel`` extra; see :mod:`gist_onnx.serve.tracing`). One start-up line (JSON, on
     stderr) gives the address, model names, variant, provider, threads, cache and limits.
     ``cache_entries`` (0: none) and ``cache_bytes`` bound the exact cache of vectors."""
+    api_key = options.checked_api_key(api_key, "the API key")
     _require()
     import uvicorn
 

@@ -132,6 +132,8 @@ def create_app(
         lifespan=server.lifespan,
     )
     app.state.server = server
+    # Each served path is its own label in /metrics; any other is counted as one.
+    server.metrics.routes = frozenset(getattr(route, "path", "") for route in app.routes)
     app.embeddings = server.embeddings
     return app
 

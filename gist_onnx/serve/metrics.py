@@ -43,11 +43,26 @@ class Histogram:
         return out
 
 
-class Metrics:
-    """The server's counters and histograms."""
+# The route label of every path the server has no route for: one label, whatever clients send,
+# so that random paths can neither grow the page without bound nor break it.
+OTHER_ROUTE = "other"
 
-    def __init__(self, cache: EmbeddingCache | None = None) -> None:
+
+def escape(value: str) -> str:
+    """A label value as Prometheus' text format writes it: backslash, double quote and newline
+    escaped."""
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+class Metrics:
+    """The server's counters and histograms. ``routes``: the paths the server serves, each its own
+    label; any other path is counted under :data:`OTHER_ROUTE`."""
+
+    def __init__(
+        self, cache: EmbeddingCache | None = None, routes: frozenset[str] = frozenset()
+    ) -> None:
         self.cache = cache
+        self.routes = routes
         self.requests: Counter[tuple[str, int]] = Counter()
         self.latency: dict[str, Histogram] = {}
         self.texts = 0
@@ -58,6 +73,7 @@ class Metrics:
         self.queue_seconds = Histogram(LATENCY_BUCKETS)
 
     def observe_request(self, route: str, status: int, seconds: float) -> None:
+        route = route if route in self.routes else OTHER_ROUTE
         self.requests[(route, status)] += 1
         self.latency.setdefault(route, Histogram(LATENCY_BUCKETS)).observe(seconds)
 
@@ -91,7 +107,8 @@ class Metrics:
             "# TYPE gist_onnx_requests_total counter",
         ]
         for (route, status), count in sorted(self.requests.items()):
-            lines.append(f'gist_onnx_requests_total{{route="{route}",status="{status}"}} {count}')
+            label = f'route="{escape(route)}",status="{status}"'
+            lines.append(f"gist_onnx_requests_total{{{label}}} {count}")
         lines += [
             "# HELP gist_onnx_texts_total Texts embedded.",
             "# TYPE gist_onnx_texts_total counter",
@@ -116,5 +133,5 @@ class Metrics:
             "# TYPE gist_onnx_request_seconds histogram",
         ]
         for route, histogram in sorted(self.latency.items()):
-            lines += histogram.lines("gist_onnx_request_seconds", f'route="{route}"')
+            lines += histogram.lines("gist_onnx_request_seconds", f'route="{escape(route)}"')
         return "\n".join(lines) + "\n"

@@ -29,6 +29,7 @@ from __future__ import annotations
 import base64
 import os
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +62,7 @@ LIMITS = Limits(
 MODEL_DIR_NAME = "model"
 
 _encoder: GistEncoder | None = None
+_encoder_lock = threading.Lock()
 
 
 def model_folder() -> Path:
@@ -85,7 +87,15 @@ def model_folder() -> Path:
 
 
 def get_encoder() -> GistEncoder:
-    """The execution environment's encoder, created on first use."""
+    """The execution environment's encoder, created on first use (once, however many callers
+    arrive first at once: a second model load would double the memory and the wait)."""
+    if _encoder is not None:
+        return _encoder
+    with _encoder_lock:
+        return _load_encoder()
+
+
+def _load_encoder() -> GistEncoder:
     global _encoder  # noqa: PLW0603 -- one encoder per execution environment, by design
     if _encoder is None:
         folder = model_folder()
@@ -195,6 +205,7 @@ if options.in_lambda() and not options.lazy():
     # Imported by the Lambda runtime: load during the init phase, which runs before the first
     # request (and, with SnapStart or provisioned concurrency, before any request).
     try:
+        options.api_key()  # a key no request could match is named here, and on each call
         get_encoder()
     except Exception as exc:  # noqa: BLE001 -- reported again, with a status, on each call
-        print(f"gist-onnx: could not load the model at init: {exc}", file=sys.stderr)
+        print(f"gist-onnx: could not start at init: {exc}", file=sys.stderr)

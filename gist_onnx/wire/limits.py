@@ -121,11 +121,12 @@ class Limits:
         limit = self.max_response_bytes
         if limit is None or response_bytes_bound(count, dimension, encoding_format) <= limit:
             return
-        fit = max_inputs_within(limit, dimension, encoding_format)
+        # What fits is also bounded by max_inputs: a hint past it would send callers to a 413.
+        fit = min(max_inputs_within(limit, dimension, encoding_format), self.max_inputs)
+        base64_fit = min(max_inputs_within(limit, dimension, "base64"), self.max_inputs)
         hint = (
-            f", or set encoding_format to 'base64' "
-            f"({max_inputs_within(limit, dimension, 'base64')} fit then)"
-            if encoding_format == "float"
+            f", or set encoding_format to 'base64' ({base64_fit} fit then)"
+            if encoding_format == "float" and base64_fit > fit
             else ""
         )
         raise RequestError(
