@@ -8,7 +8,8 @@
 - 1M short lines to .npy, to show memory stays bounded whatever the file's size: the output
   goes to disk chunk by chunk, so peak RSS does not grow with the line count.
 
-Writes benchmarks/results/embed.json and the "Embed" section of benchmarks/results/RESULTS.md.
+Writes benchmarks/results/<family>/embed.json and the "Embed" section of
+benchmarks/results/<family>/RESULTS.md.
 """
 
 from __future__ import annotations

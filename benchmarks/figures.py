@@ -65,8 +65,15 @@ def rate(stack: str, key: str, family: str | None = None) -> float:
     return float(count / statistics.median(r["raw"]["seconds"][stack][key]))
 
 
-def _cpu_ratio(stack: str, over: str, keys: tuple[str, ...]) -> str:
-    return _range([rate(stack, k) / rate(over, k) for k in keys], ".1f", "x")
+def _cpu_ratio(
+    stack: str, over: str, keys: tuple[str, ...], family: str | None = None, fmt: str = ".1f"
+) -> str:
+    return _range([rate(stack, k, family) / rate(over, k, family) for k in keys], fmt, "x")
+
+
+def _query(stack: str, family: str | None = None) -> float:
+    """One query's latency (batch 1, p50), the median of the rounds."""
+    return float(statistics.median(_load("results", family)["raw"]["latency_ms"][stack]["p50"]))
 
 
 def coldstart(stack: str, family: str | None = None) -> float:
@@ -135,6 +142,12 @@ def _gpu_best(key: str, pick: Callable[..., float] = max) -> float:
     return pick(s[f"sentence-transformers {d}"][key] for d in ("float32", "float16"))
 
 
+def _held(case: str) -> float:
+    """What one call of 600 texts of 100 KB left in the process (the memory report's (a''),
+    first written on the AVX2 machine)."""
+    return float(_load("memory", "avx2")["held"][f"gist-onnx {case}"]["held"])
+
+
 def _first_hour(key: str) -> float:
     return float(_load("first_hour")[key])
 
@@ -169,6 +182,30 @@ FIGURES: dict[str, Callable[[], str]] = {
         f"1/{coldstart('st-torch') / coldstart('gist-fp32'):.0f}"
     ),
     "cpu.full-run": lambda: f"{_load('results')['elapsed_s'] / 60:.0f} minutes",
+    # the same run on an AVX2 CPU without VNNI (the int8 graph's u8 x u8 form)
+    "cpu-avx2.int8-over-st-sentences": lambda: _cpu_ratio(
+        "gist-int8", "st-torch", ("sentences@32", "sentences@128"), "avx2"
+    ),
+    "cpu-avx2.int8-over-st-passages": lambda: _cpu_ratio(
+        "gist-int8", "st-torch", ("passages@32", "passages@128"), "avx2"
+    ),
+    "cpu-avx2.int8-over-ct2-int8": lambda: _cpu_ratio(
+        "gist-int8",
+        "ct2-int8",
+        ("sentences@32", "sentences@128", "passages@32", "passages@128"),
+        "avx2",
+        ".2f",
+    ),
+    "cpu-avx2.int8-over-openvino": lambda: _cpu_ratio(
+        "gist-int8",
+        "openvino-fp32",
+        ("sentences@32", "sentences@128", "passages@32", "passages@128"),
+        "avx2",
+        ".2f",
+    ),
+    "cpu-avx2.query-ct2-over-int8": lambda: (
+        f"{_query('ct2-int8', 'avx2') / _query('gist-int8', 'avx2'):.1f}x"
+    ),
     "cpu.venv": lambda: _size_mb("gist_venv_mb"),
     "cpu.venv-int8": lambda: _size_mb("gist_venv_mb", "int8_model_mb"),
     "cpu.st-venv": lambda: _size_mb("st_venv_mb"),
@@ -212,6 +249,8 @@ FIGURES: dict[str, Callable[[], str]] = {
     "memory.long-st": lambda: (
         f"{_load('memory')['long']['sentence-transformers (torch)']['peak']:,.0f} MiB"
     ),
+    "memory.held-kept": lambda: f"{_held('int8, heap kept'):.0f} MiB",
+    "memory.held-given-back": lambda: f"{_held('int8, heap given back'):.0f} MiB",
     # benchmarks/server.py
     "server.batching-gain": lambda: f"{_batching_gain():.1f}x",
     "server.batching-p99": lambda: f"{_server('32 clients x 1 text', 'batching', 'p99_ms'):.0f} ms",

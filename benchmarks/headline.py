@@ -4,7 +4,8 @@
     python benchmarks/headline.py            # print the README's table
     python benchmarks/headline.py --write    # rewrite the tables and figures in README.md and docs/
 
-CPU figures: ``benchmarks/results/results.json`` (written by ``python benchmarks/run.py``).
+CPU figures: ``benchmarks/results/<family>/results.json``, one per kind of CPU (written by
+``python benchmarks/run.py``).
 GPU figures: ``benchmarks/logs/gpu/5-final.json`` (written by ``benchmarks/gpu/gpu_check.py run``
 on an H200). A test checks that README.md and docs/benchmarks.md hold exactly what this writes.
 """

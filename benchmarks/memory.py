@@ -12,9 +12,9 @@ RSS from /proc/self/status):
 (c) alternating 1-token and 256-token batches for a few thousand calls: RSS sampled along the way
     should stay flat.
 
-Writes benchmarks/results/memory.json and the "Memory" section of
-benchmarks/results/RESULTS.md (between its markers; benchmarks/run.py keeps it when it rewrites
-the file).
+Writes benchmarks/results/<family>/memory.json and the "Memory" section of
+benchmarks/results/<family>/RESULTS.md (between its markers; benchmarks/run.py keeps it when it
+rewrites the file).
 """
 
 from __future__ import annotations

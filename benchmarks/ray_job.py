@@ -6,8 +6,8 @@ The Ray job: `ray.init(num_cpus=2)`, a dataset of STS-B sentences, `map_batches(
 with 2 actors of 1 ONNX Runtime thread each (`num_cpus=0.5`: two actors at 1 CPU each on 2 CPUs
 leave none for reading and hang), batches of 256, materialized. Timed from the dataset's
 creation to the last vector (Ray's start-up reported apart). `encode`: one process, 2 threads,
-batches of 32. Writes benchmarks/results/ray_job.json and the "Ray" section of
-benchmarks/results/RESULTS.md.
+batches of 32. Writes benchmarks/results/<family>/ray_job.json and the "Ray" section of
+benchmarks/results/<family>/RESULTS.md.
 """
 
 from __future__ import annotations

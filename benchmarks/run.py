@@ -1,4 +1,4 @@
-"""Run every benchmark and rewrite benchmarks/results/RESULTS.md (and results.json beside it).
+"""Run every benchmark; rewrite benchmarks/results/<family>/RESULTS.md and results.json beside it.
 
     python benchmarks/run.py --quick     # a minute or two once set up: speed and cold start
     python benchmarks/run.py             # full: more texts and repeats, quality, sizes

@@ -15,7 +15,8 @@ NAMES = ("serverless", "memory", "server", "server_overhead", "embed", "ray_job"
 
 def markers(name: str) -> tuple[str, str]:
     """The start and end markers of section ``name``: also the docs' snippet sections, so a docs
-    page includes the section as written (``--8<-- "benchmarks/results/RESULTS.md:server"``)."""
+    page includes the section as written
+    (``--8<-- "benchmarks/results/<family>/RESULTS.md:server"``)."""
     return f"<!-- --8<-- [start:{name}] -->", f"<!-- --8<-- [end:{name}] -->"
 
 

@@ -15,8 +15,8 @@ same 2 cores as the server, so what the clients cost is in the throughput figure
 own CPU time (user + system, from /proc for its process) is read around each run, so its CPU per
 request is not blurred by the load generator's. Its split: the graph's share is the CPU the
 ceiling's `encode` spends per text (from its process_time), the rest is the server's own (HTTP,
-JSON, routing, the hand-off to the graph thread). Writes benchmarks/results/server.json and the
-"Server" section of benchmarks/results/RESULTS.md.
+JSON, routing, the hand-off to the graph thread). Writes benchmarks/results/<family>/server.json
+and the "Server" section of benchmarks/results/<family>/RESULTS.md.
 """
 
 from __future__ import annotations

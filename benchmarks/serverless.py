@@ -18,9 +18,9 @@ peak memory and warm latency of the int8 bundle run as Lambda runs it.
 - Warm: in one process, 500 invocations of one short query through a Function URL event (JSON
   parsed, encoded, JSON written); p50 and p99.
 
-Writes benchmarks/results/serverless.json and the "Serverless" section of
-benchmarks/results/RESULTS.md (between its markers; benchmarks/run.py keeps that section when it
-rewrites the file).
+Writes benchmarks/results/<family>/serverless.json and the "Serverless" section of
+benchmarks/results/<family>/RESULTS.md (between its markers; benchmarks/run.py keeps that section
+when it rewrites the file).
 """
 
 from __future__ import annotations

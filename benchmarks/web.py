@@ -10,8 +10,8 @@ onnxruntime-web's WASM backend) on the export's 43 check texts. Then headless Ch
 `chromium` and `chromium-driver`, driven by selenium) opens examples/browser-search from a local
 HTTP server, as the browser test does: first load (the int8 graph fetched and its WASM session
 made), its 300 sentences embedded, three queries (the median); and a screenshot of the page for
-the docs (docs/images/browser-search.png). Writes benchmarks/results/web.json and the "web"
-section of benchmarks/results/RESULTS.md.
+the docs (docs/images/browser-search.png). Writes benchmarks/results/<family>/web.json and the "web"
+section of benchmarks/results/<family>/RESULTS.md.
 """
 
 from __future__ import annotations

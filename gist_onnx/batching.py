@@ -117,6 +117,10 @@ class AsyncGistEncoder:
         self._on_close = on_close
         self.pending_texts = 0
         self._running: list[Job] = []  # the jobs of the batch on the graph thread
+        # The texts of that batch -> the rows waiting for them, and the jobs that arrived while
+        # it ran and wait only for its texts (they ride on it instead of running them again).
+        self._in_flight: dict[str, list[tuple[Job, int]]] = {}
+        self._riding: list[Job] = []
         self._jobs: deque[Job] = deque()
         self._wakeup: asyncio.Event | None = None
         self._worker: asyncio.Task[None] | None = None
@@ -180,6 +184,13 @@ class AsyncGistEncoder:
             job.started = job.finished = job.enqueued
             _settle(job, self._finish(job))
             return job
+        if self._in_flight and all(job.texts[row] in self._in_flight for row in job.missing):
+            # Every text it needs is on the graph thread now: it waits for that run.
+            job.started = time.perf_counter()
+            for row in job.missing:
+                self._in_flight[job.texts[row]].append((job, row))
+            self._riding.append(job)
+            return job
         limit = self.max_queue_texts
         if limit is not None and len(job.missing) > limit:
             job.future.cancel()
@@ -223,10 +234,10 @@ class AsyncGistEncoder:
         """What stopping leaves: every caller still waiting cancelled, the graph thread told to
         end, the loop and the worker let go."""
         self._closed = True
-        for job in [*self._running, *self._jobs]:
+        for job in [*self._running, *self._riding, *self._jobs]:
             if not job.future.done():
                 job.future.cancel()
-        self._running = []
+        self._running, self._riding, self._in_flight = [], [], {}
         self._jobs.clear()
         self.pending_texts = 0
         self._executor.shutdown(wait=False)
@@ -315,7 +326,7 @@ class AsyncGistEncoder:
             for job in jobs:
                 job.started = started
             busy = True
-            self._running = jobs
+            self._running, self._in_flight, self._riding = jobs, rows, []
             try:
                 vectors, counts = await loop.run_in_executor(
                     self._executor, self.encoder._compute, texts
@@ -323,11 +334,13 @@ class AsyncGistEncoder:
             except Exception:  # noqa: BLE001 -- each job's own error is found by running it alone
                 # Run each job alone, so that an error reaches its own caller, naming the
                 # caller's text, and the other callers get their vectors.
-                for job in jobs:
+                riding, self._in_flight = self._riding, {}
+                for job in [*jobs, *riding]:
                     if not job.future.done():
                         _settle(job, await self._alone(job))
-                self._running = []
+                self._running, self._riding = [], []
                 continue
+            jobs, self._in_flight = [*jobs, *self._riding], {}
             finished = time.perf_counter()
             self._report(len(texts), finished - started)
             for text, vector, count in zip(texts, vectors, counts, strict=True):
@@ -338,7 +351,7 @@ class AsyncGistEncoder:
                 job.finished = finished
                 if not job.future.done():
                     _settle(job, self._finish(job))
-            self._running = []
+            self._running, self._riding = [], []
 
     def _report(self, texts: int, seconds: float) -> None:
         """``on_batch``, whose failure must not stop the batcher (every later caller would wait

@@ -1,12 +1,14 @@
 """An exact cache of vectors: a text seen before gets the vector the graph gave it, without a run.
 
-A text's vector does not depend on the batch it ran in (the runs are padded per run and pooled
-over the mask; tested bit for bit), so a cached vector is exactly the one :meth:`encode
-<gist_onnx.GistEncoder.encode>` would compute again. The cache holds the graph's output for a
-text (before ``truncate_dim`` and a call's own normalization, which are applied after, as for a
-text that missed) and its token count, under a key made of the model files' identity (their
-sha256 from the export's manifest, else their paths, sizes and modification times), the variant
-and the text with its prompt. One cache may serve several encoders: their entries never mix.
+A text's vector does not depend on the batch it ran in beyond float32 rounding (the runs are
+padded per run and pooled over the mask; another padding width changes the shapes the kernels
+add over), so a cached vector is exactly the one the graph gave that text, and what
+:meth:`encode <gist_onnx.GistEncoder.encode>` would compute again to that rounding. The cache
+holds the graph's output for a text (before ``truncate_dim`` and a call's own normalization,
+which are applied after, as for a text that missed) and its token count, under a key made of the
+model files' identity (their sha256 from the export's manifest where checked, else their paths,
+sizes, inodes and change times), the settings read from the configs, the variant and the text
+with its prompt. One cache may serve several encoders: their entries never mix.
 
 It is bounded twice: by entries and by bytes (each entry counts its vector, its text and a fixed
 overhead); the least recently used entries go first. It is thread-safe.
@@ -102,14 +104,14 @@ class EmbeddingCache:
     def get_many(
         self, identity: str, texts: Sequence[str]
     ) -> list[tuple[npt.NDArray[np.float32], int] | None]:
-        """Each text's (vector, token count), or None where it is not held. Counts a hit or a
-        miss per text."""
+        """Each text's (vector, token count), or None where it is not held. Counts a hit per
+        text found; misses are counted as texts are run and put (:meth:`put_many`), so a text
+        looked up several times but run once is one miss."""
         found: list[tuple[npt.NDArray[np.float32], int] | None] = []
         with self._lock:
             for text in texts:
                 entry = self._entries.get((identity, text))
                 if entry is None:
-                    self._misses += 1
                     found.append(None)
                 else:
                     self._entries.move_to_end((identity, text))
@@ -124,8 +126,10 @@ class EmbeddingCache:
         vectors: npt.NDArray[np.float32],
         counts: npt.NDArray[np.int64],
     ) -> None:
-        """Hold each text's vector (copied: the caller's array stays its own) and token count."""
+        """Hold each text's vector (copied: the caller's array stays its own) and token count;
+        each text put was one the graph ran: a miss."""
         with self._lock:
+            self._misses += len(texts)
             for text, vector, count in zip(texts, vectors, counts, strict=True):
                 key = (identity, text)
                 size = vector.nbytes + sys.getsizeof(text) + ENTRY_OVERHEAD

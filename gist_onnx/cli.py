@@ -70,6 +70,10 @@ def _serve(args: argparse.Namespace) -> int:
     from . import options
     from .serve import Limits, serve
 
+    # Until the server installs its own handlers, SIGTERM ends the start-up: as a container's
+    # PID 1 the process has no default action for it, and would go on to serve until killed.
+    exit_on_sigterm()
+
     limits = Limits(
         max_inputs=args.max_inputs,
         max_body_bytes=args.max_body_bytes,
@@ -183,7 +187,31 @@ def build_parser() -> argparse.ArgumentParser:
     _add_bundle(commands)
     _add_embed(commands)
     _add_serve(commands)
+    _add_verify(commands)
     return parser
+
+
+def _add_verify(commands: Any) -> None:
+    """``gist-onnx verify``: every file of an export against its manifest."""
+    verify = commands.add_parser(
+        "verify",
+        help="check every file of an export folder against its manifest's sha256",
+        description="Check every file the export's manifest lists (the web folder's too, which "
+        "a page loads without any check) against its sha256; exit 2 on any difference.",
+    )
+    verify.add_argument("folder", help="the export folder")
+
+
+def _verify(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .model.manifest import verify_folder
+
+    matched, problems = verify_folder(Path(args.folder))
+    for problem in problems:
+        print(f"problem: {problem}", file=sys.stderr)
+    print(f"{matched} files match the manifest" + (f", {len(problems)} do not" if problems else ""))
+    return 2 if problems else 0
 
 
 def _add_info(commands: Any) -> None:
@@ -401,7 +429,13 @@ def main(argv: list[str] | None = None) -> int:
         return _export(args_list[1:])
     args = build_parser().parse_args(args_list)
     try:
-        handlers = {"bundle": _bundle, "serve": _serve, "embed": _embed, "info": _info}
+        handlers = {
+            "bundle": _bundle,
+            "serve": _serve,
+            "embed": _embed,
+            "info": _info,
+            "verify": _verify,
+        }
         return handlers[args.command](args)
     except GistOnnxError as exc:
         print(f"error: {exc}", file=sys.stderr)

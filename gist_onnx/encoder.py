@@ -97,8 +97,9 @@ class GistEncoder:
         cache: keep the vectors of texts seen before and return them without a graph run: an
             :class:`~gist_onnx.EmbeddingCache` (bounded by entries and bytes; one may serve several
             encoders), a number of entries, or True for the defaults. Off by default. A cached
-            vector is exactly the one the graph gives (vectors do not depend on their batch);
-            with a cache, ``encode`` reads its texts into a list before running them.
+            vector is exactly the one the graph gave that text (a run in another batch gives it
+            to float32 rounding); with a cache, ``encode`` reads its texts into a list before
+            running them.
         int8_form: which form of the int8 graph runs: ``"auto"`` (default, or the
             ``GIST_ONNX_INT8_FORM`` variable): u8 x s8 products where ONNX Runtime computes them
             exactly and fastest (x86 with AVX-512 VNNI, AVX-VNNI or AMX; arm64), u8 x u8 where

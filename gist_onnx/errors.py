@@ -9,6 +9,7 @@
     ├── InvalidInputError (TypeError, ValueError) what was passed to ``encode`` is not text
     │   ├── wire.RequestError                    an HTTP request that cannot be served (status)
     │   └── embed.BadRow                         a row of an input file, with its line
+    ├── embed.FileError (OSError)                an input or output file cannot be read or written
     ├── MissingExtraError (ImportError)          a feature's extra is not installed
     ├── serverless.bundle.BundleError (RuntimeError) a Lambda bundle cannot be built
     ├── export.to_onnx.UsageError (ValueError)   the export was called wrongly

@@ -45,7 +45,8 @@ def test_cached_vectors_are_the_vectors_of_encode(model: Path) -> None:
     assert cached.cache is not None
     stats = cached.cache.stats()
     assert stats.entries == len(set(TEXTS))
-    assert stats.misses == len(TEXTS) and stats.hits == len(TEXTS)  # the second call: all hits
+    # Misses count the texts run (each distinct text once); the second call: all hits.
+    assert stats.misses == len(set(TEXTS)) and stats.hits == len(TEXTS)
     for options in (
         {"truncate_dim": 2},
         {"normalize_embeddings": False},
@@ -356,3 +357,36 @@ def test_an_edit_that_keeps_size_and_time_still_changes_the_identity(tmp_path: P
     os.utime(vocab, ns=(stat.st_atime_ns, stat.st_mtime_ns))  # the old modification time
     assert vocab.stat().st_size == stat.st_size
     assert GistEncoder(folder).identity != before
+
+
+def test_a_text_asked_for_while_it_runs_rides_on_that_run(model: Path) -> None:
+    import threading
+
+    encoder = GistEncoder(model, cache=True)
+    release = threading.Event()
+    ran: list[list[str]] = []
+    real = encoder._compute
+
+    def slow(texts: list[str], *args: Any, **kwargs: Any) -> Any:
+        ran.append(list(texts))
+        release.wait(5)
+        return real(texts, *args, **kwargs)
+
+    encoder._compute = slow  # type: ignore[method-assign]
+
+    async def main() -> list[np.ndarray]:
+        shared = AsyncGistEncoder(encoder)
+        first = asyncio.ensure_future(shared.encode(["the cat"]))
+        await asyncio.sleep(0.05)  # "the cat" is on the graph thread now
+        second = asyncio.ensure_future(shared.encode(["the cat"]))
+        await asyncio.sleep(0.05)
+        release.set()
+        out = [await first, await second]
+        await shared.aclose()
+        return out
+
+    first, second = asyncio.run(main())
+    assert ran == [["the cat"]]  # once, for both callers
+    np.testing.assert_array_equal(first, second)
+    np.testing.assert_array_equal(first, GistEncoder(model).encode(["the cat"]))
+    assert encoder.cache is not None and encoder.cache.stats().misses == 1

@@ -68,3 +68,31 @@ def test_an_api_key_keeps_no_whitespace_around_it() -> None:
 
     assert options.checked_api_key("sk-test\n", "x") == "sk-test"
     assert options.checked_api_key(None, "x") is None
+
+
+def test_serve_ends_its_start_up_on_sigterm(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As a container's PID 1 a process has no default action for SIGTERM: serve installs its
+    own before it loads the model, so a stop during start-up ends it (exit 143)."""
+    import signal
+
+    from gist_onnx import serve as serve_mod
+    from gist_onnx.interrupt import SIGTERM_STATUS
+
+    seen: list[object] = []
+
+    def loading(*args: object, **kwargs: object) -> None:
+        handler = signal.getsignal(signal.SIGTERM)
+        seen.append(handler)
+        if callable(handler):  # (with the default action the signal would end pytest itself)
+            signal.raise_signal(signal.SIGTERM)  # a stop while the model loads
+
+    previous = signal.getsignal(signal.SIGTERM)
+    monkeypatch.setattr(serve_mod, "serve", loading)
+    try:
+        with pytest.raises(SystemExit) as stopped:
+            main(["serve", "--model", str(write_tiny_model(tmp_path / "m"))])
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert stopped.value.code == SIGTERM_STATUS and seen and seen[0] is not signal.SIG_DFL

@@ -367,3 +367,76 @@ def test_sigterm_leaves_no_partial_and_a_later_run_removes_stale_ones(
     assert proc.wait(timeout=30) == 128 + signal.SIGTERM
     left = sorted(p.name for p in tmp_path.iterdir())
     assert left == sorted(["in.txt", "model", alive.name]), left
+
+
+def test_a_parquet_that_is_not_parquet_is_one_line_and_exit_2(
+    model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pytest.importorskip("pyarrow")
+    source = tmp_path / "in.parquet"
+    source.write_text("text\nnot parquet at all\n")
+    assert _run(model, str(source), "-o", str(tmp_path / "out.npy")) == 2
+    err = capsys.readouterr().err
+    assert "is not a parquet file" in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_full_disk_is_one_line_and_exit_2_leaving_nothing(
+    model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import errno
+
+    from gist_onnx.embed import write
+
+    def full(*args: object, **kwargs: object) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(write.NpyWriter, "write", full)
+    source = tmp_path / "in.txt"
+    source.write_text("hello\ncat\n")
+    out = tmp_path / "out.npy"
+    assert _run(model, str(source), "-o", str(out)) == 2
+    err = capsys.readouterr().err
+    assert "No space left on device" in err and len(err.strip().splitlines()) == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.txt", "model"]
+
+
+def test_a_pipe_is_read_as_a_stream(model: Path, tmp_path: Path) -> None:
+    """A named pipe or a process substitution (/dev/fd/63) is not a regular file, but it is an
+    input like stdin."""
+    import os
+    import threading
+
+    fifo = tmp_path / "texts.fifo"
+    os.mkfifo(fifo)
+
+    def feed() -> None:
+        with open(fifo, "w") as handle:
+            handle.write("hello\ncat\n")
+
+    writer = threading.Thread(target=feed)
+    writer.start()
+    out = tmp_path / "out.jsonl"
+    assert _run(model, str(fifo), "--input-format", "txt", "-o", str(out)) == 0
+    writer.join()
+    assert len(out.read_text().splitlines()) == 2
+    assert _run(model, str(tmp_path), "-o", str(out)) == 2  # a folder is not an input
+
+
+def test_a_partial_with_this_process_id_is_stale_unless_this_process_wrote_it(
+    tmp_path: Path,
+) -> None:
+    """In a container the command is always PID 1: after an OOM kill, the next run has the id of
+    the run that left the partial. The start time in the name tells them apart; a partial
+    from another host (another container on a shared volume) is left alone."""
+    from gist_onnx.interrupt import partial_name, stale_partials
+
+    target = tmp_path / "out.npy"
+    ours = partial_name(target)
+    pid, start, host = ours[len(".out.npy.partial-") :].rstrip("-").split("-")
+    mine = tmp_path / f"{ours}abc.partial"
+    earlier = tmp_path / f".out.npy.partial-{pid}-{int(start) + 1}-{host}-abc.partial"
+    elsewhere = tmp_path / f".out.npy.partial-{pid}-{int(start) + 1}-0badc0de-abc.partial"
+    old_format = tmp_path / f".out.npy.partial-{pid}-abc.partial"
+    for path in (mine, earlier, elsewhere, old_format):
+        path.write_bytes(b"x")
+    assert sorted(p.name for p in stale_partials(target)) == sorted([earlier.name, old_format.name])

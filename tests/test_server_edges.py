@@ -189,6 +189,9 @@ def guarded(model: Path) -> Iterator[Server]:
         ("GET", "/v1/embeddings", 405),
         ("POST", "/health", 405),
         ("DELETE", "/tokenize", 405),
+        # A trailing slash: a 404, not a redirect to a location built from the Host header.
+        ("POST", "/v1/embeddings/", 404),
+        ("GET", "/health/", 404),
     ],
 )
 def test_unknown_routes_and_methods_answer_in_the_json_error_shape(
@@ -234,6 +237,54 @@ def _answer(sock: socket.socket) -> tuple[int, dict[str, Any], bool]:
             data += chunk
     head, _, body = data.partition(b"\r\n\r\n")
     return int(head.split()[1]), json.loads(body), True
+
+
+def test_malformed_http_is_answered_in_the_json_error_shape(guarded: Server) -> None:
+    sock = _connect(guarded)
+    sock.sendall(b"GARBAGE\x00 / HTTP/9\r\n\r\n")
+    status, body, closed = _answer(sock)
+    assert status == 400 and closed and "not valid HTTP" in body["error"]["message"]
+
+
+def test_a_compressed_body_is_named_as_such(guarded: Server) -> None:
+    import gzip
+
+    raw = gzip.compress(json.dumps({"input": ["hello"]}).encode())
+    status, headers, body = guarded.request(
+        "POST", "/v1/embeddings", raw, headers={"content-encoding": "gzip"}
+    )
+    assert status == 400 and headers["content-type"] == "application/json"
+    assert "gzip-compressed" in json.loads(body)["error"]["message"]
+
+
+@pytest.mark.parametrize("path", ["/health/live", "/nope"])
+def test_a_body_left_unread_after_the_answer_cannot_hold_the_connection(
+    guarded: Server, path: str
+) -> None:
+    """The server answers without reading the body (a probe, a 404); a client then trickling
+    that body a byte at a time finds the connection closed, whatever it sends."""
+    sock = _connect(guarded)
+    sock.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\nab".encode())
+    started = time.monotonic()
+    data, closed = b"", False
+    sock.settimeout(0.3)
+    while time.monotonic() - started < 8:
+        try:
+            chunk = sock.recv(65536)
+        except TimeoutError:
+            chunk = None
+        if chunk == b"":
+            closed = True
+            break
+        data += chunk or b""
+        try:
+            sock.sendall(b"x")  # the trickle
+        except OSError:
+            closed = True
+            break
+    sock.close()
+    assert data.startswith(b"HTTP/1.1 ") and closed
+    assert time.monotonic() - started < 6
 
 
 def test_a_request_head_that_never_ends_is_closed_with_408(guarded: Server) -> None:

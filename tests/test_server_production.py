@@ -143,7 +143,8 @@ def test_repeated_texts_come_from_the_cache_with_the_same_vectors(
     got = np.array([d["embedding"] for d in again["data"]], dtype=np.float32)
     np.testing.assert_array_equal(got, expected)
     assert again["usage"] == first["usage"]  # token counts are cached with the vectors
-    assert _metric(server, "gist_onnx_cache_misses_total") - misses == 3  # both copies missed
+    # Misses count texts run: the repeated text ran once.
+    assert _metric(server, "gist_onnx_cache_misses_total") - misses == 2
     assert _metric(server, "gist_onnx_cache_hits_total") - hits == 3  # the second call: all hit
     assert _metric(server, "gist_onnx_cache_entries") >= 2
 
@@ -176,6 +177,19 @@ def test_ready_after_the_warm_up_then_not_ready_while_draining(model: Path) -> N
         assert running.get("/health")[0] == 503  # /health is /health/ready
         assert running.get("/health/live")[0] == 200
         assert running.post("/v1/embeddings", {"input": ["still served"]})[0] == 200
+        # Every answer during the drain closes its connection: a client does not write its
+        # next request to a connection about to close.
+        # (http.client keeps connections alive, as pooled clients do; urllib asks to close.)
+        import http.client
+
+        for method, path in (("POST", "/v1/embeddings"), ("GET", "/health/live")):
+            body = b'{"input": ["kept alive"]}' if method == "POST" else None
+            connection = http.client.HTTPConnection("127.0.0.1", running.port, timeout=10)
+            connection.request(method, path, body, {"content-type": "application/json"})
+            answer = connection.getresponse()
+            answer.read()
+            assert answer.getheader("connection") == "close", path
+            connection.close()
         assert running.proc.wait(timeout=30) in (0, -signal.SIGTERM)  # then it drains and exits
     finally:
         running.stop()
@@ -281,10 +295,26 @@ def test_each_request_is_traced_with_its_stages(model: Path) -> None:
             )
             with urllib.request.urlopen(request, timeout=30) as answer:
                 assert answer.status == 200
+        # A caller's trace: the server's span joins it. And /tokenize has its span too.
+        caller_trace = "4bf92f3577b34da6a3ce929d0e0e4736"
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}/tokenize",
+            data=b'{"input": ["the cat"]}',
+            headers={
+                "content-type": "application/json",
+                "traceparent": f"00-{caller_trace}-00f067aa0ba902b7-01",
+            },
+        )
+        with urllib.request.urlopen(request, timeout=30) as answer:
+            assert answer.status == 200
     finally:
         server.should_exit = True
         thread.join(timeout=30)
     spans = exporter.get_finished_spans()
+    joined = [s for s in spans if s.name == "POST /tokenize"]
+    assert len(joined) == 1 and joined[0].parent is not None
+    assert f"{joined[0].context.trace_id:032x}" == caller_trace
+    assert joined[0].parent.span_id == 0x00F067AA0BA902B7
     roots = [s for s in spans if s.parent is None]
     assert [s.name for s in roots] == ["POST /v1/embeddings"] * 2
     stages = (["queue", "graph", "response"], ["queue", "response"])

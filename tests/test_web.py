@@ -37,6 +37,30 @@ def web_export(tmp_path_factory: pytest.TempPathFactory, stand_in_dir: Path) -> 
     return folder
 
 
+# Scripts JavaScript reads differently from the Rust tokenizer: Greek in capitals (a final capital
+# sigma lowercases to another letter in JavaScript) and CJK ideographs past U+FFFF (read as UTF-16
+# halves). The web folder's tokenizer gives Python's tokens for them too.
+SCRIPTS = [
+    "ΟΔΟΣ ΤΕΛΟΣ ΚΟΣΜΟΣ",
+    "ΣΙΣΥΦΟΣ και Σίσυφος: ΣΟΦΟΣ.",
+    "𠀀𠀁𪜀 漢字",
+    "古文𠀋𡈽𢀀之書 and 𫝀 in a sentence",
+]
+
+
+def test_the_web_tokenizer_gives_pythons_tokens_in_python_too(web_export: Path) -> None:
+    """What makes JavaScript read these scripts as Python does changes nothing in Python."""
+    from tokenizers import Tokenizer
+
+    web = Tokenizer.from_file(str(web_export / "web" / "tokenizer.json"))
+    ours = Tokenizer.from_file(str(web_export / "tokenizer.json"))
+    for tokenizer in (web, ours):
+        tokenizer.no_truncation()
+        tokenizer.no_padding()
+    for text in [*SCRIPTS, *PARITY_TEXTS]:
+        assert web.encode(text).ids == ours.encode(text).ids, text
+
+
 def _cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
     return (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
@@ -117,7 +141,7 @@ def test_transformers_js_and_onnxruntime_web_give_the_python_vectors(
     web_export: Path, tmp_path: Path
 ) -> None:
     node_modules()
-    texts = list(PARITY_TEXTS)
+    texts = list(PARITY_TEXTS) + SCRIPTS
     assert any(len(GistEncoder(web_export).token_ids([t])[0]) == 256 for t in texts)  # cut ones
     texts_file = tmp_path / "texts.json"
     texts_file.write_text(json.dumps(texts), encoding="utf-8")
@@ -169,3 +193,24 @@ def test_the_demo_page_computes_the_python_vectors_in_chromium(
     ranked = np.argsort(-(python_corpus @ python_query[0]))[:5].tolist()
     assert page["top"][0][0] == ranked[0]
     assert page["load_ms"] > 0 and page["query_ms"] > 0
+
+
+def test_a_flipped_web_graph_is_found_by_verify(
+    web_export: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """No encoder reads the web folder, so no load checks it: `gist-onnx verify` checks every
+    file the manifest lists against its sha256, the web graphs included."""
+    import shutil
+
+    from gist_onnx.cli import main
+
+    assert main(["verify", str(web_export)]) == 0
+    folder = shutil.copytree(web_export, tmp_path / "copy")
+    graph = folder / "web" / "onnx" / "model_int8.onnx"
+    raw = bytearray(graph.read_bytes())
+    raw[len(raw) // 2] ^= 0x01
+    graph.write_bytes(bytes(raw))
+    capsys.readouterr()
+    assert main(["verify", str(folder)]) == 2
+    err = capsys.readouterr().err
+    assert err.strip() == "problem: web/onnx/model_int8.onnx: changed"

@@ -11,7 +11,7 @@ never answers), 5 s after a 1 s warm-up, each
 revision in its own server process, rounds interleaved. The baseline's package is checked out
 with `git worktree` into a temporary folder. CPU per request: the server process's user +
 system time over the run (from /proc), divided by the requests answered. Writes
-benchmarks/results/server_overhead.json and the "server_overhead" section of RESULTS.md.
+benchmarks/results/<family>/server_overhead.json and the "server_overhead" section of RESULTS.md.
 """
 
 from __future__ import annotations

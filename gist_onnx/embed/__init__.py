@@ -33,7 +33,7 @@ from itertools import islice
 from pathlib import Path
 from typing import IO, Any
 
-from .. import GistEncoder, InvalidInputError
+from .. import GistEncoder, GistOnnxError, InvalidInputError
 from .read import BadRow, Row, read_rows
 from .write import JsonlWriter, NpyWriter, Outputs, ParquetWriter
 
@@ -42,6 +42,7 @@ __all__ = [
     "INPUT_FORMATS",
     "OUTPUT_FORMATS",
     "BadRow",
+    "FileError",
     "Report",
     "Row",
     "embed_file",
@@ -51,6 +52,11 @@ __all__ = [
 INPUT_FORMATS = ("txt", "jsonl", "csv", "parquet")
 OUTPUT_FORMATS = ("npy", "jsonl", "parquet")
 CHUNK = 4096  # texts read, encoded and written at a time: what bounds memory
+
+
+class FileError(GistOnnxError, OSError):
+    """An input or output file could not be read or written (a full disk, a quota, no
+    permission): the message names the file and the system's reason."""
 
 
 @dataclass
@@ -98,8 +104,18 @@ def embed_file(
         raise InvalidInputError("Only jsonl can go to stdout (-o -); name a .npy/.parquet file.")
     if on_bad not in ("fail", "skip"):
         raise InvalidInputError(f"--on-bad is fail or skip, got {on_bad!r}.")
-    if source != "-" and not Path(source).is_file():
-        raise InvalidInputError(f"No input file {source}.")
+    if source != "-":
+        # Not only regular files: a pipe or a process substitution (/dev/fd/63) is read as a
+        # stream, as stdin is.
+        path = Path(source)
+        if not path.exists():
+            raise InvalidInputError(f"No input file {source}.")
+        if path.is_dir():
+            raise InvalidInputError(f"{source} is a folder; pass a file.")
+        if in_fmt == "parquet" and not path.is_file():
+            raise InvalidInputError(
+                f"Parquet cannot be read from a pipe ({source}); pass the file."
+            )
     if source == "-" and in_fmt == "parquet":
         raise InvalidInputError("Parquet cannot be read from stdin; pass the file.")
     outputs = None if output == "-" else Outputs(Path(output), out_fmt, source)
@@ -141,6 +157,12 @@ def embed_file(
         if outputs is not None:
             outputs.commit(kept_ids)
             outputs = None
+    except OSError as exc:
+        # A full disk, a quota, a folder made read-only, an input that fails to read: one line,
+        # as other mistakes (the partial output is removed below).
+        where = exc.filename or output
+        reason = exc.strerror or str(exc)
+        raise FileError(f"{where}: {reason}; nothing was written to {output}.") from exc
     finally:
         if bar is not None:
             bar.close()

@@ -216,7 +216,12 @@ def _parquet_rows(path: str, key: str) -> Iterator[Row]:
         import pyarrow.parquet as pq
     except ImportError:
         raise MissingExtraError("Reading parquet", "files", "pyarrow") from None
-    table = pq.ParquetFile(path)
+    import pyarrow as pa
+
+    try:
+        table = pq.ParquetFile(path)
+    except pa.ArrowException as exc:
+        raise InvalidInputError(f"{path} is not a parquet file ({exc}).") from None
     if key not in table.schema_arrow.names:
         raise InvalidInputError(
             f"{path} has no column {key!r} (columns: {table.schema_arrow.names}); pass --column."

@@ -226,6 +226,31 @@ class IntegrityCheck:
             raise ModelFilesError(self.problem)
 
 
+def verify_folder(folder: Path) -> tuple[int, list[str]]:
+    """Check every file ``folder``'s manifest lists, the web export's included (which no encoder
+    reads, so no load checks them), against its sha256; returns how many matched and what did
+    not ('name: missing' or 'name: changed'). Raises :class:`ModelFilesError` without a
+    manifest."""
+    manifest: Manifest | None = read_manifest(folder).get()
+    if manifest is None or manifest.files is None:
+        raise ModelFilesError(
+            f"{folder} has no {MANIFEST_FILE} with a table of sha256 sums to check against; "
+            "export the folder with `gist-onnx export`."
+        )
+    matched, problems = 0, []
+    for name, digest in sorted(manifest.files.items()):
+        path = folder / name
+        if not inside(name):
+            problems.append(f"{name}: outside the folder")
+        elif not path.is_file():
+            problems.append(f"{name}: missing")
+        elif sha256(path) != digest:
+            problems.append(f"{name}: changed")
+        else:
+            matched += 1
+    return matched, problems
+
+
 def sha256(path: Path) -> str:
     """A file's sha256 as hex, read a MiB at a time into one buffer."""
     import hashlib

@@ -16,12 +16,13 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import signal
 import socket
 import sys
 import threading
 from typing import Any
 
-from .. import EmbeddingCache, GistEncoder, InvalidInputError, MissingExtraError, options
+from .. import EmbeddingCache, GistEncoder, InvalidInputError, MissingExtraError, interrupt, options
 from ..cache import DEFAULT_BYTES, DEFAULT_ENTRIES
 from ..wire import Limits
 
@@ -72,6 +73,10 @@ def serve(
     stderr) gives the address, model names, variant, provider, threads, cache and limits.
     ``cache_entries`` (0: none) and ``cache_bytes`` bound the exact cache of vectors."""
     api_key = options.checked_api_key(api_key, "the API key")
+    # ONNX Runtime's telemetry store writes under the home folder (read-only in a hardened
+    # container) and its failure is a coloured non-JSON line in the JSON log: off, as in the
+    # Lambda handler, unless the deployment sets ORT_DISABLE_TELEMETRY=0.
+    os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
     _require()
     import uvicorn
 
@@ -166,6 +171,10 @@ def serve(
             server.drain()
             super().handle_exit(sig, frame)
 
+    # The start-up's own SIGTERM handler (gist_onnx.cli) gives way to uvicorn's, which restores
+    # and re-raises what it found when the drain is over: the default, as for any server.
+    if signal.getsignal(signal.SIGTERM) is interrupt.stop_handler():
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
     Draining(config).run(sockets=[sock])
 
 

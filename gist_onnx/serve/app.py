@@ -29,7 +29,16 @@ from starlette.routing import Route
 from .. import GistEncoder, GistOnnxError
 from ..batching import AsyncGistEncoder, Job, QueueFull, Result
 from ..encoder import WARM_UP_LENGTHS
-from ..wire import Limits, RequestError, check_bearer, error_body, failure, parse_request, response
+from ..wire import (
+    Limits,
+    RequestError,
+    check_bearer,
+    error_body,
+    failure,
+    parse_request,
+    refuse_compressed,
+    response,
+)
 from .metrics import Metrics
 from .openapi import openapi_schema
 from .tracing import RequestSpan, Tracing
@@ -65,8 +74,13 @@ class _App(Starlette):
     does not (it answers every error itself)."""
 
     embeddings: Callable[[Request], Awaitable[Response]]
+    # Whether the server is draining (set by its drain()): every answer then closes its
+    # connection, so that clients stop sending more requests on it.
+    draining: Callable[[], bool] = staticmethod(lambda: False)
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and self.draining():
+            send = _closing(send)
         if (
             scope["type"] == "http"
             and scope["method"] == "POST"
@@ -77,6 +91,20 @@ class _App(Starlette):
             await answer(scope, receive, send)
             return
         await super().__call__(scope, receive, send)
+
+
+def _closing(send: Any) -> Any:
+    """``send``, with ``connection: close`` on the answer's head: uvicorn then closes the
+    connection once the answer is written, and the client opens a new one (to another replica)
+    for its next request, instead of writing it to a connection about to close."""
+
+    async def closing(message: Any) -> None:
+        if message["type"] == "http.response.start":
+            headers = [(k, v) for k, v in message.get("headers", []) if k.lower() != b"connection"]
+            message = {**message, "headers": [*headers, (b"connection", b"close")]}
+        await send(message)
+
+    return closing
 
 
 def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -131,7 +159,11 @@ def create_app(
         ],
         lifespan=server.lifespan,
     )
+    # A path with a trailing slash is a 404 like any other unknown path, not a redirect to a
+    # location built from the client's Host header.
+    app.router.redirect_slashes = False
     app.state.server = server
+    app.draining = lambda: server.draining
     # Each served path is its own label in /metrics; any other is counted as one.
     server.metrics.routes = frozenset(getattr(route, "path", "") for route in app.routes)
     app.embeddings = server.embeddings
@@ -243,6 +275,7 @@ class _Server:
         try:
             payload = orjson.loads(body)
         except orjson.JSONDecodeError as exc:
+            refuse_compressed(body)  # names gzip and the like, on this failing path only
             raise RequestError(f"The request body is not valid JSON: {exc}.") from None
         parsed = parse_request(
             payload, dimension=self.encoder.dimension, max_inputs=self.limits.max_inputs
@@ -299,7 +332,7 @@ class _Server:
         started = time.perf_counter()
         route = request.scope["path"]  # not request.url: building a URL costs every request
         fields: dict[str, Any] = {}
-        trace = self.tracing.request(route) if self.tracing is not None else None
+        trace = self.tracing.request(route, request.headers) if self.tracing is not None else None
         try:
             self.authorize(request)
             raw = await self.read_body(request)
@@ -376,17 +409,20 @@ class _Server:
 
     async def tokenize(self, request: Request) -> Response:
         started = time.perf_counter()
+        trace = (
+            self.tracing.request("/tokenize", request.headers) if self.tracing is not None else None
+        )
         try:
             self.authorize(request)
             reply, count = await off_loop(self.tokenized, await self.read_body(request))
-            self.log("/tokenize", 200, started, inputs=count)
+            self.log("/tokenize", 200, started, trace=trace, inputs=count)
             return reply
         except ClientGone:
-            self.log("/tokenize", 499, started)
+            self.log("/tokenize", 499, started, trace=trace)
             return Response(status_code=499)
         except Exception as exc:  # noqa: BLE001 -- every failure is a JSON error, never a page
             status, body, headers = self.failed(exc)
-            self.log("/tokenize", status, started)
+            self.log("/tokenize", status, started, trace=trace)
             return _json(body, status, headers)
 
     async def models(self, request: Request) -> Response:

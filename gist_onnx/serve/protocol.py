@@ -23,7 +23,11 @@ from ..wire import error_body
 
 # How long a refused connection's remaining bytes are read and dropped before it is closed.
 _LINGER_S = 2.0
-_REASONS = {408: b"Request Timeout", 431: b"Request Header Fields Too Large"}
+_REASONS = {
+    400: b"Bad Request",
+    408: b"Request Timeout",
+    431: b"Request Header Fields Too Large",
+}
 
 
 def guarded_protocol(*, head_timeout_s: float, max_head_bytes: int) -> type[HttpToolsProtocol]:
@@ -67,6 +71,11 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         if self._in_head and self._head_bytes > self._max_head_bytes:
             self._refuse(431, f"The request head passed {self._max_head_bytes} bytes.")
 
+    def send_400_response(self, msg: str) -> None:
+        """A request uvicorn's parser cannot read (malformed HTTP): answered in the JSON error
+        shape of every other answer, not as uvicorn's plain text."""
+        self._refuse(400, "The request is not valid HTTP/1.1: " + msg.rstrip(".") + ".")
+
     def on_message_begin(self) -> None:
         super().on_message_begin()
         if not self._in_head:  # the next request on a kept-alive connection
@@ -90,6 +99,26 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     def on_message_complete(self) -> None:
         if not self._refused:
             super().on_message_complete()
+
+    def on_response_complete(self) -> None:
+        """After each answer: where the request's body was not read through (an answer given
+        without reading it: 404, 405, an early 413, a health probe with a body), the rest of it
+        would have to be read before the next request, and a client trickling it would hold the
+        connection for ever (each byte resets uvicorn's keep-alive timer). Such a connection is
+        closed, after a fixed moment that no byte extends."""
+        cycle = self.cycle
+        if cycle is not None and cycle.more_body and not self.transport.is_closing():
+            self.server_state.total_requests += 1
+            self._refused = True  # what still comes is dropped, unread
+            self._in_head = False
+            self._stop_head_timer()
+            if self.transport.can_write_eof():
+                self.transport.write_eof()
+                self.loop.call_later(_LINGER_S, self.transport.close)
+            else:
+                self.transport.close()
+            return
+        super().on_response_complete()
 
     def _start_head(self) -> None:
         self._in_head, self._head_bytes = True, 0

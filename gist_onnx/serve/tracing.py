@@ -1,12 +1,13 @@
 """OpenTelemetry spans for the server's requests (``gist-onnx serve --otel``, the ``otel`` extra).
 
-One server span per request (route, status, texts, tokens, cache hits), and under it a span for
-each stage: ``queue`` (waiting for the graph), ``graph`` (the batch it ran in: its size) and
-``response`` (the JSON written). The stages' times are the ones the batcher stamps, so a span
-covers exactly what the access log reports. Spans go to whatever tracer provider the process
-has: ``opentelemetry-instrument gist-onnx serve ...`` configures one from the standard
-``OTEL_*`` variables (an OTLP exporter, for example); without one, the API's no-op provider
-drops them.
+One server span per embeddings or tokenize request (route, status, texts, tokens, cache hits), a
+child of the caller's trace where the request carries one (``traceparent``), and under it a span
+for each stage of an embeddings request: ``queue`` (waiting for the graph), ``graph`` (the batch
+it ran in: its size) and ``response`` (the JSON written). The stages' times are the ones the
+batcher stamps, so a span covers exactly what the access log reports. Spans go to whatever
+tracer provider the process has: ``opentelemetry-instrument gist-onnx serve ...`` configures one
+from the standard ``OTEL_*`` variables (an OTLP exporter, for example); without one, the API's
+no-op provider drops them.
 """
 
 from __future__ import annotations
@@ -32,21 +33,27 @@ class Tracing:
             raise MissingExtraError("gist-onnx serve --otel", "otel", "opentelemetry-api") from None
         return cls(trace.get_tracer("gist_onnx.serve", __version__, tracer_provider=provider))
 
-    def request(self, route: str) -> RequestSpan:
-        return RequestSpan(self.tracer, route)
+    def request(self, route: str, headers: Any = None) -> RequestSpan:
+        """The span of one request to ``route``, a child of the caller's trace where its
+        ``headers`` carry one (W3C ``traceparent``, or what the process's propagator reads)."""
+        return RequestSpan(self.tracer, route, headers)
 
 
 class RequestSpan:
     """One request's server span; its stages are added with the times the server measured
     (``time.perf_counter()`` stamps, turned into the wall-clock nanoseconds spans carry)."""
 
-    def __init__(self, tracer: Any, route: str) -> None:
+    def __init__(self, tracer: Any, route: str, headers: Any = None) -> None:
+        from opentelemetry.propagate import extract
         from opentelemetry.trace import SpanKind, set_span_in_context
 
         self._perf = time.perf_counter()
         self._wall = time.time_ns()
+        # The caller's trace, so that its spans and the server's make one trace.
+        parent = extract(dict(headers)) if headers is not None else None
         self.span = tracer.start_span(
             f"POST {route}",
+            context=parent,
             kind=SpanKind.SERVER,
             start_time=self._wall,
             attributes={"http.request.method": "POST", "http.route": route},

@@ -137,7 +137,10 @@ class EmbeddingsRequest:
 
 
 def parse_json(body: bytes | str) -> Any:
-    """Decode a request body; malformed JSON or UTF-8 is a 400 that says where."""
+    """Decode a request body; malformed JSON or UTF-8 is a 400 that says where (a compressed
+    body is named as such: nothing here decompresses)."""
+    if isinstance(body, bytes):
+        refuse_compressed(body)
     try:
         return json.loads(body)
     except UnicodeDecodeError as exc:
@@ -152,6 +155,28 @@ def parse_json(body: bytes | str) -> Any:
             "The request body nests JSON too deeply to read; send "
             '{"input": [...]} with a list of strings.'
         ) from None
+
+
+# The first bytes of compressed bodies (gzip, zlib's deflate, zstd, brotli has none), which JSON
+# never starts with.
+_COMPRESSED = (
+    (b"\x1f\x8b", "gzip"),
+    (b"\x28\xb5\x2f\xfd", "zstd"),
+    (b"\x78\x9c", "deflate"),
+    (b"\x78\x01", "deflate"),
+    (b"\x78\xda", "deflate"),
+)
+
+
+def refuse_compressed(body: bytes) -> None:
+    """A 400 naming the compression when ``body`` starts as a compressed stream does (JSON never
+    does): clearer than the UTF-8 or JSON error its bytes would otherwise give."""
+    for magic, name in _COMPRESSED:
+        if body.startswith(magic):
+            raise RequestError(
+                f"The request body is {name}-compressed; send it as uncompressed JSON (this "
+                "server reads no Content-Encoding)."
+            )
 
 
 def parse_request(
