@@ -25,6 +25,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -275,3 +276,79 @@ def test_one_malformed_csv_row_is_bad_and_every_other_row_comes_back(
     assert bad == [at + 2]
     expected = [(i + 2, r) for i, r in enumerate(records) if i != at and r.strip()]
     assert good == expected
+
+
+# ------------------------------------------------------------------------ /metrics' labels
+
+
+@BOUNDED
+@given(paths=st.lists(st.text(min_size=1, max_size=30), max_size=30))
+def test_any_paths_leave_metrics_parsable_and_bounded(paths: list[str]) -> None:
+    """Whatever paths clients send, the page stays in Prometheus' text format and holds one
+    label for all the unknown ones."""
+    import re
+
+    pytest.importorskip("starlette", reason="the server extra")
+    from gist_onnx.serve.metrics import Metrics
+
+    metrics = Metrics(routes=frozenset({"/v1/embeddings", "/health"}))
+    metrics.observe_request("/health", 200, 0.001)
+    for path in paths:
+        metrics.observe_request("/" + path, 404, 0.001)
+    page = metrics.render()
+    labels = set(re.findall(r'route="((?:[^"\\]|\\.)*)"', page))
+    assert labels <= {"/v1/embeddings", "/health", "other"}
+    sample = r'[a-z_]+(\{([a-z_]+="([^"\\\n]|\\.)*",?)*\})? [0-9.e+-]+'
+    for line in page.splitlines():
+        assert line.startswith("#") or re.fullmatch(sample, line), line
+
+
+# ------------------------------------------------------------------ the async lifecycles
+
+STEP = st.sampled_from(["submit", "submit same", "cancel first", "close", "sleep"])
+
+
+@settings(max_examples=40, deadline=None, derandomize=True)
+@given(steps=st.lists(STEP, min_size=1, max_size=12))
+def test_any_async_lifecycle_answers_or_cancels_every_caller(tiny: Path, steps: list[str]) -> None:
+    """Callers submitting (the same text or new ones), cancelling and closing in any order: every
+    caller ends answered with encode's vector, cancelled, or refused as closed; nothing hangs,
+    and the queue counts nobody who has gone."""
+    import asyncio
+
+    from gist_onnx import AsyncGistEncoder, GistEncoder, GistOnnxError
+
+    encoder = GistEncoder(tiny, cache=True)
+    expected = {t: encoder.encode([t])[0] for t in ("hello world", "the cat")}
+
+    async def main() -> None:
+        shared = AsyncGistEncoder(encoder, max_queue_texts=64)
+        futures: list[asyncio.Future[Any]] = []
+        closed = False
+        for step in steps:
+            if step.startswith("submit"):
+                text = "hello world" if step == "submit same" else "the cat"
+                # After a close, the call is refused as closed: its future holds the error.
+                futures.append(asyncio.ensure_future(shared.encode([text])))
+            elif step == "cancel first" and futures:
+                futures[0].cancel()
+            elif step == "close":
+                await shared.aclose()
+                closed = True
+            await asyncio.sleep(0 if step != "sleep" else 0.01)
+        done, pending = await asyncio.wait(futures, timeout=10) if futures else (set(), set())
+        assert not pending, "a caller was left waiting"
+        for future in done:
+            if future.cancelled():
+                continue
+            error = future.exception()
+            if error is not None:
+                assert isinstance(error, GistOnnxError) and "closed" in str(error)
+                continue
+            vector = future.result()[0]
+            assert any(np.array_equal(vector, v) for v in expected.values())
+        if not closed:
+            await shared.aclose()
+        assert shared.pending_texts == 0
+
+    asyncio.run(main())
