@@ -163,12 +163,27 @@ def _numpy_flags() -> frozenset[str]:
     return frozenset(name for key, name in _NUMPY_FLAGS.items() if found.get(key))
 
 
+def _first_processor(path: Path) -> str:
+    """The first processor's block of ``/proc/cpuinfo``, read line by line: the kernel makes the
+    file as it is read, one block per CPU (with its clock, measured on some kernels), so a
+    machine of many cores does not pay for all of them."""
+    lines: list[str] = []
+    with path.open(encoding="utf-8", errors="replace") as handle:
+        for line in handle:
+            if not line.strip():
+                if lines:
+                    break
+                continue
+            lines.append(line)
+    return "".join(lines)
+
+
 @lru_cache(maxsize=1)
 def cpu_info() -> CpuInfo:
     """This machine's CPU, read once per process."""
     machine = platform.machine()
     try:
-        text = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
+        text = _first_processor(Path("/proc/cpuinfo"))
     except OSError:
         text = ""
     if text:

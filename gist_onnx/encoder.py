@@ -319,7 +319,7 @@ class GistEncoder:
     def int8_form(self) -> str | None:
         """The int8 graph's products as they run: ``"u8s8"`` or ``"u8u8"``; None for fp32 and
         fp16, or for an int8 graph whose form no export recorded (a graph made elsewhere)."""
-        return self.files.int8_form if self.variant == "int8" else None
+        return self.files.int8_form  # resolve() records one for int8 graphs only
 
     @property
     def int8_form_reason(self) -> str | None:

@@ -7,7 +7,7 @@ encoder around it is unchanged: the same tokenizer, runs and vectors. Two precis
 - ``variant="fp32"``: float32 arithmetic (``INFERENCE_PRECISION_HINT`` f32), held to the fp32
   graph's parity thresholds;
 - ``variant="bf16"``: bfloat16 arithmetic where the CPU has it (AMX, AVX-512 BF16), float32
-  elsewhere; held to the fp16 graph's thresholds. On an AVX-512 BF16 EPYC, OpenVINO bf16 ran
+  elsewhere; held to the int8 graph's thresholds. On an AVX-512 BF16 EPYC, OpenVINO bf16 ran
   1.6x the fp32 graph (benchmarks/results/avx512-vnni/PEERS.md).
 
 One compiled model with the LATENCY hint and ``threads`` threads runs every batch in turn (a run

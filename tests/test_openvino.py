@@ -1,6 +1,6 @@
 """Model tier: the OpenVINO engine (``backend="openvino"``, the ``openvino`` extra) runs the fp32
 graph held to the same parity gates as ONNX Runtime's graphs: fp32 to fp32's thresholds, bf16
-(bfloat16 where the CPU computes it) to fp16's."""
+(bfloat16 where the CPU computes it) to int8's."""
 
 from __future__ import annotations
 

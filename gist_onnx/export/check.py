@@ -19,8 +19,10 @@ THRESHOLDS: dict[str, dict[str, float]] = {
     "fp32": {"worst_cosine": 0.99999, "mean_cosine": 0.99999, "batch_worst_cosine": 0.99999},
     "int8": {"worst_cosine": 0.99, "mean_cosine": 0.998, "batch_worst_cosine": 0.9999},
     "fp16": {"worst_cosine": 0.999, "mean_cosine": 0.9995, "batch_worst_cosine": 0.999},
-    # The fp32 graph in bfloat16 (OpenVINO, backend="openvino"): fp16's bounds.
-    "bf16": {"worst_cosine": 0.999, "mean_cosine": 0.9995, "batch_worst_cosine": 0.999},
+    # The fp32 graph in bfloat16 (OpenVINO, backend="openvino"): int8's bounds to torch, fp16's
+    # across batchings. bf16 keeps 8 bits of mantissa: it was checked only on a CPU without bf16
+    # (which computes it in fp32), so it is held to the lower-precision variants' promise.
+    "bf16": {"worst_cosine": 0.99, "mean_cosine": 0.998, "batch_worst_cosine": 0.999},
 }
 
 Vectors = npt.NDArray[np.float32]

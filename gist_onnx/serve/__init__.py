@@ -142,11 +142,10 @@ def serve(
         "any_model": any_model,
         "source": encoder.source,
         "variant": encoder.variant,
-        "int8_form": encoder.int8_form,
-        "int8_form_reason": encoder.int8_form_reason,
-        "provider": encoder.provider,
-        "cpu": described["cpu"],
-        "cpu_flags": described["cpu_flags"],
+        **{
+            key: described[key]
+            for key in ("int8_form", "int8_form_reason", "provider", "cpu", "cpu_flags")
+        },
         "threads": encoder.threads,
         "parallel_runs": encoder.parallel_runs,
         "cache": {"entries": cache_entries, "bytes": cache_bytes} if cache_entries else None,

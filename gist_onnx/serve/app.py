@@ -74,12 +74,11 @@ class _App(Starlette):
     does not (it answers every error itself)."""
 
     embeddings: Callable[[Request], Awaitable[Response]]
-    # Whether the server is draining (set by its drain()): every answer then closes its
-    # connection, so that clients stop sending more requests on it.
-    draining: Callable[[], bool] = staticmethod(lambda: False)
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] == "http" and self.draining():
+        if scope["type"] == "http" and self.state.server.draining:
+            # Draining: every answer closes its connection, so that clients stop sending more
+            # requests on it.
             send = _closing(send)
         if (
             scope["type"] == "http"
@@ -163,7 +162,6 @@ def create_app(
     # location built from the client's Host header.
     app.router.redirect_slashes = False
     app.state.server = server
-    app.draining = lambda: server.draining
     # Each served path is its own label in /metrics; any other is counted as one.
     server.metrics.routes = frozenset(getattr(route, "path", "") for route in app.routes)
     app.embeddings = server.embeddings
