@@ -154,6 +154,7 @@ NOT_MEASURED = {
     "32 KiB": "--max-header-bytes' default",
     "30 s": "--body-timeout's default; the drain's bound",
     "5 s": "uvicorn's keep-alive timeout; the hub probe's timeout",
+    "1 s": "the grace an idle connection gets when the port closes (checked below)",
     "400s": "HTTP statuses",
     "50 MB": "Lambda's direct-upload limit; a text size in an example",
     "100 KB": "the size of the texts memory.py encodes",
@@ -198,6 +199,19 @@ def test_the_cache_defaults_in_the_docs_are_the_codes() -> None:
     for page in ("serving.md", "library.md"):
         text = (ROOT / "docs" / page).read_text(encoding="utf-8")
         assert f"{DEFAULT_ENTRIES:,}" in text and f"{DEFAULT_BYTES // 2**20} MiB" in text, page
+
+
+def test_the_drain_grace_in_the_docs_is_the_codes() -> None:
+    pytest.importorskip("uvicorn")
+    from gist_onnx.serve.protocol import IDLE_GRACE_S
+
+    said = {
+        "serving.md": f"stays open for {IDLE_GRACE_S:g} s more",
+        "guarantees.md": f"stays open for {IDLE_GRACE_S:g} s so",
+    }
+    for page, words in said.items():
+        text = " ".join((ROOT / "docs" / page).read_text(encoding="utf-8").split())
+        assert words in text, page
 
 
 def test_the_serving_limits_table_is_the_codes_defaults() -> None:

@@ -8,7 +8,9 @@
   no 500 for the caller's mistakes;
 - ``embed``'s readers: generated txt, jsonl and csv files, with quotes, newlines, lone ``\\r``,
   bytes that are not UTF-8 and blank rows; every row comes back with the id of the line it
-  starts on, its text as written, or as a bad row: never an exception, never a shifted id.
+  starts on, its text as written, or as a bad row: never an exception, never a shifted id;
+- connection timing: SIGTERM at any moment against kept-alive clients at any pace and clients
+  halfway through a request head; every request written is answered, none meets a reset.
 
 Example counts are fixed and seeds derandomized, so the tier is bounded (well under a minute on
 two cores) and a failure replays.
@@ -352,3 +354,109 @@ def test_any_async_lifecycle_answers_or_cancels_every_caller(tiny: Path, steps: 
         assert shared.pending_texts == 0
 
     asyncio.run(main())
+
+
+# ------------------------------------------------------------------- connection timing
+
+TIMING = st.fixed_dictionaries(
+    {
+        "drain_delay": st.sampled_from(["0", "0.3"]),
+        "sigterm_after": st.floats(0.0, 0.5),
+        # per kept-alive client, the pauses between its requests (each under the server's grace)
+        "gaps": st.lists(
+            st.lists(st.floats(0.0, 0.3), min_size=1, max_size=8), min_size=1, max_size=5
+        ),
+        # per client that has begun a request head when SIGTERM comes, when it sends the rest
+        "heads": st.lists(st.floats(0.0, 0.5), max_size=3),
+    }
+)
+
+
+@settings(max_examples=6, deadline=None, derandomize=True)
+@given(timing=TIMING)
+def test_any_timing_of_sigterm_answers_every_request_a_client_wrote(
+    tiny: Path, timing: dict[str, Any]
+) -> None:
+    """Kept-alive clients sending at any pace and clients halfway through a request head, while
+    SIGTERM comes at any moment (with or without a drain delay): every request written is
+    answered, and an answer that closes its connection says so first. No client meets a reset,
+    a pipe broken under its request, or a connection closed without an answer."""
+    import http.client
+    import signal
+    import socket
+    import threading
+    import time
+
+    from serverproc import Server
+
+    server = Server(tiny, "--quiet", "--drain-delay", timing["drain_delay"]).start()
+    faults: list[str] = []
+    body = b'{"input": ["kept alive"]}'
+
+    def kept_alive(gaps: list[float]) -> None:
+        connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=20)
+        connection.connect()  # before SIGTERM: a kept connection, not a new one racing the close
+        try:
+            talk(connection, gaps)
+        finally:
+            connection.close()
+
+    def talk(connection: http.client.HTTPConnection, gaps: list[float]) -> None:
+        for number, gap in enumerate([0.0, *gaps, *[0.3] * 40]):  # on until the server closes it
+            time.sleep(gap)
+            try:
+                connection.request(
+                    "POST", "/v1/embeddings", body, {"content-type": "application/json"}
+                )
+                answer = connection.getresponse()
+                answer.read()
+            except OSError as exc:
+                faults.append(f"request {number}: {type(exc).__name__}: {exc}")
+                return
+            except http.client.HTTPException as exc:
+                faults.append(f"request {number}: {type(exc).__name__}: {exc}")
+                return
+            if answer.status != 200:
+                faults.append(f"request {number}: status {answer.status}")
+            if answer.getheader("connection") == "close":
+                return  # the server said it closes: a pooled client opens another elsewhere
+        faults.append("never told to close")
+
+    def half_a_head(delay: float, begun: socket.socket) -> None:
+        with begun:
+            finish(delay, begun)
+
+    def finish(delay: float, begun: socket.socket) -> None:
+        time.sleep(delay)
+        try:
+            begun.sendall(
+                b"content-type: application/json\r\ncontent-length: %d\r\n\r\n" % len(body) + body
+            )
+            reply = b""
+            while chunk := begun.recv(65536):
+                reply += chunk
+        except OSError as exc:
+            faults.append(f"half a head: {type(exc).__name__}: {exc}")
+            return
+        if not reply.startswith(b"HTTP/1.1 200"):
+            faults.append(f"half a head: {reply[:60]!r}")
+
+    try:
+        assert server.proc is not None
+        threads = [threading.Thread(target=kept_alive, args=(g,)) for g in timing["gaps"]]
+        for delay in timing["heads"]:
+            begun = socket.create_connection(("127.0.0.1", server.port), timeout=20)
+            begun.sendall(b"POST /v1/embeddings HTTP/1.1\r\nhost: x\r\n")
+            threads.append(threading.Thread(target=half_a_head, args=(delay, begun)))
+        for thread in threads:
+            thread.start()
+        time.sleep(timing["sigterm_after"])
+        if timing["heads"]:
+            time.sleep(0.1)  # the heads' first halves are read before SIGTERM
+        server.proc.send_signal(signal.SIGTERM)
+        for thread in threads:
+            thread.join(timeout=60)
+        assert server.proc.wait(timeout=30) in (0, -signal.SIGTERM)
+    finally:
+        server.stop()
+    assert not faults, faults

@@ -195,6 +195,67 @@ def test_ready_after_the_warm_up_then_not_ready_while_draining(model: Path) -> N
         running.stop()
 
 
+def _wait_until_the_port_closes(port: int, timeout: float = 30) -> None:
+    import socket
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        except ConnectionRefusedError:
+            return
+        time.sleep(0.005)
+    raise TimeoutError("the server kept its port open")
+
+
+def test_a_request_written_as_the_port_closes_is_answered_not_reset(model: Path) -> None:
+    """Drain, kept-alive connections: once the port has closed, a request a client writes on a
+    connection it kept (it could not know yet), or whose head it had begun, is answered and the
+    connection then closed; neither meets a reset."""
+    import http.client
+    import socket
+
+    running = Server(model).start()
+    try:
+        assert running.proc is not None
+        idle = http.client.HTTPConnection("127.0.0.1", running.port, timeout=10)
+        idle.request("GET", "/health/live")
+        assert idle.getresponse().read() == b'{"status":"ok"}'  # kept alive, now idle
+        begun = socket.create_connection(("127.0.0.1", running.port), timeout=10)
+        body = b'{"input": ["half a head"]}'
+        begun.sendall(b"POST /v1/embeddings HTTP/1.1\r\nhost: x\r\n")  # the rest comes later
+        time.sleep(0.2)
+
+        running.proc.send_signal(signal.SIGTERM)  # no drain delay: the port closes at once
+        _wait_until_the_port_closes(running.port)
+
+        idle.request(
+            "POST",
+            "/v1/embeddings",
+            b'{"input": ["kept alive"]}',
+            {"content-type": "application/json"},
+        )
+        answer = idle.getresponse()
+        assert answer.status == 200 and len(json.loads(answer.read())["data"]) == 1
+        assert answer.getheader("connection") == "close"
+
+        begun.sendall(
+            b"content-type: application/json\r\ncontent-length: %d\r\n\r\n" % len(body) + body
+        )
+        reply = b""
+        while chunk := begun.recv(65536):  # read to the end: the server closes after answering
+            reply += chunk
+        head, _, rest = reply.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 200"), head
+        assert b"connection: close" in head.lower()
+        assert len(json.loads(rest)["data"]) == 1
+        begun.close()
+        idle.close()
+        assert running.proc.wait(timeout=30) in (0, -signal.SIGTERM)
+    finally:
+        running.stop()
+
+
 def test_not_ready_until_the_warm_up_has_run(model: Path) -> None:
     """An in-process server whose warm-up is held: /health/live answers, /health/ready is 503
     until the warm-up returns."""

@@ -23,6 +23,9 @@ from ..wire import error_body
 
 # How long a refused connection's remaining bytes are read and dropped before it is closed.
 _LINGER_S = 2.0
+# At shutdown, how long an idle kept-alive connection stays open for a request its client may
+# already have written (it is on the wire, or in our socket's buffer, unread): answered, not reset.
+IDLE_GRACE_S = 1.0
 _REASONS = {
     400: b"Bad Request",
     408: b"Request Timeout",
@@ -53,6 +56,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._head_bytes = 0
         self._head_timer: asyncio.TimerHandle | None = None
         self._refused = False
+        self._shutting_down = False
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -91,6 +95,35 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             )
             return
         super().on_headers_complete()
+        if self._shutting_down and self.cycle is not None:
+            self.cycle.keep_alive = False  # answered, then closed: the server is going
+
+    def shutdown(self) -> None:
+        """Called by uvicorn when the server stops (after SIGTERM's drain delay). uvicorn closes
+        an idle kept-alive connection at once; a request its client wrote a moment before (on
+        the wire, or unread in our socket's buffer) then meets a reset, and a POST is not
+        retried. Here an idle connection stays open for a short grace: a request that arrives
+        in it is answered (with ``connection: close``); one whose head is part-read is finished
+        and answered. A request being answered ends with the connection closed, as uvicorn
+        does."""
+        self._shutting_down = True
+        cycle = self.cycle
+        if cycle is not None and not cycle.response_complete:
+            cycle.keep_alive = False
+        elif not self._receiving_head():
+            self.loop.call_later(IDLE_GRACE_S, self._close_if_idle)
+
+    def _receiving_head(self) -> bool:
+        return self._in_head and self._head_bytes > 0
+
+    def _close_if_idle(self) -> None:
+        """The grace is over: close the connection unless a request came in it (that request
+        closes it when answered)."""
+        if self.transport.is_closing() or self._receiving_head():
+            return
+        cycle = self.cycle
+        if cycle is None or cycle.response_complete:
+            self.transport.close()
 
     def on_body(self, body: bytes) -> None:
         if not self._refused:
