@@ -8,6 +8,7 @@ Two graph forms run here: the export's graph, which pools and normalizes inside 
 from __future__ import annotations
 
 import contextlib
+import sys
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -63,6 +64,83 @@ def provider_names(providers: list[Any]) -> list[str]:
     return [p[0] if isinstance(p, tuple) else p for p in providers]
 
 
+def _check_provider_item(item: Any) -> None:
+    """One item of a providers list: a name, or a (name, options) pair whose options map names
+    to strings, numbers or booleans, as ONNX Runtime takes them. ONNX Runtime itself refuses
+    anything else by falling back to the CPU with a banner on stdout, which a caller never
+    sees as an error."""
+    example = "for example 'CPUExecutionProvider' or ('CUDAExecutionProvider', {'device_id': 0})"
+    if isinstance(item, str):
+        return
+    if not (isinstance(item, tuple) and len(item) == 2 and isinstance(item[0], str)):
+        raise ProviderUnavailableError(
+            f"Each provider is a name or a (name, options) pair, got {item!r}; {example}."
+        )
+    name, options = item
+    if not isinstance(options, dict):
+        raise ProviderUnavailableError(
+            f"{name}'s options must be a dict of option names to values, got {options!r}; "
+            f"{example}."
+        )
+    for key, value in options.items():
+        if not isinstance(key, str) or not isinstance(value, (str, int, float, bool)):
+            raise ProviderUnavailableError(
+                f"{name}'s option {key!r}: {value!r} is not a name with a string, number or "
+                f"boolean value, which is what ONNX Runtime takes."
+            )
+
+
+def _check_options_taken(session: Any, providers: list[Any]) -> None:
+    """Every option asked of a provider the session kept is one that provider has. ONNX Runtime
+    ignores the rest without a word (the CPU provider, which reports none, takes none)."""
+    effective: dict[str, dict[str, str]] = session.get_provider_options()
+    for item in providers:
+        if not isinstance(item, tuple) or item[0] not in effective or not item[1]:
+            continue
+        name, options = item
+        known = effective[name]
+        unknown = sorted(set(options) - set(known))
+        if unknown:
+            has = f"the options it has are {', '.join(sorted(known))}" if known else "it has none"
+            raise ProviderUnavailableError(
+                f"{name} has no option {', '.join(map(repr, unknown))} in this ONNX Runtime "
+                f"(it would be ignored); {has}."
+                + (" Threads are GistEncoder(threads=N)." if name == CPU else "")
+            )
+
+
+def _banner_free_session(graph: Path, options: Any, providers: list[Any], **kwargs: Any) -> Any:
+    """``onnxruntime.InferenceSession``, except that where ONNX Runtime would reject the
+    providers' options, print a banner on stdout and load on the CPU instead, this raises.
+    (ONNX Runtime offers no switch for that fallback while it builds a session.)"""
+    import io
+
+    import onnxruntime as ort
+
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        session = ort.InferenceSession(
+            str(graph), sess_options=options, providers=providers, **kwargs
+        )
+    text = printed.getvalue()
+    if "EP Error" in text:
+        reason = next(
+            (
+                line.removeprefix("EP Error").strip()
+                for line in text.splitlines()
+                if line.startswith("EP Error ")
+            ),
+            text.strip(),
+        )
+        raise ProviderUnavailableError(
+            f"ONNX Runtime refused the providers {provider_names(providers)} with these options "
+            f"(and would have fallen back to the CPU): {reason}"
+        )
+    if text:
+        sys.stdout.write(text)  # anything else printed meanwhile, passed on
+    return session
+
+
 def choose_providers(device: str, providers: list[Any] | str | None) -> list[Any]:
     """The execution providers to ask for, from ``device`` unless ``providers`` names them (a
     list; one provider alone, a name or a (name, options) pair, is taken as a list of one)."""
@@ -77,6 +155,8 @@ def choose_providers(device: str, providers: list[Any] | str | None) -> list[Any
                 f"providers must be a non-empty list of provider names or (name, options) "
                 f"pairs, got {providers!r}; for example ['CPUExecutionProvider']."
             )
+        for item in providers:
+            _check_provider_item(item)
         names = provider_names(providers)
         missing = [n for n in names if n not in available]
         if missing:
@@ -249,17 +329,17 @@ class GraphSession:
             options.add_session_config_entry("session.intra_op.allow_spinning", "0")
             options.add_session_config_entry("session.inter_op.allow_spinning", "0")
         try:
-            self.session = ort.InferenceSession(
-                str(graph),
-                sess_options=options,
-                providers=providers,
-                disabled_optimizers=list(settings.disabled_optimizers),
+            self.session = _banner_free_session(
+                graph, options, providers, disabled_optimizers=list(settings.disabled_optimizers)
             )
+        except ProviderUnavailableError:
+            raise
         except Exception as exc:
             raise ModelConfigError(
                 f"ONNX Runtime could not load {graph}: {exc}. Re-download or re-export the graph "
                 f"(an exported graph keeps its weights in {graph.name}.data beside it)."
             ) from exc
+        _check_options_taken(self.session, providers)
         self.providers: list[str] = list(self.session.get_providers())
         if asked[0] != CPU and asked[0] not in self.providers:
             raise ProviderUnavailableError(

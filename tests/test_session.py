@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -72,6 +73,40 @@ def test_one_provider_given_alone_is_a_list_of_one_not_its_letters(tmp_path: Pat
         GistEncoder(folder, providers="FooExecutionProvider")
     with pytest.raises(ProviderUnavailableError, match="non-empty list"):
         GistEncoder(folder, providers=[])
+
+
+def test_provider_options_onnx_runtime_would_reject_or_ignore_are_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Options ONNX Runtime cannot take are an error naming them, never a banner on stdout and
+    a session that loads anyway (on the CPU, or without the option)."""
+    import onnxruntime as ort
+
+    folder = write_tiny_model(tmp_path / "m")
+    shapes = {
+        "options must be a dict": [("CPUExecutionProvider", ["a"])],  # ORT: banner, then CPU
+        "is not a name with a string": [("CPUExecutionProvider", {"x": [1]})],
+        "a name or a \\(name, options\\) pair": [("CPUExecutionProvider",)],
+        "no option 'intra_op_num_threads'.*threads=N": [
+            ("CPUExecutionProvider", {"intra_op_num_threads": "4"})  # ORT ignores it silently
+        ],
+    }
+    for message, providers in shapes.items():
+        with pytest.raises(ProviderUnavailableError, match=message):
+            GistEncoder(folder, providers=providers)
+    # Where ONNX Runtime itself rejects an option (as CUDA does a bad value) and falls back:
+    real = ort.InferenceSession
+
+    def rejecting(*args: Any, **kwargs: Any) -> Any:
+        print("*************** EP Error ***************")
+        print("EP Error [ONNXRuntimeError] : 2 : INVALID_ARGUMENT : bad device_id when using x")
+        print("Falling back to ['CPUExecutionProvider'] and retrying.")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(ort, "InferenceSession", rejecting)
+    with pytest.raises(ProviderUnavailableError, match=r"refused .* bad device_id"):
+        GistEncoder(folder, providers=[("CPUExecutionProvider", {})])
+    assert capsys.readouterr().out == ""  # no banner reached the caller's stdout
 
 
 def test_an_empty_variant_is_refused_not_read_as_fp32(tmp_path: Path) -> None:
