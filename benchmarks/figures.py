@@ -224,6 +224,7 @@ FIGURES: dict[str, Callable[[], str]] = {
     "quality.int8-mean": lambda: f"{_quality_check('int8', 'mean_cosine'):.5f}",
     "quality.fp32-worst": lambda: f"{_quality_check('fp32', 'worst_cosine'):.7f}",
     "quality.sts-drop": lambda: f"{_sts_drop():.2f}",
+    "quality.check-texts": lambda: f"{int(_quality_check('fp32', 'texts'))}",
     "quality.sts-sets": lambda: f"{len(_load('quality')['sts_sets'])}",
     # benchmarks/embed.py
     "embed.rate": lambda: f"{_embedrate('embed', 'lines'):,.0f} texts/s",

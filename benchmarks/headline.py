@@ -184,7 +184,8 @@ def variants_table() -> str:
     where = {"fp32": "CPU, CUDA", "int8": "CPU", "fp16": "CUDA"}
     lines = [
         "| variant | where | file (graph + weights) "
-        "| worst / mean cosine to sentence-transformers, 43 varied texts |",
+        f"| worst / mean cosine to sentence-transformers, {q['fp32']['check']['texts']} varied "
+        "texts |",
         "|---|---|---|---|",
     ]
     for variant in ("fp32", "int8", "fp16"):

@@ -1,5 +1,5 @@
-"""Quality of each exported graph: the export's own check (cosine to sentence-transformers on the
-43 check texts, file sizes) and STS Spearman on every STS set available, for each graph and for
+"""Quality of each exported graph: the export's own check (cosine to sentence-transformers on its
+check texts, file sizes) and STS Spearman on every STS set available, for each graph and for
 the torch reference.
 
     python benchmarks/quality.py [--model DIR] [--reference MODEL_DIR]
@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-import platform
 import sys
 from pathlib import Path
 from typing import Any
@@ -23,7 +22,7 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent / "export"))
-from common import RESULTS, add_model_argument, model_folder, stand_in  # noqa: E402
+from common import RESULTS, add_model_argument, machine_record, model_folder, stand_in  # noqa: E402
 from sts import available_sets, load_sts, spearman  # noqa: E402
 
 OUTPUT = RESULTS / "quality.json"
@@ -66,7 +65,7 @@ def measure(folder: Path, reference: Path) -> dict[str, Any]:
             }
     return {
         "date": datetime.date.today().isoformat(),
-        "machine": f"{platform.machine()}, {platform.python_version()}",
+        "machine": machine_record(),
         "gist_onnx": __version__,
         "variants": variants,
         "sts_sets": sets,

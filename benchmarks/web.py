@@ -6,7 +6,7 @@ times, and how close its vectors are to gist-onnx's Python ones.
 DIR is an export made with `gist-onnx export --quantize --web` (default: the stand-in, exported
 with --web into benchmarks/.work/web-model). Node runs tests/js/web_parity.mjs (the test tier's
 script: transformers.js's feature-extraction pipeline with onnxruntime-node under it, then
-onnxruntime-web's WASM backend) on the export's 43 check texts. Then headless Chromium (Debian's
+onnxruntime-web's WASM backend) on the export's check texts. Then headless Chromium (Debian's
 `chromium` and `chromium-driver`, driven by selenium) opens examples/browser-search from a local
 HTTP server, as the browser test does: first load (the int8 graph fetched and its WASM session
 made), its 300 sentences embedded, three queries (the median); and a screenshot of the page for

@@ -1,7 +1,7 @@
 """The built-in texts that every exported graph is checked on.
 
-Varied on purpose: short queries, sentences, paragraphs past the truncation limit, accents, CJK,
-Arabic, emoji and ZWJ sequences, punctuation only, odd whitespace, repeated words, code, URLs,
+Varied on purpose: short queries, sentences, paragraphs past the truncation limit, accents, CJK
+(ideographs past the Basic Multilingual Plane too), Arabic, Greek capitals, emoji and ZWJ sequences, punctuation only, odd whitespace, repeated words, code, URLs,
 the empty string.
 """
 
@@ -15,6 +15,16 @@ _LONG = (
     "people in wheelchairs, and that every year of delay made the eventual project more "
     "expensive. After a long debate the committee voted seven to four to commission a detailed "
     "study of two alternative sites, with a report due before the end of the autumn session. "
+)
+
+# Scripts that JavaScript's tokenizers read differently unless the web export corrects them:
+# capital sigma, which JavaScript lowercases to a final sigma at a word's end, and ideographs
+# outside the Basic Multilingual Plane, which transformers.js does not split one by one.
+SCRIPT_TEXTS: tuple[str, ...] = (
+    "ΟΔΟΣ ΤΕΛΟΣ ΚΟΣΜΟΣ",
+    "ΣΙΣΥΦΟΣ και Σίσυφος: ΣΟΦΟΣ.",
+    "𠀀𠀁𪜀 漢字",
+    "古文𠀋𡈽𢀀之書 and 𫝀 in a sentence",
 )
 
 PARITY_TEXTS: tuple[str, ...] = (
@@ -44,6 +54,7 @@ PARITY_TEXTS: tuple[str, ...] = (
     "مرحبا بالعالم، كيف حالك اليوم؟",
     "Привет, как дела? Всё хорошо.",
     "नमस्ते दुनिया",
+    *SCRIPT_TEXTS,
     # emoji and ZWJ sequences
     "I love pizza 🍕🍕🍕!",
     "👨‍👩‍👧‍👦 family time 🏳️‍🌈 ❤️‍🔥",
