@@ -1,8 +1,8 @@
 """The built-in texts that every exported graph is checked on.
 
 Varied on purpose: short queries, sentences, paragraphs past the truncation limit, accents, CJK
-(ideographs past the Basic Multilingual Plane too), Arabic, Greek capitals, emoji and ZWJ sequences, punctuation only, odd whitespace, repeated words, code, URLs,
-the empty string.
+(ideographs past the Basic Multilingual Plane too), Arabic, Greek capitals, emoji and ZWJ
+sequences, punctuation only, odd whitespace, repeated words, code, URLs, the empty string.
 """
 
 from __future__ import annotations
