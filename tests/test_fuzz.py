@@ -9,6 +9,9 @@
 - ``embed``'s readers: generated txt, jsonl and csv files, with quotes, newlines, lone ``\\r``,
   bytes that are not UTF-8 and blank rows; every row comes back with the id of the line it
   starts on, its text as written, or as a bad row: never an exception, never a shifted id;
+- scripts in the web tier: texts mixing Greek, Cherokee, Georgian, Turkish I, letters and
+  ideographs past U+FFFF, combining marks, controls and emoji get Python's token ids from the
+  web folder's tokenizer in transformers.js (one Node.js process answers them all);
 - connection timing: SIGTERM at any moment against kept-alive clients at any pace and clients
   halfway through a request head; every request written is answered, none meets a reset.
 
@@ -460,3 +463,80 @@ def test_any_timing_of_sigterm_answers_every_request_a_client_wrote(
     finally:
         server.stop()
     assert not faults, faults
+
+
+# ------------------------------------------------------------------- scripts in the web tier
+
+# Characters where JavaScript's and the Rust tokenizer's Unicode handling can part: case
+# mappings with context or to several characters, letters past U+FFFF, ideographs of every CJK
+# block, combining marks the normalizer strips, whitespace and controls it cleans, and symbols.
+SCRIPT_CHARS = (
+    "ΑΒΓΔΣσςΩάΐΰ"  # Greek, sigma in its three forms
+    "АБЖЯжяЁё"  # Cyrillic
+    "ԱԲՁաբձև"  # Armenian (a ligature)
+    "ႠႡᲐᲑაბ"  # Georgian, Mtavruli capitals lowercase to Mkhedruli
+    "ᎠᎡᏴꭰꭱ"  # Cherokee, whose small letters are the later ones
+    "İıŞşÇç"  # Turkish dotted and dotless I
+    "ßẞǅǈǋﬁﬀŉ"  # letters that case-map to several or to titlecase
+    "ＡＢａｂ１２"  # fullwidth  # noqa: RUF001
+    "ⅫⅻⒶⓐ"  # Roman numerals, circled letters
+    "𐐀𐐨𐓀𐓘𞤀𞤢"  # Deseret, Osage, Adlam: cased letters past U+FFFF
+    "中文漢字𠀀𠀁𪜀𫝀𬀀𰀀豈兀丽"  # CJK, extensions B to G, compatibility ideographs
+    "가나ㄱ"  # Hangul
+    "ไทยक्षि"  # Thai, Devanagari with combining signs
+    "e\u0301a\u0308\u064e\u05b7\ufe0f\u200d\u200b"  # combining marks, joiners
+    " \t\n\u00a0\u2028\u3000\u0085\x00\x1f\ufffd"  # whitespace and controls
+    "。、，！？«»“”—…"  # punctuation of other scripts  # noqa: RUF001
+    "€£¥©®™±√∞"  # symbols
+    "🙂👍🏽🇫🇷"  # emoji
+    "aZ09.,'-"
+)
+
+
+@pytest.fixture(scope="module")
+def web_tokens(tmp_path_factory: pytest.TempPathFactory, stand_in_dir: Path) -> Iterator[Any]:
+    """Ask transformers.js (in one Node.js process) for the web folder tokenizer's ids."""
+    from gist_onnx.export.web import tokenizer_files
+    from gist_onnx.model.configs import read_config
+    from nodejs import JS, node_modules
+
+    node_modules()
+    folder = tmp_path_factory.mktemp("web-tokens")
+    (folder / "web").mkdir()
+    tokenizer_files(stand_in_dir, folder / "web", read_config(stand_in_dir))
+    node = subprocess.Popen(
+        ["node", str(JS / "web_tokens.mjs"), str(folder)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        encoding="utf-8",
+    )
+    assert node.stdin is not None and node.stdout is not None
+    assert node.stdout.readline() == "ready\n"
+
+    def ask(text: str) -> list[int]:
+        assert node.stdin is not None and node.stdout is not None
+        node.stdin.write(json.dumps(text) + "\n")
+        node.stdin.flush()
+        return list(json.loads(node.stdout.readline()))
+
+    yield ask
+    node.stdin.close()
+    node.wait(timeout=30)
+
+
+@settings(max_examples=400, deadline=None, derandomize=True)
+@given(text=st.text(alphabet=st.sampled_from(SCRIPT_CHARS), max_size=40))
+def test_any_script_gets_pythons_tokens_from_the_web_folder(
+    web_tokens: Any, stand_in_dir: Path, text: str
+) -> None:
+    """Whatever mix of scripts, case mappings, marks and whitespace a text holds, transformers.js
+    reading the web folder's tokenizer gives the ids gist-onnx gives in Python."""
+    from gist_onnx.model.configs import read_config
+    from gist_onnx.tokenizer import load_tokenizer
+
+    config = read_config(stand_in_dir)
+    python = load_tokenizer(
+        stand_in_dir, max_length=config.max_seq_length, do_lower_case=config.do_lower_case
+    )
+    assert web_tokens(text) == python.tokenize([text])[0].ids, ascii(text)
