@@ -523,6 +523,7 @@ def web_tokens(tmp_path_factory: pytest.TempPathFactory, stand_in_dir: Path) -> 
     yield ask
     node.stdin.close()
     node.wait(timeout=30)
+    node.stdout.close()
 
 
 @settings(max_examples=400, deadline=None, derandomize=True)
