@@ -103,6 +103,10 @@ def _quality_check(variant: str, key: str) -> float:
     return float(_load("quality")["variants"][variant]["check"][key])
 
 
+def _seven_bits() -> Any:
+    return _load("int8_seven_bits", "avx2")
+
+
 def _sts_drop() -> float:
     sts = _load("quality")["sts"]
     return max(sts["gist-onnx fp32"][n] - sts["gist-onnx int8"][n] for n in sts["gist-onnx fp32"])
@@ -205,6 +209,25 @@ FIGURES: dict[str, Callable[[], str]] = {
     ),
     "cpu-avx2.query-ct2-over-int8": lambda: (
         f"{_query('ct2-int8', 'avx2') / _query('gist-int8', 'avx2'):.1f}x"
+    ),
+    "cpu-avx2.ct2-int8-stsb": lambda: (
+        f"{_load('results', 'avx2')['quality']['ct2-int8']['stsb']:.2f}"
+    ),
+    "cpu-avx2.int8-stsb": lambda: f"{_load('results', 'avx2')['quality']['gist-int8']['stsb']:.2f}",
+    # benchmarks/studies/int8_seven_bits.py, on the AVX2 CPU
+    "avx2.seven-bit-speed": lambda: _range(
+        [
+            _seven_bits()["speed"]["seven-bit weights, u8 x s8"][load]
+            / next(v for k, v in _seven_bits()["speed"].items() if k.startswith("as exported"))[
+                load
+            ]
+            for load in ("sentences", "passages")
+        ],
+        ".2f",
+        "x",
+    ),
+    "avx2.seven-bit-mean": lambda: (
+        f"{_seven_bits()['quality']['seven-bit (u8 x s8)']['mean_cosine']:.4f}"
     ),
     "cpu.venv": lambda: _size_mb("gist_venv_mb"),
     "cpu.venv-int8": lambda: _size_mb("gist_venv_mb", "int8_model_mb"),

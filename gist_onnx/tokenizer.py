@@ -30,6 +30,13 @@ class Batch:
     attention_mask: npt.NDArray[np.int64]
     token_type_ids: npt.NDArray[np.int64]
 
+    def __getitem__(self, name: str) -> npt.NDArray[np.int64]:
+        """``batch["input_ids"]``, as a Hugging Face tokenizer's output is read."""
+        if name not in ("input_ids", "attention_mask", "token_type_ids"):
+            raise KeyError(name)
+        value: npt.NDArray[np.int64] = getattr(self, name)
+        return value
+
 
 def _has_lowercase(normalizer: object) -> bool:
     text = repr(normalizer)
@@ -80,7 +87,7 @@ class TextTokenizer:
         """Characters read of a text at most (see :data:`MAX_CHARS_PER_TOKEN`)."""
         return self.max_length * MAX_CHARS_PER_TOKEN
 
-    def tokenize(self, texts: Sequence[str]) -> list[Any]:
+    def tokenize(self, texts: str | Sequence[str]) -> list[Any]:
         """Tokenize ``texts`` (truncated, unpadded) in parallel calls; returns Encodings.
 
         The tokenizer encodes a whole text even when it keeps only its first ``max_length``
@@ -92,7 +99,7 @@ class TextTokenizer:
         again, up to :attr:`max_chars` characters: no text is read further (see
         :data:`MAX_CHARS_PER_TOKEN`), so a text costs at most what that many characters cost.
         """
-        texts = list(texts)
+        texts = [texts] if isinstance(texts, str) else list(texts)  # a str is one text
         most = self.max_chars
         first = self.max_length * _CHARS_PER_TOKEN
         for i, text in enumerate(texts):
@@ -165,9 +172,10 @@ class TextTokenizer:
                 types[row, : lengths[row]] = enc.type_ids
         return Batch(input_ids=ids, attention_mask=mask, token_type_ids=types)
 
-    def __call__(self, texts: Sequence[str]) -> Batch:
-        """Tokenize and pad ``texts`` as one batch."""
-        return self.pad(self.tokenize(texts))
+    def __call__(self, texts: str | Sequence[str]) -> Batch:
+        """Tokenize and pad ``texts`` as one batch; one ``str`` is a batch of one text (as
+        ``model.tokenizer("a text")`` is in sentence-transformers), never its characters."""
+        return self.pad(self.tokenize([texts] if isinstance(texts, str) else texts))
 
 
 def _end_of_last_token(encoding: Any) -> int | None:

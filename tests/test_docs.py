@@ -9,6 +9,7 @@ pages quote is the one ``benchmarks/headline.py`` generates from the committed r
 from __future__ import annotations
 
 import argparse
+import html.parser
 import importlib
 import os
 import re
@@ -105,6 +106,78 @@ def test_the_site_builds_strict(tmp_path: Path) -> None:
         check=False,
     )
     assert proc.returncode == 0, proc.stderr[-4000:]
+    site = tmp_path / "site"
+    split = [
+        f"{page.relative_to(site)}: {where}"
+        for page in site.rglob("*.html")
+        for where in _figures_outside_text(page.read_text(encoding="utf-8"))
+    ]
+    assert split == [], "a figure marker starts a source line, which splits its sentence:\n" + (
+        "\n".join(split)
+    )
+
+
+class _FigureFinder(html.parser.HTMLParser):
+    """Where in a rendered page a generated figure sits outside running text (a paragraph, a
+    list item, a table cell): Markdown reads a source line that starts with an HTML comment as
+    raw HTML, which ends the paragraph before it and starts none."""
+
+    TEXT = frozenset(
+        {
+            "p",
+            "li",
+            "td",
+            "th",
+            "a",
+            "em",
+            "strong",
+            "code",
+            "span",
+            "h1",
+            "h2",
+            "h3",
+            "h4",
+            "h5",
+            "h6",
+            "summary",
+            "dt",
+            "dd",
+            "figcaption",
+        }
+    )
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.open: list[str] = []
+        self.outside: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: Any) -> None:
+        if tag not in {"br", "img", "hr", "input", "meta", "link", "source", "wbr"}:
+            self.open.append(tag)
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in self.open:
+            while self.open.pop() != tag:
+                pass
+
+    def handle_comment(self, data: str) -> None:
+        if data.strip().startswith("fig:") and not (self.TEXT & set(self.open)):
+            self.outside.append(data.strip())
+
+
+def _figures_outside_text(page: str) -> list[str]:
+    finder = _FigureFinder()
+    finder.feed(page)
+    return finder.outside
+
+
+def test_the_figure_check_finds_a_split_sentence() -> None:
+    import markdown
+
+    split = markdown.markdown("Int8 runs at\n<!-- fig:x -->5x<!-- /fig --> the speed.")
+    assert _figures_outside_text(split) == ["fig:x"]
+    whole = markdown.markdown("Int8 runs at <!-- fig:x -->5x<!-- /fig -->\nthe speed.")
+    assert _figures_outside_text(whole) == []
 
 
 def _benchmarks_module(name: str) -> Any:

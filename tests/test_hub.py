@@ -178,6 +178,16 @@ def test_unreachable_hub_fails_fast_with_one_message(tmp_path: Path) -> None:
     assert elapsed < 15, f"{elapsed:.1f} s"
 
 
+def test_a_mistyped_bare_name_says_no_such_folder_and_what_the_hub_said(tmp_path: Path) -> None:
+    """A bare name (no owner/) that is no folder here is more often a folder mistyped than one
+    of the few old hub repos without an owner: the error says both."""
+    result = run(None, tmp_path, "gist-onnx-modle")
+    assert result["error"] == "ModelFilesError"
+    message = str(result["message"])
+    assert message.startswith("There is no folder 'gist-onnx-modle' in ")
+    assert "Cannot reach the Hugging Face hub" in message
+
+
 def test_unreachable_hub_serves_what_the_cache_has(
     hub: FakeHub, exported: Path, tmp_path: Path
 ) -> None:

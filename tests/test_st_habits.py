@@ -160,3 +160,72 @@ def test_a_models_own_prompts_apply_as_in_sentence_transformers(
         atol=1e-5,
     )
     assert not np.allclose(ours.encode_query(QUERIES), ours.encode(QUERIES), atol=1e-3)
+
+
+# ------------------------------------------------------------------ util: the retrieval snippet
+def test_util_refuses_what_it_cannot_score() -> None:
+    from gist_onnx import util
+
+    with pytest.raises(InvalidInputError, match="one size"):
+        util.cos_sim(np.ones((2, 3)), np.ones((2, 4)))
+    with pytest.raises(InvalidInputError, match="top_k must be a positive int"):
+        util.semantic_search(np.ones((1, 3)), np.ones((2, 3)), top_k=0)
+    with pytest.raises(InvalidInputError, match="2-D array"):
+        util.dot_score(np.ones((2, 2, 2)), np.ones((2, 2)))
+    assert util.semantic_search(np.ones((2, 3)), np.ones((0, 3))) == [[], []]
+
+
+@pytest.mark.parity
+@pytest.mark.parametrize(
+    ("top_k", "query_chunk_size", "corpus_chunk_size"), [(10, 100, 500000), (3, 2, 7), (50, 1, 1)]
+)
+def test_util_gives_sentence_transformers_results(
+    tiny: GistEncoder, top_k: int, query_chunk_size: int, corpus_chunk_size: int
+) -> None:
+    """cos_sim, dot_score and semantic_search give sentence-transformers' scores and hits (ids,
+    order and shape), whatever the chunking; ties aside, which neither orders."""
+    st_util = pytest.importorskip("sentence_transformers.util")
+    import torch
+
+    from gist_onnx import util
+
+    rng = np.random.default_rng(1)
+    queries = rng.normal(size=(5, 16)).astype(np.float32)
+    corpus = rng.normal(size=(30, 16)).astype(np.float32)
+    for ours, theirs in ((util.cos_sim, st_util.cos_sim), (util.dot_score, st_util.dot_score)):
+        expected = theirs(torch.from_numpy(queries), torch.from_numpy(corpus)).numpy()
+        np.testing.assert_allclose(ours(queries, corpus), expected, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(ours(queries[0], corpus), expected[:1], rtol=1e-5, atol=1e-6)
+    for function, st_function in ((util.cos_sim, st_util.cos_sim), (util.dot_score, None)):
+        hits = util.semantic_search(
+            queries, corpus, query_chunk_size, corpus_chunk_size, top_k, function
+        )
+        expected_hits = st_util.semantic_search(
+            torch.from_numpy(queries),
+            torch.from_numpy(corpus),
+            query_chunk_size=query_chunk_size,
+            corpus_chunk_size=corpus_chunk_size,
+            top_k=top_k,
+            score_function=st_function or st_util.dot_score,
+        )
+        assert len(hits) == len(expected_hits) == 5
+        for got, want in zip(hits, expected_hits, strict=True):
+            assert [h["corpus_id"] for h in got] == [h["corpus_id"] for h in want]
+            np.testing.assert_allclose(
+                [h["score"] for h in got], [h["score"] for h in want], rtol=1e-5, atol=1e-6
+            )
+            assert all(set(h) == {"corpus_id", "score"} for h in got)
+    # The snippet users port: encode, then search, with gist-onnx's vectors.
+    vectors = tiny.encode(TEXTS)
+    found = util.semantic_search(vectors[:1], vectors, top_k=2)
+    assert found[0][0]["corpus_id"] == 0 and found[0][0]["score"] == pytest.approx(1.0, abs=1e-5)
+
+
+def test_the_tokenizer_takes_one_text_as_one_text_not_its_characters(tiny: GistEncoder) -> None:
+    one = tiny.tokenizer("hello world")
+    assert one.input_ids.shape[0] == 1
+    np.testing.assert_array_equal(one["input_ids"][0], tiny.token_ids(["hello world"])[0])
+    assert one["attention_mask"].shape == one["token_type_ids"].shape == one.input_ids.shape
+    assert len(tiny.tokenizer(["hello world", "cat"]).input_ids) == 2
+    with pytest.raises(KeyError):
+        one["pixel_values"]

@@ -78,11 +78,19 @@ def resolve(
             f"Model folder {path} does not exist (looked in {path.parent.resolve()}), and "
             f"{text!r} is not a hub repo id (owner/name). Check the path."
         )
-    return resolve_hub(
-        text,
-        variant,
-        revision=revision,
-        cache_dir=cache_dir,
-        local_files_only=local_files_only,
-        int8_form=int8_form,
-    )
+    try:
+        return resolve_hub(
+            text,
+            variant,
+            revision=revision,
+            cache_dir=cache_dir,
+            local_files_only=local_files_only,
+            int8_form=int8_form,
+        )
+    except ModelFilesError as exc:
+        if "/" in text:
+            raise
+        # A bare name is a hub id only for a few old repos; more often a folder mistyped.
+        raise ModelFilesError(
+            f"There is no folder {text!r} in {Path.cwd()}; read as a hub repo id instead: {exc}"
+        ) from exc
