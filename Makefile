@@ -6,6 +6,10 @@
 
 PYTHON ?= python3
 VENV ?= .venv
+# Where torch comes from: PyPI by default. On Linux PyPI's torch is the CUDA build (several GB):
+# TORCH_INDEX=https://download.pytorch.org/whl/cpu takes the CPU build from PyTorch's index.
+TORCH_INDEX ?=
+TORCH_FROM := $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX),)
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 DEMO_STAMP := $(VENV)/.demo-installed
@@ -25,7 +29,7 @@ browser:
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet torch==2.13.0
+	$(PY) -m pip install --quiet torch==2.13.0 $(TORCH_FROM)
 	$(PY) -m pip install --quiet -e '.[export,server,files,pandas,ray,langchain,llama-index,chroma,otel,openvino,docs,dev]'
 	touch $(STAMP) $(DEMO_STAMP)
 
@@ -34,7 +38,7 @@ $(STAMP): pyproject.toml
 $(DEMO_STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet torch==2.13.0
+	$(PY) -m pip install --quiet torch==2.13.0 $(TORCH_FROM)
 	$(PY) -m pip install --quiet -e '.[export,stand-in]'
 	touch $(DEMO_STAMP)
 

@@ -440,6 +440,11 @@ def main(argv: list[str] | None = None) -> int:
     except GistOnnxError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        # Ctrl-C: what the command does on it (serve drains, embed removes its partial output)
+        # is done by now; the shell's convention for SIGINT, without a traceback.
+        print(f"gist-onnx {args.command}: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import platform
 import shutil
 import stat
@@ -106,6 +107,15 @@ def test_lambda_bundles_for_each_architecture(exported: Path, tmp_path: Path, ar
     report = build(exported, tmp_path / arch, variant="int8", arch=arch, python="3.12")
     assert report.target == {"python": "3.12", "arch": arch, "glibc": "2.34"}
     assert report.layout in ("single", "split")
+    # Checked here whenever this machine can run it: a Python 3.12 found beside this venv's.
+    from gist_onnx.serverless.packages import find_python
+
+    if arch != platform.machine():
+        assert report.checked_here.startswith(f"no: this machine cannot run {arch}")
+    elif find_python("3.12") is None:
+        assert report.checked_here.startswith("no: no Python 3.12 found")
+    else:
+        assert report.checked_here.startswith("yes"), report.checked_here
     for part in report.parts:
         assert part.zipped_bytes <= ZIP_LIMIT_BYTES, f"{part.path}: {part.zipped_bytes}"
     assert report.unzipped_bytes <= UNZIPPED_LIMIT_BYTES
@@ -235,3 +245,33 @@ def test_the_printed_deploy_lines_are_a_shell_script(function_bytes: int) -> Non
     assert ("BUCKET=" in script) == (function_bytes > 50_000_000)
     proc = subprocess.run(["bash", "-n"], input=script, capture_output=True, text=True, check=False)
     assert proc.returncode == 0, proc.stderr
+
+
+def test_an_interpreter_of_the_target_version_is_found_where_users_install_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--compile-with first, then PATH, then pyenv's and uv's folders under the home folder;
+    one that answers as another version (a pyenv shim for a version not selected) is passed
+    over."""
+    from gist_onnx.serverless.packages import find_python
+
+    def fake(path: Path, version: str) -> Path:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(f"#!/bin/sh\necho {version}\n")
+        path.chmod(0o755)
+        return path
+
+    shim = fake(tmp_path / "shims" / "python3.99", "3.11")  # a shim that runs another version
+    pyenv = fake(
+        tmp_path / "home" / ".pyenv" / "versions" / "3.99.2" / "bin" / "python3.99", "3.99"
+    )
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("PATH", f"{shim.parent}{os.pathsep}{os.environ['PATH']}")
+    assert find_python("3.99") == str(pyenv)
+    given = fake(tmp_path / "mine" / "python", "3.99")
+    assert find_python("3.99", str(given)) == str(given)
+    assert find_python("3.98") is None
+    uv = tmp_path / "home" / ".local" / "share" / "uv" / "python" / "cpython-3.98.1-linux"
+    assert find_python("3.98") is None
+    fake(uv / "bin" / "python3.98", "3.98")
+    assert find_python("3.98") == str(uv / "bin" / "python3.98")

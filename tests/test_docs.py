@@ -46,9 +46,22 @@ def test_blocks_not_run_still_parse(block: Block) -> None:
     assert syntax_error(block) is None
 
 
+_USAGE = re.compile(r"\[--[\w-]+[^\]\n]*\]")
+
+
+@pytest.mark.parametrize(
+    "block", [b for b in ALL if b.language == "bash"], ids=lambda b: f"{b.page}:{b.line}"
+)
+def test_shell_blocks_hold_commands_not_usage(block: Block) -> None:
+    """A reader pastes a shell block: ``[--arch x86_64|aarch64]`` would run a pipe. Optional
+    flags belong in the text around it."""
+    assert not _USAGE.search(block.code), _USAGE.search(block.code)
+
+
 def _workdir(tmp: Path, exported: Path, exports: bool) -> Path:
     if not exports:  # a page that runs the export makes its own folder
         (tmp / "gist-onnx-model").symlink_to(exported, target_is_directory=True)
+    (tmp / "export").symlink_to(ROOT / "export", target_is_directory=True)  # as in a clone
     (tmp / "texts.txt").write_text("What is the capital of France?\nParis is in France.\n")
     (tmp / "docs.jsonl").write_text('{"body": "A first document."}\n{"body": "A second one."}\n')
     (tmp / "table.csv").write_text('id,text\n1,"A first row"\n2,"A second row"\n')
@@ -75,7 +88,8 @@ def _env(tmp: Path) -> dict[str, str]:
 def test_the_documented_blocks_run(page: str, exported: Path, tmp_path: Path) -> None:
     """The page's blocks, in order, in one folder: what a reader would type."""
     todo = [b for b in ALL if b.page == page and b.check == "run"]
-    work = _workdir(tmp_path, exported, any("gist-onnx export" in b.code for b in todo))
+    exports = any(tool in b.code for b in todo for tool in ("gist-onnx export", "to_onnx.py"))
+    work = _workdir(tmp_path, exported, exports)
     out = tmp_path / "output.txt"
     with out.open("w") as handle:
         proc = subprocess.run(

@@ -256,6 +256,18 @@ def test_a_request_written_as_the_port_closes_is_answered_not_reset(model: Path)
         running.stop()
 
 
+def test_ctrl_c_drains_and_exits_without_a_traceback(model: Path) -> None:
+    running = Server(model).start()
+    try:
+        assert running.proc is not None
+        running.proc.send_signal(signal.SIGINT)
+        assert running.proc.wait(timeout=30) == 130
+    finally:
+        log = running.stop()
+    assert "Traceback" not in log, log[-2000:]
+    assert log.rstrip().endswith("gist-onnx serve: interrupted")
+
+
 def test_not_ready_until_the_warm_up_has_run(model: Path) -> None:
     """An in-process server whose warm-up is held: /health/live answers, /health/ready is 503
     until the warm-up returns."""

@@ -80,6 +80,10 @@ def test_the_web_folder_is_listed_checked_and_loadable(web_export: Path) -> None
     assert settings["model_max_length"] == 256
     tokenizer = json.loads((web_export / "web" / "tokenizer.json").read_text())
     assert tokenizer["truncation"]["max_length"] == 256
+    # A browser that names no dtype loads int8 (transformers.js's own default there, q8, names
+    # a file the folder lacks); the demo page relies on it, and the browser test runs the page.
+    config = json.loads((web_export / "web" / "config.json").read_text())
+    assert config["transformers.js_config"]["device_config"]["wasm"] == {"dtype": "int8"}
 
 
 def test_a_text_cut_without_its_sep_reads_as_one_cut_with_it(web_export: Path) -> None:

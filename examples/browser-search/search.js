@@ -25,7 +25,9 @@ window.addEventListener("unhandledrejection", (event) => failed(event.reason));
 window.addEventListener("error", (event) => failed(event.message));
 
 let started = performance.now();
-const extractor = await pipeline("feature-extraction", "web", { dtype: "int8" });
+// No dtype: the web folder's config.json makes int8 the browser's default (dtype: "fp32" for
+// the larger graph).
+const extractor = await pipeline("feature-extraction", "web");
 timings.load_ms = performance.now() - started;
 
 const sentences = await (await fetch(here("./sentences.json"))).json();

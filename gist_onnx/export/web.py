@@ -273,4 +273,15 @@ def write_web(
             "sep_restored_at": config.max_seq_length if sep is not None else None,
         }
         print(f"  web {variant}: {WEB}/onnx/{name} ({nodes} nodes, pooled in JavaScript)")
+    default_dtype(web / "config.json", "int8" if "int8" in entries else "fp32")
     return entries
+
+
+def default_dtype(config_file: Path, dtype: str) -> None:
+    """Name the graph transformers.js loads in a browser when the caller names no ``dtype``: its
+    own default there (WASM) is ``q8``, a file this folder does not have. Node.js's default,
+    fp32, stays."""
+    config: dict[str, Any] = json.loads(config_file.read_text(encoding="utf-8"))
+    own = config.setdefault("transformers.js_config", {})
+    own.setdefault("device_config", {})["wasm"] = {"dtype": dtype}
+    config_file.write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")

@@ -36,7 +36,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
 import time
 import zipfile
@@ -209,7 +208,7 @@ def build(
         log("zipping ...")
         parts = _write_zips(packages_dir, model_dir, out, layout)
         chosen = "split" if any(p.name == "layer" for p in parts) else "single"
-        checked = _check_here(parts, target, reference, variant)
+        checked = _check_here(parts, target, reference, variant, compile_with)
 
     report = BundleReport(
         variant=variant,
@@ -293,10 +292,22 @@ print(json.dumps({"vector": body["data"][0]["embedding"],
 """
 
 
-def _check_here(parts: list[Part], target: Target, reference: Any, variant: str) -> str:
-    """Unzip the bundle as Lambda lays it out and invoke the handler in a bare interpreter."""
-    if not target.runs_here:
-        return "no: this machine cannot run the target (another Python, architecture or glibc)"
+def _check_here(
+    parts: list[Part], target: Target, reference: Any, variant: str, given: str | None
+) -> str:
+    """Unzip the bundle as Lambda lays it out and invoke the handler in a bare interpreter of the
+    target's Python (this one, ``given``, or one found on this machine)."""
+    if not target.platform_runs_here:
+        return (
+            f"no: this machine cannot run {target.arch} wheels for glibc {target.glibc} "
+            "(run the handler where it can: see the serverless docs)"
+        )
+    python = packages.find_python(target.python, given)
+    if python is None:
+        return (
+            f"no: no Python {target.python} found here to run it (pass --compile-with PATH, or "
+            f"install Python {target.python}: pyenv and uv installs are found)"
+        )
     import numpy as np
 
     with tempfile.TemporaryDirectory(prefix="gist-onnx-bundle-check-") as tmp:
@@ -308,7 +319,7 @@ def _check_here(parts: list[Part], target: Target, reference: Any, variant: str)
         env = {"PATH": os.environ.get("PATH", ""), "LAMBDA_TASK_ROOT": str(task)}
         env[options.VARIANT] = variant
         proc = subprocess.run(
-            [sys.executable, "-I", "-S", "-c", SMOKE, json.dumps(paths)],
+            [python, "-I", "-S", "-c", SMOKE, json.dumps(paths)],
             capture_output=True,
             text=True,
             env=env,
@@ -320,4 +331,7 @@ def _check_here(parts: list[Part], target: Target, reference: Any, variant: str)
     vector = np.asarray(result["vector"], dtype=np.float32)
     if float(np.dot(vector, reference)) < 0.99999:
         raise BundleError("The bundle ran here but its vector differs from the model folder's.")
-    return "yes: the handler ran from the unzipped bundle in a bare interpreter (python -I -S)"
+    return (
+        f"yes: the handler ran from the unzipped bundle in a bare Python {target.python} "
+        "(python -I -S)"
+    )

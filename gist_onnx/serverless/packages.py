@@ -80,13 +80,52 @@ class Target:
 
     @property
     def runs_here(self) -> bool:
-        """Whether this machine can run the target: same Python and architecture, enough glibc."""
-        here_glibc = platform.libc_ver()[1] or "0.0"
+        """Whether this interpreter can run the target: same Python and architecture, enough
+        glibc."""
         return (
             f"{sys.version_info.major}.{sys.version_info.minor}" == self.python
-            and platform.machine() == self.arch
-            and _version(here_glibc) >= _version(self.glibc)
+            and self.platform_runs_here
         )
+
+    @property
+    def platform_runs_here(self) -> bool:
+        """Whether this machine can run the target's wheels (architecture and glibc), given an
+        interpreter of the target's Python (:func:`find_python`)."""
+        here_glibc = platform.libc_ver()[1] or "0.0"
+        return platform.machine() == self.arch and _version(here_glibc) >= _version(self.glibc)
+
+
+def find_python(version: str, given: str | None = None) -> str | None:
+    """An interpreter of Python ``version`` (``3.12``): ``given``, this one, ``python3.12`` on
+    PATH, or one installed by pyenv or uv under the home folder; None if none answers as that
+    version (a pyenv shim for a version not selected does not)."""
+    import glob
+
+    here = f"{sys.version_info.major}.{sys.version_info.minor}"
+    candidates = [given] if given else []
+    if here == version:
+        candidates.append(sys.executable)
+    candidates.append(shutil.which(f"python{version}") or "")
+    home = Path.home()
+    for pattern in (
+        f".pyenv/versions/{version}.*/bin/python{version}",
+        f".local/share/uv/python/cpython-{version}.*/bin/python{version}",
+    ):
+        candidates += sorted(glob.glob(str(home / pattern)), reverse=True)
+    for candidate in filter(None, candidates):
+        try:
+            probe = subprocess.run(
+                [candidate, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
+                capture_output=True,
+                text=True,
+                check=False,
+                timeout=30,
+            )
+        except (OSError, subprocess.TimeoutExpired):
+            continue
+        if probe.stdout.strip() == version:
+            return candidate
+    return None
 
 
 def _version(text: str) -> tuple[int, ...]:
@@ -215,20 +254,8 @@ def prune(root: Path) -> dict[str, int]:
 
 def compile_bytecode(root: Path, target: Target, compile_with: str | None) -> str:
     """Compile .pyc files with an interpreter of the target's version, if one is at hand."""
-    here = f"{sys.version_info.major}.{sys.version_info.minor}"
-    candidates = [compile_with] if compile_with else []
-    if here == target.python:
-        candidates.append(sys.executable)
-    candidates.append(shutil.which(f"python{target.python}") or "")
-    for candidate in filter(None, candidates):
-        probe = subprocess.run(
-            [candidate, "-c", "import sys; print(f'{sys.version_info[0]}.{sys.version_info[1]}')"],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        if probe.stdout.strip() != target.python:
-            continue
+    candidate = find_python(target.python, compile_with)
+    if candidate is not None:
         subprocess.run(
             [
                 candidate,
