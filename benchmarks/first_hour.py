@@ -4,8 +4,9 @@ of the `.venv` it creates).
     python benchmarks/first_hour.py [--repo .]
 
 Clones the repository's committed HEAD into a temporary folder, runs `make demo` there as the
-README says, and writes benchmarks/results/first_hour.json. pip's cache is whatever this machine
-has (say so when you quote the time: a cold cache downloads ~1 GB more).
+README says, and writes first_hour.json in this CPU's results folder
+(benchmarks/results/<family>/). pip's cache is whatever this machine has (say so when you quote
+the time: a cold cache downloads ~1 GB more).
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ import argparse
 import datetime
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -22,7 +22,8 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-OUTPUT = HERE / "results" / "first_hour.json"
+sys.path.insert(0, str(HERE))
+from common import machine_record, results_dir  # noqa: E402
 
 
 def folder_bytes(folder: Path) -> int:
@@ -38,7 +39,7 @@ def folder_bytes(folder: Path) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repo", type=Path, default=HERE.parent)
-    parser.add_argument("--output", type=Path, default=OUTPUT)
+    parser.add_argument("--output", type=Path, default=None)
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
         clone = Path(tmp) / "gist-onnx"
@@ -62,14 +63,15 @@ def main(argv: list[str] | None = None) -> int:
         result = {
             "date": datetime.date.today().isoformat(),
             "commit": commit,
-            "machine": f"{platform.machine()}, {os.cpu_count()} cores",
+            "machine": machine_record(),
             "command": "make demo",
             "demo_s": round(seconds, 1),
             "venv_bytes": folder_bytes(clone / ".venv"),
             "pip_cache": "warm",
             "output_tail": done.stdout.strip().splitlines()[-6:],
         }
-    args.output.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    output = args.output or results_dir() / "first_hour.json"
+    output.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     print(json.dumps(result, indent=2))
     return 0
 
