@@ -38,7 +38,7 @@ from .errors import GistOnnxError, InvalidInputError
 from .inputs import invalid_unicode, positive_int
 
 if TYPE_CHECKING:
-    from .encoder import GistEncoder
+    from .engine import Engine, HasEngine
 
 Result = tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]
 
@@ -95,7 +95,7 @@ class AsyncGistEncoder:
 
     def __init__(
         self,
-        encoder: GistEncoder,
+        encoder: HasEngine,
         *,
         max_batch_texts: int = DEFAULT_MAX_BATCH_TEXTS,
         max_queue_texts: int | None = None,
@@ -105,6 +105,7 @@ class AsyncGistEncoder:
         on_close: Callable[[], object] | None = None,
     ) -> None:
         self.encoder = encoder
+        self.engine: Engine = encoder.engine  # what runs the texts (see gist_onnx.engine)
         self.max_batch_texts = positive_int(max_batch_texts, "max_batch_texts", 1 << 20)
         self.max_queue_texts = (
             None
@@ -170,16 +171,16 @@ class AsyncGistEncoder:
                 "This AsyncGistEncoder is closed (by aclose(), or by the end of the event loop "
                 "it ran on); make another."
             )
-        encoder = self.encoder
-        items = encoder._checked_texts(texts, encoder._prompt(prompt, prompt_name))
+        engine = self.engine
+        items = engine.checked_texts(texts, engine.prompt(prompt, prompt_name))
         loop = self._start()
         job = Job(
             items,
             loop.create_future(),
             normalize=normalize_embeddings,
-            truncate_dim=encoder._dimensions(truncate_dim) or encoder.truncate_dim,
+            truncate_dim=engine.dimensions(truncate_dim) or engine.truncate_dim,
         )
-        job.out, job.tokens, job.missing = encoder._from_cache(items)
+        job.out, job.tokens, job.missing = engine.from_cache(items)
         if not job.missing:
             job.started = job.finished = job.enqueued
             _settle(job, self._finish(job))
@@ -292,7 +293,7 @@ class AsyncGistEncoder:
         return taken
 
     def _finish(self, job: Job) -> Result:
-        vectors = self.encoder._finish(job.out, job.normalize, job.truncate_dim)
+        vectors = self.engine.finish(job.out, job.normalize, job.truncate_dim)
         return vectors, job.tokens
 
     async def _run(self) -> None:
@@ -329,7 +330,7 @@ class AsyncGistEncoder:
             self._running, self._in_flight, self._riding = jobs, rows, []
             try:
                 vectors, counts = await loop.run_in_executor(
-                    self._executor, self.encoder._compute, texts
+                    self._executor, self.engine.compute, texts
                 )
             except Exception:  # noqa: BLE001 -- each job's own error is found by running it alone
                 # Run each job alone, so that an error reaches its own caller, naming the
@@ -375,9 +376,7 @@ class AsyncGistEncoder:
         job.started = time.perf_counter()
         texts = [job.texts[row] for row in job.missing]
         try:
-            vectors, counts = await loop.run_in_executor(
-                self._executor, self.encoder._compute, texts
-            )
+            vectors, counts = await loop.run_in_executor(self._executor, self.engine.compute, texts)
         except InvalidInputError as exc:
             # Its index counts the texts that ran, not the caller's: name the caller's text.
             try:

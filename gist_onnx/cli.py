@@ -114,9 +114,10 @@ def _embed(args: argparse.Namespace) -> int:
 
     exit_on_sigterm()  # the partial output is removed on SIGTERM as on Ctrl-C
 
-    # Without --model: GistEncoder's own default, the GIST model.
-    model = [args.model] if args.model is not None else []
-    encoder = GistEncoder(*model, variant=args.variant, device=args.device, threads=args.threads)
+    # Without --model (None): GistEncoder's own default, the GIST model.
+    encoder = GistEncoder(
+        args.model, variant=args.variant, device=args.device, threads=args.threads
+    )
     report = embed_file(
         encoder,
         args.input,

@@ -205,6 +205,18 @@ class Int8Form:
     form: str
     reason: str
 
+    def reason_for(self, stored: str | None, graph: str) -> str:
+        """Why the form a folder's ``graph`` holds (``stored``: its recorded form, or None)
+        runs, given this choice."""
+        if stored == self.form:
+            return self.reason
+        if stored is None:
+            return f"{graph} as stored (no record of its form)"
+        return (
+            f"{self.form} chosen ({self.reason}), but the folder has only the {stored} form: "
+            "re-export it for both"
+        )
+
 
 def choose_int8_form(cpu: CpuInfo, asked: str | None = None) -> Int8Form:
     """The int8 products to run on ``cpu``: u8 x s8 where ONNX Runtime's kernel for them is exact

@@ -4,55 +4,59 @@ from __future__ import annotations
 
 import os
 import threading
-import time
-import warnings
 import weakref
-from collections.abc import Callable, Generator, Iterable, Iterator
+from collections.abc import Iterable
 from functools import partial
-from itertools import islice
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 
 import numpy as np
 import numpy.typing as npt
 
-from . import heap, options, planner
-from .cache import EmbeddingCache, as_cache
-from .device import OPENVINO, DeviceProfile, profile_for
-from .errors import GistOnnxError, InvalidInputError, ModelConfigError
-from .inputs import check_texts, invalid_unicode, positive_int, texts_of
-from .model import (
-    DEFAULT_MODEL,
-    IntegrityCheck,
-    ModelConfig,
-    ModelFiles,
-    files_identity,
-    files_read,
-    files_to_ship,
-    read_config,
-    resolve,
-    writable_by_others,
-)
-from .model.configs import check_graph_pooling
-from .pooling import l2_normalize, pool
+from .cache import EmbeddingCache
+from .device import DeviceProfile
+from .engine import Engine, Session
+from .errors import InvalidInputError
+from .loading import load
+from .model import DEFAULT_MODEL, ModelConfig, ModelFiles, files_read, files_to_ship
 from .precision import quantize_embeddings
-from .session import (
-    GraphSession,
-    ReplayedGraph,
-    choose_providers,
-    choose_threads,
-    provider_names,
-    usable_cpus,
-)
-from .tokenizer import Batch, TextTokenizer, load_tokenizer
+from .tokenizer import TextTokenizer
 
 if TYPE_CHECKING:
     from .batching import AsyncGistEncoder
-    from .engine_openvino import OpenVINOSession
 
 
-# What warm_up runs by default: a query's width up to the longest run (the CPU's token budget).
+# warm_up by default: a query's width up to the longest run (the CPU's token budget).
 WARM_UP_LENGTHS = (16, 32, 64, 128, 256)
+
+
+T = TypeVar("T")
+
+
+class _Engine(Generic[T]):
+    """An attribute of the encoder's engine, read (and, where ``writable``, set) through the
+    encoder."""
+
+    def __init__(self, doc: str, *, writable: bool = False) -> None:
+        self.__doc__, self.writable, self.name = doc, writable, ""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    @overload
+    def __get__(self, obj: None, owner: type) -> _Engine[T]: ...
+    @overload
+    def __get__(self, obj: GistEncoder, owner: type) -> T: ...
+    def __get__(self, obj: GistEncoder | None, owner: type) -> T | _Engine[T]:
+        if obj is None:
+            return self
+        value: T = getattr(obj.engine, self.name)
+        return value
+
+    def __set__(self, obj: GistEncoder, value: T) -> None:
+        if not self.writable:
+            raise AttributeError(f"GistEncoder.{self.name} is read-only")
+        setattr(obj.engine, self.name, value)
 
 
 class GistEncoder:
@@ -60,7 +64,8 @@ class GistEncoder:
 
     Args:
         model: a local folder (written by ``gist-onnx export``, or any folder holding a graph,
-            the tokenizer and the sentence-transformers configs) or a hub repo id.
+            the tokenizer and the sentence-transformers configs) or a hub repo id; None (or
+            nothing) for GIST-all-MiniLM-L6-v2 from the hub.
         variant: ``"fp32"`` (default), ``"int8"`` or ``"fp16"``: which graph of the folder to run;
             with ``backend="openvino"``, ``"fp32"`` or ``"bf16"`` (the fp32 graph computed in
             bfloat16 where the CPU has it: AMX, AVX-512 BF16).
@@ -112,19 +117,16 @@ class GistEncoder:
             lose quality.
 
     Attributes:
-        variant, provider, max_seq_length, dimension, pooling, source, threads: what was
-            chosen.
-        profile: the :class:`~gist_onnx.device.DeviceProfile`: every choice made for the
-            device (threads, run sizes, padding, the int8 form), in one place.
-        default_batch_size: ``encode``'s batch_size when a call gives none (32 on the CPU, 128
-            with CUDA).
-        tokenizer: the text tokenizer; ``tokenizer.pad_multiple`` rounds each run's width up
-            (8 with CUDA, whose attention pays for every new input shape; 1 on the CPU).
+        variant, provider, max_seq_length, dimension, pooling, source, threads: as chosen;
+        profile: every device choice (:class:`~gist_onnx.device.DeviceProfile`).
+        default_batch_size, overlap, parallel_runs: as chosen, and settable.
+        tokenizer: ``tokenizer.pad_multiple`` rounds each run's width up (8 with CUDA, 1 on the
+            CPU).
     """
 
     def __init__(
         self,
-        model: str | os.PathLike[str] = DEFAULT_MODEL,
+        model: str | os.PathLike[str] | None = DEFAULT_MODEL,
         *,
         variant: str | None = None,
         device: str = "cpu",
@@ -143,131 +145,47 @@ class GistEncoder:
         int8_form: str | None = None,
         backend: str = "onnx",
     ) -> None:
-        self.cache: EmbeddingCache | None = as_cache(cache)
-        self.backend: str = _check_backend(backend, variant, device, providers)
-        chosen_providers = (
-            [OPENVINO] if backend == "openvino" else choose_providers(device, providers)
-        )
-        resolved_threads = choose_threads(threads, stacklevel=3)
-        # Every device choice, made once: see gist_onnx.device.
-        self.profile: DeviceProfile = profile_for(
-            provider_names(chosen_providers)[0],
-            resolved_threads or usable_cpus(),
-            int8_form=int8_form or options.int8_form(),
-        )
-        self.files: ModelFiles = resolve(
+        # The run machinery, which AsyncGistEncoder drives too (see gist_onnx.engine).
+        self.engine: Engine = load(
             model,
-            "fp32" if variant is None else variant,
+            variant=variant,
+            device=device,
+            providers=providers,
+            threads=threads,
+            overlap=overlap,
+            spinning=spinning,
+            parallel_runs=parallel_runs,
+            cuda_graph=cuda_graph,
             revision=revision,
             cache_dir=cache_dir,
             local_files_only=local_files_only,
-            int8_form=self.profile.int8.form,
+            verify_files=verify_files,
+            truncate_dim=truncate_dim,
+            cache=cache,
+            int8_form=int8_form,
+            backend=backend,
+            stacklevel=3,  # the caller of GistEncoder()
         )
-        self._warn_if_writable()
-        integrity = IntegrityCheck(self.files)
-        # Whether the files read were checked against the manifest's sha256 (the cache's key
-        # may then name them by it; else by what the file system says of them).
-        self._verified = bool(verify_files)
-        if verify_files:
-            integrity.start()
-        try:
-            self._load_stages(chosen_providers, resolved_threads, spinning)
-        except GistOnnxError:
-            integrity.wait()  # a corrupted file is the likelier cause: name it if so
-            raise
-        integrity.wait()
-        self._full_dimension = self._check_graph()
-        # The vectors' size: the graph's, or truncate_dim.
-        self.truncate_dim: int | None = self._dimensions(truncate_dim)
-        self.dimension: int = self.truncate_dim or self._full_dimension
-        settings = self.profile.settings
-        self.overlap: bool = settings.overlap if overlap is None else bool(overlap)
-        # encode()'s batch_size when the call gives none.
-        self.default_batch_size: int = settings.default_batch
-        self.tokenizer.pad_multiple = settings.pad_multiple
-        # CPU threads: what was asked (capped at the usable CPUs), else one per usable CPU.
-        workers = self.profile.threads
-        self.threads: int = workers
-        # Runs at once for calls of several runs (CPU only): one single-threaded session shared
-        # by that many Python threads (ONNX Runtime releases the GIL and allows concurrent runs).
-        wanted = workers > 1 if parallel_runs is None else bool(parallel_runs)
-        self.parallel_runs: int = workers if wanted and settings.parallel_runs else 1
-        self._single: GraphSession | None = None  # made at the first call that needs it
-        self._single_lock = threading.Lock()
-        self._providers = chosen_providers
-        # One text through a captured CUDA graph (see ReplayedGraph), made at the first query.
-        self._use_replay = (
-            settings.cuda_graph and self.session.info.pooled and cuda_graph is not False
-        )
-        self._replay: ReplayedGraph | None = None
-        self._identity: str | None = None
         # aencode's batcher on each event loop it is called from.
         self._async: weakref.WeakKeyDictionary[Any, AsyncGistEncoder] = weakref.WeakKeyDictionary()
         self._async_lock = threading.Lock()
 
-    def _warn_if_writable(self) -> None:
-        exposed = writable_by_others(self.files)
-        if exposed:
-            warnings.warn(
-                f"{', '.join(map(str, exposed))} can be written by every user of this machine: "
-                "anyone could replace the model's weights. Fix: chmod -R o-w "
-                f"{self.files.folder}",
-                UserWarning,
-                stacklevel=3,  # the caller of GistEncoder()
-            )
-
-    def _load_stages(
-        self, providers: list[Any], threads: int | None, spinning: bool | None
-    ) -> None:
-        """The configs, the tokenizer and the session, in that order."""
-        self.config: ModelConfig = read_config(
-            self.files.folder, modules=self.files.modules, manifest=self.files.manifest
-        )
-        self.tokenizer: TextTokenizer = load_tokenizer(
-            self.files.folder,
-            max_length=self.config.max_seq_length,
-            do_lower_case=self.config.do_lower_case,
-            config=self.config,
-        )
-        self.session: GraphSession | OpenVINOSession
-        if self.backend == "openvino":
-            from .engine_openvino import OpenVINOSession
-
-            self.session = OpenVINOSession(
-                self.files.graph, variant=self.files.variant, threads=self.profile.threads
-            )
-            return
-        self.session = GraphSession(
-            self.files.graph,
-            providers=providers,
-            threads=threads,
-            spinning=spinning,
-            settings=self.profile.settings,
-        )
-
-    def _check_graph(self) -> int:
-        """The graph against the folder's configs (its vector size, its pooling); returns the
-        vector size."""
-        graph_dim = self.session.info.dimension
-        if self.config.dimension and graph_dim and graph_dim != self.config.dimension:
-            raise ModelConfigError(
-                f"The graph {self.files.graph} returns vectors of {graph_dim} but the model folder "
-                f"says {self.config.dimension}; the graph belongs to another model. Re-export it."
-            )
-        # Whether the configs' pooling was checked against a record of the graph's own.
-        self._pooling_checked = True
-        if self.session.info.pooled:
-            info = self.session.info
-            self._pooling_checked = check_graph_pooling(
-                self.config, self.files, info.pooling, info.normalize
-            )
-        dim = graph_dim or self.config.dimension
-        if dim is None:
-            raise ModelConfigError(
-                f"Cannot tell the embedding size of {self.files.source}: neither the graph nor "
-                "config.json / 1_Pooling/config.json gives it."
-            )
-        return int(dim)
+    # The engine's stages and choices, read through the encoder (overlap, parallel_runs and the
+    # default batch size may be set too).
+    files: _Engine[ModelFiles] = _Engine("the model's files: folder, graph, variant, manifest")
+    config: _Engine[ModelConfig] = _Engine("the model folder's configs")
+    tokenizer: _Engine[TextTokenizer] = _Engine("the text tokenizer")
+    session: _Engine[Session] = _Engine("what runs the graph")
+    profile: _Engine[DeviceProfile] = _Engine("every choice made for the device")
+    backend: _Engine[str] = _Engine("'onnx' or 'openvino'")
+    cache: _Engine[EmbeddingCache | None] = _Engine("the cache of vectors, or None")
+    dimension: _Engine[int] = _Engine("the vectors' size: the graph's, or truncate_dim")
+    truncate_dim: _Engine[int | None] = _Engine("the size vectors are cut to, or None")
+    threads: _Engine[int] = _Engine("CPU threads")
+    identity: _Engine[str] = _Engine("what the cache keys this encoder's vectors on")
+    default_batch_size: _Engine[int] = _Engine("encode's batch_size by default", writable=True)
+    overlap: _Engine[bool] = _Engine("tokenize while the graph runs", writable=True)
+    parallel_runs: _Engine[int] = _Engine("graph runs at once for long calls", writable=True)
 
     @property
     def variant(self) -> str:
@@ -288,7 +206,7 @@ class GistEncoder:
     def pooling(self) -> str:
         """Pooling mode, and where it runs: inside the graph or in numpy."""
         where = "graph" if self.session.info.pooled else "numpy"
-        if not self._pooling_checked:
+        if not self.engine.pooling_checked:
             where += ", unchecked"
         return f"{self.config.pooling} ({where})"
 
@@ -326,15 +244,7 @@ class GistEncoder:
         """Why :attr:`int8_form` runs: the CPU's flags, an override, or the folder's files."""
         if self.variant != "int8":
             return None
-        chosen = self.profile.int8
-        if self.files.int8_form == chosen.form:
-            return chosen.reason
-        if self.files.int8_form is None:
-            return f"{self.files.graph.name} as stored (no record of its form)"
-        return (
-            f"{chosen.form} chosen ({chosen.reason}), but the folder has only the "
-            f"{self.files.int8_form} form: re-export it for both"
-        )
+        return self.profile.int8.reason_for(self.files.int8_form, self.files.graph.name)
 
     def describe(self) -> dict[str, Any]:
         """What runs and why, as plain data: the model, the graph and its variant and int8 form,
@@ -415,13 +325,13 @@ class GistEncoder:
                 "gist-onnx returns numpy arrays (it never imports torch): drop convert_to_tensor "
                 "/ convert_to_numpy=False and wrap the result with torch.from_numpy(...)."
             )
-        vectors, _ = self._encode(
+        vectors, _ = self.engine.encode(
             texts,
             batch_size,
             normalize_embeddings,
             show_progress_bar,
-            prompt=self._prompt(prompt, prompt_name),
-            truncate_dim=self._dimensions(truncate_dim) or self.truncate_dim,
+            prompt=self.engine.prompt(prompt, prompt_name),
+            truncate_dim=self.engine.dimensions(truncate_dim) or self.truncate_dim,
         )
         return vectors if precision == "float32" else quantize_embeddings(vectors, precision)
 
@@ -445,8 +355,7 @@ class GistEncoder:
             if batcher is None:
                 from .batching import AsyncGistEncoder
 
-                # Let go of when its loop ends (asyncio.run cancels the batcher's worker then):
-                # else every loop would keep a batcher and its graph thread forever.
+                # Let go of when its loop ends, or every loop would keep one and its thread.
                 batcher = self._async[loop] = AsyncGistEncoder(
                     self, on_close=partial(self._async.pop, loop, None)
                 )
@@ -460,20 +369,10 @@ class GistEncoder:
 
     def warm_up(self, lengths: Iterable[int] = WARM_UP_LENGTHS) -> float:
         """Run texts of each of ``lengths`` tokens (at most ``max_seq_length``) through the graph,
-        alone and in a batch, so
-        that the first real calls do not pay for new input shapes (ONNX Runtime plans and, with
-        CUDA, picks kernels per shape) or for the second session of parallel runs. The cache,
-        if any, is not touched. Returns the seconds it took."""
-        started = time.perf_counter()
-        batch = 4  # a batch, not a large one: what is planned per shape is the width
-        widths = sorted(
-            {min(positive_int(n, "length", 1 << 20), self.max_seq_length) for n in lengths}
-        )
-        for size in widths:
-            text = " ".join(["word"] * max(size - 2, 1))  # [CLS] word ... [SEP]
-            for texts in ([text], [text] * batch):
-                self._graph(iter(texts), len(texts), batch, False, counts=False, normalize=False)
-        return time.perf_counter() - started
+        alone and in a batch, so that the first real calls do not pay for new input shapes (ONNX
+        Runtime plans and, with CUDA, picks kernels per shape) or for the second session of
+        parallel runs. The cache, if any, is not touched. Returns the seconds it took."""
+        return self.engine.warm_up(lengths)
 
     def encode_query(self, texts: Iterable[str], **kwargs: Any) -> npt.NDArray[Any]:
         """:meth:`encode` for search queries: the model's ``"query"`` prompt unless ``prompt`` or
@@ -492,230 +391,29 @@ class GistEncoder:
             kwargs["prompt_name"] = next((n for n in names if n in self.config.prompts), None)
         return self.encode(texts, **kwargs)
 
-    def _prompt(self, prompt: str | None, prompt_name: str | None) -> str:
-        """The text put before every text, resolved as sentence-transformers resolves it (an
-        explicit prompt wins over a name)."""
-        if prompt is not None:
-            if not isinstance(prompt, str):
-                raise InvalidInputError(f"prompt must be a str, got {type(prompt).__name__}.")
-            return prompt
-        prompts = self.config.prompts
-        if prompt_name is not None:
-            if prompt_name not in prompts:
-                raise InvalidInputError(
-                    f"No prompt named {prompt_name!r}; this model's prompts are {sorted(prompts)}."
-                )
-            return prompts[prompt_name]
-        default = self.config.default_prompt_name
-        return prompts.get(default, "") if default is not None else ""
-
-    def _dimensions(self, truncate_dim: int | None) -> int | None:
-        """``truncate_dim`` checked against the graph's size; None to keep every dimension."""
-        if truncate_dim is None:
-            return None
-        return positive_int(truncate_dim, "truncate_dim", self._full_dimension)
-
     def encode_with_token_counts(
         self, texts: Iterable[str], batch_size: int | None = None, normalize_embeddings: bool = True
     ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]:
         """:meth:`encode`'s vectors and, from the same tokenization, :meth:`count_tokens`'s
         counts: what an API reporting token usage needs, without tokenizing twice."""
-        return self._encode(
+        return self.engine.encode(
             texts,
             batch_size,
             normalize_embeddings,
             None,
             counts=True,
-            prompt=self._prompt(None, None),
+            prompt=self.engine.prompt(None, None),
             truncate_dim=self.truncate_dim,
         )
-
-    def _encode(
-        self,
-        texts: Iterable[str],
-        batch_size: int | None,
-        normalize_embeddings: bool,
-        show_progress_bar: bool | None,
-        *,
-        counts: bool = False,
-        prompt: str = "",
-        truncate_dim: int | None = None,
-    ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]:
-        """The vectors, and with ``counts`` each text's token count (else an empty array)."""
-        iterator, total = texts_of(texts, "encode")
-        if prompt:  # non-str items pass unchanged, to be refused by index
-            iterator = (prompt + t if isinstance(t, str) else t for t in iterator)
-        batch_size = positive_int(
-            self.default_batch_size if batch_size is None else batch_size,
-            "batch_size",
-            planner.MAX_BATCH_SIZE,
-        )
-        if self.cache is not None:
-            items = list(iterator)
-            if all(isinstance(t, str) for t in items):  # else refused by index, below
-                out, tokens, missing = self._from_cache(items)
-                if missing:
-                    fresh = [items[row] for row in missing]
-                    vectors, fresh_counts = self._compute(fresh, batch_size, show_progress_bar)
-                    out[missing], tokens[missing] = vectors, fresh_counts
-                return self._finish(out, normalize_embeddings, truncate_dim), (
-                    tokens if counts else tokens[:0]
-                )
-            iterator, total = iter(items), len(items)
-        out, tokens = self._graph(
-            iterator,
-            total,
-            batch_size,
-            show_progress_bar,
-            counts=counts,
-            normalize=normalize_embeddings and not self.config.normalize,
-        )
-        return self._finish(out, normalize_embeddings, truncate_dim, normalized=True), tokens
-
-    def _finish(
-        self,
-        out: npt.NDArray[np.float32],
-        normalize_embeddings: bool,
-        truncate_dim: int | None,
-        *,
-        normalized: bool = False,
-    ) -> npt.NDArray[np.float32]:
-        """The graph's output as a call asked for it: normalized (unless ``normalized`` says the
-        runs did it) and cut to ``truncate_dim``."""
-        if not normalized and normalize_embeddings and not self.config.normalize and len(out):
-            out = l2_normalize(out)
-        if truncate_dim is not None and truncate_dim < self._full_dimension:
-            # As sentence-transformers: the model's output cut, then normalized if asked.
-            out = np.ascontiguousarray(out[:, :truncate_dim])
-            if normalize_embeddings:
-                out = l2_normalize(out)
-        return out
-
-    @property
-    def identity(self) -> str:
-        """What the cache keys this encoder's vectors on: the files read (their sha256 from the
-        export's manifest where they were checked against it, else their path, size, inode and
-        change times), the variant and engine, and the settings read from the configs (length
-        limit, lower-casing, pooling, normalization): two encoders share it only when they would
-        give the same vectors."""
-        if self._identity is None:
-            variant = self.variant if self.backend == "onnx" else f"{self.variant}@{self.backend}"
-            c = self.config
-            read = (c.max_seq_length, c.do_lower_case, c.pooling, c.normalize, c.dimension)
-            self._identity = files_identity(
-                self.files, variant, verified=self._verified, settings=repr(read)
-            )
-        return self._identity
-
-    def _checked_texts(self, texts: Iterable[str], prompt: str) -> list[str]:
-        """``texts`` as a list of str with ``prompt`` before each, or the error naming the first
-        that is not a str (what encode would raise). Unicode is checked when a run fails."""
-        iterator, _ = texts_of(texts, "encode")
-        items = list(iterator)
-        check_texts(items, 0)
-        return [prompt + t for t in items] if prompt else items
-
-    def _from_cache(
-        self, texts: list[str]
-    ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64], list[int]]:
-        """The graph's output and token counts for ``texts`` as far as the cache holds them
-        (rows of zeros elsewhere), and the rows it does not hold."""
-        out = np.zeros((len(texts), self._full_dimension), dtype=np.float32)
-        tokens = np.zeros(len(texts), dtype=np.int64)
-        if self.cache is None:
-            return out, tokens, list(range(len(texts)))
-        missing = []
-        for row, hit in enumerate(self.cache.get_many(self.identity, texts)):
-            if hit is None:
-                missing.append(row)
-            else:
-                out[row], tokens[row] = hit
-        return out, tokens, missing
-
-    def _compute(
-        self,
-        texts: list[str],
-        batch_size: int | None = None,
-        show_progress_bar: bool | None = None,
-    ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]:
-        """``texts`` (checked str) through the graph, each distinct text once: the graph's
-        output and token counts, held by the cache if there is one."""
-        distinct = list(dict.fromkeys(texts))
-        size = self.default_batch_size if batch_size is None else batch_size
-        vectors, counts = self._graph(
-            iter(distinct), len(distinct), size, show_progress_bar, counts=True, normalize=False
-        )
-        if self.cache is not None:
-            self.cache.put_many(self.identity, distinct, vectors, counts)
-        if len(distinct) == len(texts):
-            return vectors, counts
-        where = {text: row for row, text in enumerate(distinct)}
-        rows = [where[text] for text in texts]
-        return vectors[rows], counts[rows]
-
-    def _graph(
-        self,
-        iterator: Iterator[Any],
-        total: int | None,
-        batch_size: int,
-        show_progress_bar: bool | None,
-        *,
-        counts: bool,
-        normalize: bool,
-    ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]:
-        """The texts through the graph, in runs: one full-size row per text (L2-normalized per
-        run with ``normalize``), and with ``counts`` each text's token count."""
-        runs = self._plan(iterator, batch_size)
-        if self.overlap and (total is None or total > batch_size):
-            runs = planner.prefetch(runs)
-        made = planner.run_in_order(
-            runs, self._run, parallel=self.parallel_runs, single=self._single_runner
-        )
-        progress = _progress(show_progress_bar, total)
-        # One output array, filled in place: allocated whole when the number of texts is known,
-        # else grown as chunks arrive (see planner.grow), so that it is never held twice.
-        out = np.empty((total or 0, self._full_dimension), dtype=np.float32)
-        tokens = np.zeros(len(out) if counts else 0, dtype=np.int64)
-        filled = start = ran = 0
-        try:
-            for run, vectors in made:
-                ran += run.batch.input_ids.size
-                if run.chunk:
-                    start, filled = filled, filled + run.chunk
-                    if filled > len(out):
-                        out = planner.grow(out, filled)
-                        if counts:
-                            tokens.resize(len(out), refcheck=False)
-                rows = [start + row for row in run.rows]
-                out[rows] = l2_normalize(vectors) if normalize else vectors
-                if counts:
-                    tokens[rows] = run.batch.attention_mask.sum(axis=1)
-                if progress is not None:
-                    progress.update(len(rows))
-        finally:
-            made.close()  # no run outlives the call, even when one raised
-            runs.close()  # stops the producer thread at once if the graph raised
-            if progress is not None:
-                progress.close()
-            if ran >= heap.TRIM_AFTER_TOKENS:
-                heap.trim()  # what the call used, back to the system (see gist_onnx.heap)
-        if filled < len(out):  # an iterable whose len() promised more than it gave
-            out.resize((filled, self._full_dimension), refcheck=False)
-        return out, tokens[:filled]
 
     def similarity(
         self, a: npt.NDArray[np.floating[Any]], b: npt.NDArray[np.floating[Any]]
     ) -> npt.NDArray[np.float32]:
         """Cosine similarity of every row of ``a`` with every row of ``b``: shape (len(a),
         len(b)), as sentence-transformers' ``similarity`` (cosine, its default)."""
-        a2 = np.atleast_2d(np.asarray(a, dtype=np.float32))
-        b2 = np.atleast_2d(np.asarray(b, dtype=np.float32))
-        if a2.shape[-1] != b2.shape[-1]:
-            raise InvalidInputError(
-                f"similarity() needs vectors of one size, got {a2.shape[-1]} and {b2.shape[-1]}."
-            )
-        scores: npt.NDArray[np.float32] = l2_normalize(a2) @ l2_normalize(b2).T
-        return scores
+        from .util import cos_sim
+
+        return cos_sim(a, b)
 
     def get_embedding_dimension(self) -> int:
         """The size of the vectors (sentence-transformers 6's name for :attr:`dimension`)."""
@@ -740,144 +438,13 @@ class GistEncoder:
 
         Takes what :meth:`encode` takes and refuses the same inputs.
         """
-        counts = [
-            len(e) for _, encodings in self._tokenized(texts, "count_tokens") for e in encodings
-        ]
-        return np.array(counts, dtype=np.int64)
+        return self.engine.count_tokens(texts)
 
     def token_ids(self, texts: Iterable[str]) -> list[list[int]]:
         """The token ids the model reads for each text (special tokens included, truncated)."""
-        tokenized = self._tokenized(texts, "token_ids")
-        return [list(encoding.ids) for _, encodings in tokenized for encoding in encodings]
+        return self.engine.token_ids(texts)
 
     def truncated(self, texts: Iterable[str]) -> npt.NDArray[np.bool_]:
         """For each text, whether it is longer than :attr:`max_seq_length` tokens, so that its
         vector represents only its beginning (sentence-transformers truncates the same way)."""
-        flags = [
-            self.tokenizer.truncated(text, encoding)
-            for chunk, encodings in self._tokenized(texts, "truncated")
-            for text, encoding in zip(chunk, encodings, strict=True)
-        ]
-        return np.array(flags, dtype=np.bool_)
-
-    def _tokenized(
-        self, texts: Iterable[str], method: str
-    ) -> Generator[tuple[list[str], list[Any]], None, None]:
-        iterator, _ = texts_of(texts, method)
-        offset = 0
-        while chunk := list(islice(iterator, 1024)):
-            check_texts(chunk, offset)
-            yield chunk, self._tokenize(chunk, offset)
-            offset += len(chunk)
-
-    def _tokenize(
-        self, chunk: list[Any], offset: int, positions: list[int] | None = None
-    ) -> list[Any]:
-        """Tokenize texts (checked to be str by the caller), naming the text (by its index in the
-        call) that fails: ``chunk[i]`` is text ``offset + i``, or ``offset + positions[i]``."""
-        try:
-            return self.tokenizer.tokenize(chunk)
-        except TypeError:
-            # The tokenizer refuses a whole batch for one str that is not valid Unicode without
-            # saying which: find it. Only this failing path pays for the search.
-            invalid_unicode(chunk, offset, positions)
-            raise
-
-    def _plan(self, texts: Iterator[Any], batch_size: int) -> Generator[planner.Run, None, None]:
-        """The runs of one call (see :func:`planner.plan`): on the CPU at most
-        the profile's ``tokens_per_run`` padded tokens a run; with overlap, tokenized a batch
-        at a time."""
-        return planner.plan(
-            texts,
-            batch_size,
-            tokenize=self._tokenize,
-            pad=self.tokenizer.pad,
-            check=check_texts,
-            cap=self.profile.settings.tokens_per_run,
-            by_batch=self.overlap,
-        )
-
-    def _single_runner(self) -> Callable[[Batch], npt.NDArray[np.float32]]:
-        """A runner of one batch on the single-threaded session (see planner.run_in_order)."""
-        return partial(self._run, session=self._single_session())
-
-    def _single_session(self) -> GraphSession:
-        """The single-threaded session for runs made at once (one more session over the same
-        graph: ~13 MiB for the int8 graph, made at the first call of several runs)."""
-        with self._single_lock:
-            if self._single is None:
-                self._single = GraphSession(
-                    self.files.graph,
-                    providers=self._providers,
-                    threads=1,
-                    spinning=False,
-                    settings=self.profile.settings,
-                )
-            return self._single
-
-    def _replayed(self) -> ReplayedGraph | None:
-        """The captured graph for one text, made at its first use; None if it cannot be."""
-        with self._single_lock:
-            if self._replay is None and self._use_replay:
-                try:
-                    self._replay = ReplayedGraph(self.files.graph, self._providers)
-                except Exception as exc:  # noqa: BLE001 -- the usual path still runs the query
-                    self._use_replay = False
-                    warnings.warn(
-                        f"Could not capture the graph for one-text runs ({exc}); queries take "
-                        "the usual path. GistEncoder(cuda_graph=False) skips the attempt.",
-                        RuntimeWarning,
-                        stacklevel=5,  # the caller of encode()
-                    )
-            return self._replay
-
-    def _run(self, batch: Batch, session: GraphSession | None = None) -> npt.NDArray[np.float32]:
-        if self._use_replay and session is None and batch.input_ids.shape[0] == 1:
-            replay = self._replayed()
-            if replay is not None and replay.fits(batch):
-                return replay.run(batch)
-        result = (session or self.session).run(batch)
-        if not self.session.info.pooled:
-            result = pool(result, batch.attention_mask, self.config.pooling)
-            if self.config.normalize:
-                result = l2_normalize(result)
-        return result
-
-
-BACKENDS = ("onnx", "openvino")
-
-
-def _check_backend(backend: str, variant: str | None, device: str, providers: Any) -> str:
-    """``backend`` checked against the other arguments: OpenVINO runs the fp32 graph (as fp32 or
-    bf16) on the CPU; bf16 runs only there."""
-    if backend not in BACKENDS:
-        raise ModelConfigError(
-            f"Unknown backend {backend!r}; use 'onnx' (ONNX Runtime) or 'openvino' (the "
-            "openvino extra)."
-        )
-    if backend == "openvino":
-        if variant not in (None, "fp32", "bf16"):
-            raise ModelConfigError(
-                f"backend='openvino' runs the fp32 graph as variant 'fp32' or 'bf16', not "
-                f"{variant!r}; the int8 and fp16 graphs run on ONNX Runtime (backend='onnx')."
-            )
-        if device not in ("cpu", "auto") or providers is not None:
-            raise ModelConfigError(
-                "backend='openvino' runs on the CPU: leave device and providers out, or use "
-                "backend='onnx' for CUDA."
-            )
-    elif variant == "bf16":
-        raise ModelConfigError(
-            "variant='bf16' is the fp32 graph computed in bfloat16 by OpenVINO: pass "
-            "backend='openvino' (pip install 'gist-onnx[openvino]'), or use 'fp32' or 'int8'."
-        )
-    return backend
-
-
-def _progress(show: bool | None, total: int | None) -> Any:
-    if not show:
-        return None
-    # tqdm comes with huggingface-hub; imported only when a bar is asked for.
-    from tqdm.auto import tqdm
-
-    return tqdm(desc="Encoding", unit="text", total=total)
+        return self.engine.truncated(texts)

@@ -2,8 +2,8 @@
 are made (in order, one at a time or several at once, tokenizing ahead on a thread).
 
 The package's interface (the benchmarks use it too): :func:`cut_runs`, :func:`plan`,
-:func:`prefetch`, :func:`run_in_order`, :func:`grow` and the tuning constants below, each
-annotated with the figures that chose it (the device's own, such as tokens a run, are in
+:func:`prefetch`, :func:`run_in_order`, :func:`collect`, :func:`grow` and the tuning constants
+below, each annotated with the figures that chose it (the device's own, such as tokens a run, are in
 :mod:`gist_onnx.device`). A text's vector never depends on its run: everything here changes
 speed and memory only.
 """
@@ -20,6 +20,8 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import numpy as np
 import numpy.typing as npt
 
+from . import heap
+from .pooling import l2_normalize
 from .tokenizer import Batch
 
 if TYPE_CHECKING:
@@ -201,3 +203,47 @@ def grow(out: npt.NDArray[Any], rows: int) -> npt.NDArray[Any]:
     target = max(rows, len(out) + len(out) // 32)
     out.resize((target, *out.shape[1:]), refcheck=False)
     return out
+
+
+def collect(
+    made: Generator[tuple[Run, Vectors], None, None],
+    total: int | None,
+    dimension: int,
+    *,
+    counts: bool,
+    normalize: bool,
+    progress: Any = None,
+) -> tuple[Vectors, npt.NDArray[np.int64]]:
+    """The runs' vectors put back in the texts' order: one row per text (L2-normalized per run
+    with ``normalize``), and with ``counts`` each text's token count. One output array, filled
+    in place: allocated whole when ``total`` is known, else grown as chunks arrive (see
+    :func:`grow`), so that it is never held twice. ``made`` is closed (no run outlives the
+    call), ``progress`` (a tqdm bar) updated and closed, and after a large call the memory it
+    used given back (:mod:`gist_onnx.heap`)."""
+    out = np.empty((total or 0, dimension), dtype=np.float32)
+    tokens = np.zeros(len(out) if counts else 0, dtype=np.int64)
+    filled = start = ran = 0
+    try:
+        for run, vectors in made:
+            ran += run.batch.input_ids.size
+            if run.chunk:
+                start, filled = filled, filled + run.chunk
+                if filled > len(out):
+                    out = grow(out, filled)
+                    if counts:
+                        tokens.resize(len(out), refcheck=False)
+            rows = [start + row for row in run.rows]
+            out[rows] = l2_normalize(vectors) if normalize else vectors
+            if counts:
+                tokens[rows] = run.batch.attention_mask.sum(axis=1)
+            if progress is not None:
+                progress.update(len(rows))
+    finally:
+        made.close()
+        if progress is not None:
+            progress.close()
+        if ran >= heap.TRIM_AFTER_TOKENS:
+            heap.trim()  # what the call used, back to the system
+    if filled < len(out):  # an iterable whose len() promised more than it gave
+        out.resize((filled, dimension), refcheck=False)
+    return out, tokens[:filled]

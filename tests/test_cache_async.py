@@ -260,13 +260,13 @@ def test_aclose_cancels_the_callers_of_the_batch_running(model: Path) -> None:
 
     encoder = GistEncoder(model)
     release = threading.Event()
-    real = encoder._compute
+    real = encoder.engine.compute
 
     def slow(*args: Any, **kwargs: Any) -> Any:
         release.wait(5)
         return real(*args, **kwargs)
 
-    encoder._compute = slow  # type: ignore[method-assign]
+    encoder.engine.compute = slow  # type: ignore[method-assign]
 
     async def main() -> bool:
         shared = AsyncGistEncoder(encoder)
@@ -365,14 +365,14 @@ def test_a_text_asked_for_while_it_runs_rides_on_that_run(model: Path) -> None:
     encoder = GistEncoder(model, cache=True)
     release = threading.Event()
     ran: list[list[str]] = []
-    real = encoder._compute
+    real = encoder.engine.compute
 
     def slow(texts: list[str], *args: Any, **kwargs: Any) -> Any:
         ran.append(list(texts))
         release.wait(5)
         return real(texts, *args, **kwargs)
 
-    encoder._compute = slow  # type: ignore[method-assign]
+    encoder.engine.compute = slow  # type: ignore[method-assign]
 
     async def main() -> list[np.ndarray]:
         shared = AsyncGistEncoder(encoder)

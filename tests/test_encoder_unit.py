@@ -13,6 +13,7 @@ import pytest
 from gist_onnx import GistEncoder, InvalidInputError
 from gist_onnx import device as device_mod
 from gist_onnx.device import ACCELERATOR, CUDA_SETTINGS, ProviderSettings
+from gist_onnx.engine import Engine
 from tiny import DIM, expected, write_tiny_model
 
 IDS = {"hello": 4, "world": 5, "the": 6, "cat": 7, "sat": 8, "on": 9, "mat": 10}
@@ -192,14 +193,14 @@ def test_encode_with_token_counts_is_encode_and_count_tokens_in_one_pass(tiny: G
 def as_if_on(monkeypatch: pytest.MonkeyPatch, settings: ProviderSettings) -> None:
     """Encoders made after this take ``settings`` as their provider's (planning only: the
     session still runs on the CPU)."""
-    from gist_onnx import encoder as encoder_mod
+    from gist_onnx import loading as loading_mod
 
     real = device_mod.profile_for
 
     def fake(*args: Any, **kwargs: Any) -> device_mod.DeviceProfile:
         return dataclasses.replace(real(*args, **kwargs), settings=settings)
 
-    monkeypatch.setattr(encoder_mod, "profile_for", fake)
+    monkeypatch.setattr(loading_mod, "profile_for", fake)
 
 
 def test_cpu_runs_hold_at_most_256_tokens_and_cuda_runs_a_whole_batch(
@@ -210,7 +211,7 @@ def test_cpu_runs_hold_at_most_256_tokens_and_cuda_runs_a_whole_batch(
     texts = [" ".join(["cat"] * n) for n in (98, 98, 98, 60, 60, 60, 60, 10)]  # 100, 62, 12 tokens
 
     def run_sizes() -> list[tuple[int, int]]:
-        return [r.batch.input_ids.shape for r in enc._plan(iter(texts), batch_size=8)]
+        return [r.batch.input_ids.shape for r in enc.engine.plan(iter(texts), batch_size=8)]
 
     # Longest first, 256 // 100 = 2 rows a run while the longest has 100 tokens, then 256 // 62.
     assert run_sizes() == [(2, 100), (2, 100), (4, 62)]
@@ -229,13 +230,13 @@ def test_batch_size_defaults_to_32_on_the_cpu_and_128_with_cuda(
 ) -> None:
     folder = write_tiny_model(tmp_path / "m")
     seen: list[int] = []
-    real_plan = GistEncoder._plan
+    real_plan = Engine.plan
 
-    def spy(self: GistEncoder, texts: object, batch_size: int) -> object:
+    def spy(self: Engine, texts: object, batch_size: int) -> object:
         seen.append(batch_size)
         return real_plan(self, texts, batch_size)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(GistEncoder, "_plan", spy)
+    monkeypatch.setattr(Engine, "plan", spy)
     enc = GistEncoder(folder)
     assert enc.default_batch_size == 32
     enc.encode(["hello"] * 3)
@@ -256,11 +257,11 @@ def test_cuda_pads_runs_to_a_multiple_of_8_and_the_cpu_to_the_longest_text(
     folder = write_tiny_model(tmp_path / "m", max_seq_length=32)
     texts = ["hello world", "the cat sat on the mat the cat sat", "hello"]  # 4, 11, 3 tokens
     cpu = GistEncoder(folder)
-    assert [run.batch.input_ids.shape[1] for run in cpu._plan(iter(texts), 8)] == [11]
+    assert [run.batch.input_ids.shape[1] for run in cpu.engine.plan(iter(texts), 8)] == [11]
     # Planning only (no CUDA here): an encoder made with CUDA's profile.
     as_if_on(monkeypatch, CUDA_SETTINGS)
     cuda = GistEncoder(folder)
-    assert [run.batch.input_ids.shape[1] for run in cuda._plan(iter(texts), 8)] == [16]
+    assert [run.batch.input_ids.shape[1] for run in cuda.engine.plan(iter(texts), 8)] == [16]
     # the padded tokens are masked: the same vectors through the same graph
     np.testing.assert_allclose(cuda.encode(texts), cpu.encode(texts), atol=1e-6)
 

@@ -96,8 +96,27 @@ def test_a_mistyped_folder_fails_at_once_without_the_hub(
 
 
 def test_model_of_the_wrong_type_is_refused() -> None:
-    with pytest.raises(ModelFilesError, match="got NoneType"):
-        GistEncoder(None)  # type: ignore[arg-type]
+    with pytest.raises(ModelFilesError, match="got int"):
+        GistEncoder(7)  # type: ignore[arg-type]
+
+
+def test_none_is_the_default_model(monkeypatch: pytest.MonkeyPatch) -> None:
+    """GistEncoder(None), as callers pass an optional model on, is GistEncoder()."""
+    from gist_onnx import loading
+    from gist_onnx.model import DEFAULT_MODEL
+
+    asked: list[object] = []
+
+    def resolved(model: object, *args: object, **kwargs: object) -> None:
+        asked.append(model)
+        raise ModelFilesError("stop here")
+
+    monkeypatch.setattr(loading, "resolve", resolved)
+    with pytest.raises(ModelFilesError, match="stop here"):
+        GistEncoder(None)
+    with pytest.raises(ModelFilesError, match="stop here"):
+        GistEncoder()
+    assert asked == [DEFAULT_MODEL, DEFAULT_MODEL]
 
 
 def test_a_repo_id_is_still_a_repo_id(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -89,17 +89,17 @@ def test_ray_data_map_batches_on_a_local_cluster(exported: Path, encoder: GistEn
 def graph_batches(encoder: GistEncoder) -> Iterator[list[int]]:
     """The size of each batch ``encoder`` runs through its graph while the block runs."""
     sizes: list[int] = []
-    original = encoder._compute
+    original = encoder.engine.compute
 
     def counted(texts: list[str], *args: Any, **kwargs: Any) -> Any:
         sizes.append(len(texts))
         return original(texts, *args, **kwargs)
 
-    encoder._compute = counted  # type: ignore[method-assign]
+    encoder.engine.compute = counted  # type: ignore[method-assign]
     try:
         yield sizes
     finally:
-        encoder._compute = original  # type: ignore[method-assign]
+        encoder.engine.compute = original  # type: ignore[method-assign]
 
 
 def test_langchain_embeddings_and_a_vector_store(exported: Path, encoder: GistEncoder) -> None:

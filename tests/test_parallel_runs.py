@@ -41,9 +41,9 @@ def test_a_call_of_one_run_stays_on_the_main_session(folder: Path) -> None:
     encoder = GistEncoder(folder)
     encoder.parallel_runs = 2
     encoder.encode(TEXTS[:5])
-    assert encoder._single is None  # the second session is made only when several runs come
+    assert encoder.engine.single is None  # the second session is made only when several runs come
     encoder.encode(TEXTS[:100], batch_size=8)
-    assert encoder._single is not None
+    assert encoder.engine.single is not None
 
 
 def test_an_error_in_one_run_is_raised_and_no_thread_outlives_the_call(
@@ -51,7 +51,7 @@ def test_an_error_in_one_run_is_raised_and_no_thread_outlives_the_call(
 ) -> None:
     encoder = GistEncoder(folder)
     encoder.parallel_runs = 2
-    single = encoder._single_session()
+    single = encoder.engine.single_session()
     calls = {"n": 0}
     original = single.run
 

@@ -105,5 +105,5 @@ def test_fp16_on_cuda_stays_close_to_torch(exported: Path, reference: np.ndarray
     short = [i for i, n in enumerate(enc.count_tokens(PARITY_TEXTS)) if n <= 32]
     assert len(short) >= 10
     singles = np.concatenate([enc.encode([PARITY_TEXTS[i]]) for i in short])
-    assert enc._replay is not None
+    assert enc.engine.replay is not None
     assert cosines(singles, out[short]).min() >= 0.9999

@@ -137,7 +137,7 @@ def test_a_request_that_fails_in_a_merged_batch_fails_alone_with_its_own_index(
 ) -> None:
     """Five requests merged into one batch, one with a text encode refuses: that request gets
     the 400, naming its own index; the four others get their vectors."""
-    original = encoder._compute
+    original = encoder.engine.compute
     merged: list[int] = []
     gate = threading.Event()
 
@@ -149,7 +149,7 @@ def test_a_request_that_fails_in_a_merged_batch_fails_alone_with_its_own_index(
             raise InvalidInputError(f"Text {texts.index('POISON')} is refused by this test.")
         return original(texts, *args, **kwargs)
 
-    monkeypatch.setattr(encoder, "_compute", refusing)
+    monkeypatch.setattr(encoder.engine, "compute", refusing)
     bodies = [{"input": ["first"]}] + [{"input": [f"text {i}", f"more {i}"]} for i in range(4)]
     bodies[3] = {"input": ["fine", "POISON"]}
     with InProcess(encoder, batch_wait_ms=50.0) as server, ThreadPoolExecutor(5) as pool:

@@ -220,24 +220,24 @@ def test_one_text_takes_the_replayed_graph_when_on_and_the_usual_path_when_it_fa
 
     reference = GistEncoder(exported, cuda_graph=False)
     enc = GistEncoder(exported)
-    assert not enc._use_replay  # on the CPU it is off by default
-    enc._use_replay = True  # what CUDA turns on; on the CPU it runs without a capture
+    assert not enc.engine.use_replay  # on the CPU it is off by default
+    enc.engine.use_replay = True  # what CUDA turns on; on the CPU it runs without a capture
     texts = [*SHORT, "word " * 40]
     for text in texts:
         np.testing.assert_allclose(enc.encode([text]), reference.encode([text]), atol=1e-6)
-    assert enc._replay is not None
+    assert enc.engine.replay is not None
     np.testing.assert_allclose(enc.encode(texts), reference.encode(texts), atol=1e-6)
 
     def broken(*args: object, **kwargs: object) -> None:
         raise RuntimeError("capture failed")
 
-    monkeypatch.setattr("gist_onnx.encoder.ReplayedGraph", broken)
+    monkeypatch.setattr("gist_onnx.engine.ReplayedGraph", broken)
     failing = GistEncoder(exported)
-    failing._use_replay = True
+    failing.engine.use_replay = True
     with pytest.warns(RuntimeWarning, match="capture failed"):
         out = failing.encode([SHORT[0]])
     np.testing.assert_allclose(out, reference.encode([SHORT[0]]), atol=1e-6)
-    assert not failing._use_replay  # tried once
+    assert not failing.engine.use_replay  # tried once
 
 
 @pytest.mark.model
@@ -254,6 +254,6 @@ def test_padding_to_a_multiple_leaves_the_model_s_vectors_as_they_were(
     enc = GistEncoder(exported, variant=variant)
     plain = enc.encode(PARITY_TEXTS, batch_size=8)
     enc.tokenizer.pad_multiple = 8
-    widths = {run.batch.input_ids.shape[1] for run in enc._plan(iter(PARITY_TEXTS), 8)}
+    widths = {run.batch.input_ids.shape[1] for run in enc.engine.plan(iter(PARITY_TEXTS), 8)}
     assert all(w % 8 == 0 or w == enc.max_seq_length for w in widths)
     np.testing.assert_allclose(enc.encode(PARITY_TEXTS, batch_size=8), plain, atol=1e-5)

@@ -51,9 +51,7 @@ from typing import Any
 import numpy as np
 
 from .graph import consumers_of, drop_unused_initializers
-from .rowwise import ROW_EPS
-
-Bounds = dict[str, tuple[np.ndarray, np.ndarray]]
+from .rowwise import ROW_EPS, Bounds
 
 
 def activation_bounds(in_path: Path, batches: list[dict[str, np.ndarray]]) -> Bounds:

@@ -9,15 +9,15 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from .graph import consumers_of, drop_unused_initializers
 
-if TYPE_CHECKING:
-    from .quantize import Bounds
-
+# Lowest and highest value per channel of each weight product's input, by product (the
+# calibration's, :func:`.quantize.activation_bounds`).
+Bounds = dict[str, tuple[np.ndarray, np.ndarray]]
 
 # The name of the epsilon every per-row scale takes its maximum with (skip_abs_after_gelu finds
 # the per-row blocks by it).

@@ -13,6 +13,4 @@ def shared_encoder(
     model: str | None, variant: str | None, device: str, threads: int | None
 ) -> GistEncoder:
     """The process's encoder for this configuration, created on first use."""
-    if model is None:
-        return GistEncoder(variant=variant, device=device, threads=threads)
     return GistEncoder(model, variant=variant, device=device, threads=threads)

@@ -31,8 +31,7 @@ class GistEmbeddingFunction(EmbeddingFunction[Documents]):
         self, model: str | None = None, variant: str | None = None, device: str = "cpu"
     ) -> None:
         self.model, self.variant, self.device = model, variant, device
-        args = () if model is None else (model,)
-        self.encoder = GistEncoder(*args, variant=variant, device=device)
+        self.encoder = GistEncoder(model, variant=variant, device=device)
 
     def __call__(self, input: Documents) -> Embeddings:
         vectors = self.encoder.encode(list(input))

@@ -22,8 +22,7 @@ class GistEmbeddings(Embeddings):
     """LangChain embeddings computed by a :class:`GistEncoder` (arguments are its own)."""
 
     def __init__(self, model: str | os.PathLike[str] | None = None, **encoder_kwargs: Any) -> None:
-        args = () if model is None else (model,)
-        self.encoder = GistEncoder(*args, **encoder_kwargs)
+        self.encoder = GistEncoder(model, **encoder_kwargs)
 
     def embed_documents(self, texts: list[str]) -> list[list[float]]:
         vectors: list[list[float]] = self.encoder.encode(list(texts)).tolist()

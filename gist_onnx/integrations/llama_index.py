@@ -29,8 +29,7 @@ class GistEmbedding(BaseEmbedding):
     def __init__(self, **data: Any) -> None:
         data.setdefault("model_name", data.get("model") or "avsolatorio/GIST-all-MiniLM-L6-v2")
         super().__init__(**data)
-        args = () if self.model is None else (self.model,)
-        self._encoder = GistEncoder(*args, variant=self.variant, device=self.device)
+        self._encoder = GistEncoder(self.model, variant=self.variant, device=self.device)
 
     @classmethod
     def class_name(cls) -> str:

@@ -3,6 +3,7 @@
 - :mod:`.layout`: which files make a model, where each variant's graph lies, file modes;
 - :mod:`.configs`: the sentence-transformers configs, read into one :class:`ModelConfig`;
 - :mod:`.manifest`: the export's record (:class:`Manifest`) and the sha256 check it allows;
+- :mod:`.local`: a local folder's files;
 - :mod:`.hub`: a hub repo id's files, through the hub's cache.
 
 :func:`resolve` turns what a user passed (a folder, or else a repo id) into :class:`ModelFiles`.
@@ -25,9 +26,9 @@ from .layout import (
     files_read,
     files_to_ship,
     looks_like_path,
-    resolve_local,
     writable_by_others,
 )
+from .local import resolve_local
 from .manifest import IntegrityCheck, Manifest, files_identity, sha256
 
 __all__ = [
