@@ -7,12 +7,10 @@ User mistakes print one line (``error: ...``) and exit with code 2, never a trac
 from __future__ import annotations
 
 import argparse
-import math
 import sys
-from collections.abc import Callable
 from typing import Any
 
-from . import __version__
+from . import __version__, argtypes
 from .errors import GistOnnxError
 from .interrupt import exit_on_sigterm
 
@@ -68,43 +66,14 @@ def _bundle(args: argparse.Namespace) -> int:
 
 def _serve(args: argparse.Namespace) -> int:
     from . import options
-    from .serve import Limits, serve
+    from .serve import serve
+    from .serve.config import ServeConfig
 
     # Until the server installs its own handlers, SIGTERM ends the start-up: as a container's
     # PID 1 the process has no default action for it, and would go on to serve until killed.
     exit_on_sigterm()
-
-    limits = Limits(
-        max_inputs=args.max_inputs,
-        max_body_bytes=args.max_body_bytes,
-        max_chars=args.max_chars,
-        truncate_chars=args.truncate_chars,
-        max_queue_texts=args.max_queue,
-        max_batch_texts=args.max_batch,
-        batch_wait_ms=args.batch_wait_ms,
-        head_timeout_s=args.head_timeout,
-        max_head_bytes=args.max_header_bytes,
-        body_timeout_s=args.body_timeout,
-    )
-    serve(
-        args.model,
-        variant=args.variant,
-        device=args.device,
-        threads=args.threads,
-        host=args.host,
-        port=args.port,
-        api_key=args.api_key or options.api_key(),  # checked by serve()
-        limits=limits,
-        batching=not args.no_batching,
-        served_model_names=args.served_model_name,
-        any_model=args.any_model,
-        access_log=not args.quiet,
-        cache_entries=args.cache_size,
-        cache_bytes=args.cache_bytes,
-        warm_up=None if args.no_warm_up else tuple(args.warm_up_lengths),
-        drain_delay_s=args.drain_delay,
-        otel=args.otel,
-    )
+    config = ServeConfig.from_args(args)
+    serve(config=config.replace(api_key=config.api_key or options.api_key()))  # checked by serve()
     return 0
 
 
@@ -145,38 +114,8 @@ def _export(argv: list[str]) -> int:
     return export_main(argv)
 
 
-def _within(
-    convert: Callable[[str], Any], least: float, most: float, *, above: bool = False
-) -> Any:
-    """An argparse type: ``convert(text)`` if it is finite and from ``least`` (excluded with
-    ``above``) to ``most``; argparse reports anything else as a usage error (exit 2)."""
-
-    def parse(text: str) -> Any:
-        try:
-            value = convert(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-        low_ok = value > least if above else value >= least
-        if not (math.isfinite(value) and low_ok and value <= most):
-            side = "above" if above else "from"
-            upper = "" if math.isinf(most) else f" to {most:g}"
-            raise argparse.ArgumentTypeError(f"must be {side} {least:g}{upper}, got {text}")
-        return value
-
-    return parse
-
-
-_count = _within(int, 1, math.inf)
-_port = _within(int, 1, 65535)
-_seconds = _within(float, 0, math.inf, above=True)
-_milliseconds = _within(float, 0, math.inf)
-_non_negative = _within(int, 0, math.inf)
-
-
-def _lengths(text: str) -> tuple[int, ...]:
-    """An argparse type: comma-separated token lengths, each from 1 to 8192."""
-    one = _within(int, 1, 8192)
-    return tuple(one(part) for part in text.split(",") if part.strip())
+_count, _port, _seconds = argtypes.count, argtypes.port, argtypes.seconds
+_milliseconds, _non_negative = argtypes.milliseconds, argtypes.non_negative
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -296,125 +235,16 @@ def _add_embed(commands: Any) -> None:
 
 
 def _add_serve(commands: Any) -> None:
-    """``gist-onnx serve``: the HTTP server; every limit's default is ``Limits()``'s."""
-    from .cache import DEFAULT_BYTES, DEFAULT_ENTRIES
-    from .encoder import WARM_UP_LENGTHS
-    from .wire.limits import Limits
+    """``gist-onnx serve``: the HTTP server; its flags are ServeConfig's fields."""
+    from .serve.config import ServeConfig
 
-    limits = Limits()  # the defaults: written once, in Limits
     serve = commands.add_parser(
         "serve",
         help="an OpenAI-compatible embeddings server (needs gist-onnx[server])",
         description="Serve POST /v1/embeddings (OpenAI's shape), /tokenize, /v1/models, /health "
         "and /metrics, batching concurrent requests into one graph run.",
     )
-    serve.add_argument("--model", required=True, help="model folder (or hub repo id)")
-    serve.add_argument("--variant", default=None, help="fp32 (default), int8 or fp16")
-    serve.add_argument("--device", default="cpu", help="cpu (default), cuda or auto")
-    serve.add_argument("--threads", type=_count, default=None, help="ONNX Runtime threads")
-    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
-    serve.add_argument("--port", type=_port, default=8080, help="port (8080)")
-    serve.add_argument(
-        "--api-key", default=None, help="require 'Authorization: Bearer KEY' (or GIST_ONNX_API_KEY)"
-    )
-    serve.add_argument(
-        "--served-model-name",
-        "--model-name",
-        action="append",
-        default=None,
-        metavar="NAME",
-        help="a model id requests may name (repeatable; the first is the one responses report; "
-        "default: the export's model id)",
-    )
-    serve.add_argument(
-        "--any-model",
-        action="store_true",
-        help="accept any 'model' in a request (default: 404 model_not_found for an unknown one)",
-    )
-    serve.add_argument(
-        "--cache-size",
-        type=_non_negative,
-        default=DEFAULT_ENTRIES,
-        help=f"texts the exact cache holds ({DEFAULT_ENTRIES:,}; 0: no cache)",
-    )
-    serve.add_argument(
-        "--cache-bytes",
-        type=_count,
-        default=DEFAULT_BYTES,
-        help=f"bytes the cache's entries may take ({DEFAULT_BYTES // 2**20} MiB)",
-    )
-    serve.add_argument(
-        "--warm-up-lengths",
-        type=_lengths,
-        default=WARM_UP_LENGTHS,
-        metavar="N,N,...",
-        help="token lengths run once at start-up, before /health/ready says ready "
-        f"({','.join(map(str, WARM_UP_LENGTHS))})",
-    )
-    serve.add_argument("--no-warm-up", action="store_true", help="ready at once, no warm-up")
-    serve.add_argument(
-        "--otel",
-        action="store_true",
-        help="OpenTelemetry spans per request (needs gist-onnx[otel]; run under "
-        "opentelemetry-instrument, or configure a tracer provider, to export them)",
-    )
-    serve.add_argument(
-        "--drain-delay",
-        type=_milliseconds,
-        default=0.0,
-        metavar="SECONDS",
-        help="after SIGTERM, keep serving (with /health/ready 503) this long before closing the "
-        "port (0; 5 suits Kubernetes)",
-    )
-    serve.add_argument(
-        "--max-inputs", type=_count, default=limits.max_inputs, help="texts per request (413)"
-    )
-    serve.add_argument(
-        "--max-body-bytes", type=_count, default=limits.max_body_bytes, help="request body (413)"
-    )
-    serve.add_argument(
-        "--max-chars", type=_count, default=limits.max_chars, help="characters per text (413)"
-    )
-    serve.add_argument(
-        "--truncate-chars", action="store_true", help="cut longer texts to --max-chars, not 413"
-    )
-    serve.add_argument(
-        "--max-queue",
-        type=_count,
-        default=limits.max_queue_texts,
-        help="texts waiting (429 past it)",
-    )
-    serve.add_argument(
-        "--max-batch", type=_count, default=limits.max_batch_texts, help="texts per graph batch"
-    )
-    serve.add_argument(
-        "--batch-wait-ms",
-        type=_milliseconds,
-        default=limits.batch_wait_ms,
-        help="wait for more texts when busy (2 ms)",
-    )
-    serve.add_argument(
-        "--head-timeout",
-        type=_seconds,
-        default=limits.head_timeout_s,
-        help="seconds for a request's line and headers to arrive (408 past it; 10)",
-    )
-    serve.add_argument(
-        "--body-timeout",
-        type=_seconds,
-        default=limits.body_timeout_s,
-        help="seconds for a request's body to arrive (408 past it; 30)",
-    )
-    serve.add_argument(
-        "--max-header-bytes",
-        type=_count,
-        default=limits.max_head_bytes,
-        help="bytes of request line and headers (431 past it; 32768)",
-    )
-    serve.add_argument(
-        "--no-batching", action="store_true", help="one request per graph run (for comparison)"
-    )
-    serve.add_argument("--quiet", action="store_true", help="no access log")
+    ServeConfig.add_arguments(serve)
     commands.add_parser(
         "export",
         help="export a model to checked ONNX graphs (needs gist-onnx[export]; "

@@ -14,7 +14,7 @@
     ├── serverless.bundle.BundleError (RuntimeError) a Lambda bundle cannot be built
     ├── export.to_onnx.UsageError (ValueError)   the export was called wrongly
     ├── serve.batching.QueueFull (RuntimeError)  the server's queue is full (answered 429)
-    └── serve.app.ClientGone (ConnectionError)   the client left before its answer (logged 499)
+    └── serve.handlers.ClientGone (ConnectionError)   the client left before its answer (logged 499)
 
 The first five are public (``gist_onnx.__all__``); the others belong to the layer named.
 Every message says what was looked for and what to do next.

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -96,3 +98,43 @@ def test_serve_ends_its_start_up_on_sigterm(
     finally:
         signal.signal(signal.SIGTERM, previous)
     assert stopped.value.code == SIGTERM_STATUS and seen and seen[0] is not signal.SIG_DFL
+
+
+def test_serve_flags_are_generated_from_serve_config() -> None:
+    """Every ServeConfig and Limits field with a flag is an option of ``gist-onnx serve``, and
+    the flags parse into the config they name."""
+    import dataclasses
+
+    from gist_onnx.cli import build_parser
+    from gist_onnx.serve.config import ServeConfig
+    from gist_onnx.wire import Limits
+
+    parser = build_parser()
+    argv = ["serve", "--model", "m", "--max-queue", "5", "--quiet", "--no-warm-up"]
+    config = ServeConfig.from_args(parser.parse_args([*argv, "--served-model-name", "a"]))
+    expected = ServeConfig(
+        model="m",
+        limits=Limits(max_queue_texts=5),
+        access_log=False,
+        warm_up=None,
+        served_model_names=("a",),
+    )
+    assert config == expected
+    assert ServeConfig.from_args(parser.parse_args(["serve", "--model", "m"])).warm_up == (
+        16,
+        32,
+        64,
+        128,
+        256,
+    )
+    fields = [*dataclasses.fields(ServeConfig), *dataclasses.fields(Limits)]
+    flags = {f.metadata["flags"][0] for f in fields if "flags" in f.metadata}
+    usage = parser.format_help()  # the subcommand's options are in its own help
+    serve_help = subprocess.run(
+        [sys.executable, "-m", "gist_onnx.cli", "serve", "--help"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert "serve" in usage and len(flags) >= 25
+    assert [f for f in flags if f not in serve_help] == []

@@ -75,7 +75,7 @@ def test_one_limits_serves_the_server_and_the_lambda_handler() -> None:
 PACKAGE = ROOT / "gist_onnx"
 # Lowest first: a module imports from its own layer or below, never above (an upward arrow).
 LAYERS = (
-    ("errors", "options", "heap", "interrupt"),
+    ("errors", "options", "heap", "interrupt", "argtypes"),
     ("inputs", "pooling", "precision", "device", "cache", "util"),
     ("model", "model.*"),  # stage 1: the files
     ("tokenizer",),  # stage 2
@@ -177,3 +177,18 @@ def test_the_graph_check_sees_lazy_imports_and_circles() -> None:
     assert "gist_onnx.batching" in graph["gist_onnx.encoder"]  # imported inside aencode
     assert "gist_onnx.model.manifest" in graph["gist_onnx.model.local"]
     assert _circles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+
+
+def test_no_module_over_450_lines_and_no_function_over_120() -> None:
+    """Room to read: a module that grows past this is two modules, a function two functions."""
+    long_modules, long_functions = [], []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        text = path.read_text(encoding="utf-8")
+        if text.count("\n") > 450:
+            long_modules.append(f"{path.relative_to(ROOT)}: {text.count(chr(10))}")
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                size = (node.end_lineno or node.lineno) - node.lineno + 1
+                if size > 120:
+                    long_functions.append(f"{path.relative_to(ROOT)}:{node.name}: {size}")
+    assert long_modules == [] and long_functions == [], (long_modules, long_functions)

@@ -110,7 +110,7 @@ def test_health_answers_while_a_request_is_in_a_cpu_stage(
     """Each CPU stage of a request is held; /health must still answer: the stage runs off the
     event loop. (An 8 MB /tokenize request froze /health for 5.3 s when it ran on the loop.) The
     request is larger than what the server parses on the loop (a few KiB, microseconds)."""
-    from gist_onnx.serve import app as app_module
+    from gist_onnx.serve import handlers as app_module
     from gist_onnx.wire import Limits
 
     targets = {"token_ids": encoder, "truncated": encoder, "parse_request": app_module}

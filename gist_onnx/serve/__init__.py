@@ -5,7 +5,8 @@
 Starlette and uvicorn (ASGI), orjson for the JSON (it writes 32 x 384 floats in ~0.5 ms where
 the standard library takes ~12 ms: at small requests that decides the request rate); all from
 the ``server`` extra: ``pip install 'gist-onnx[server]'``. Modules: ``app`` (routes, auth,
-errors, access log), ``metrics`` (``/metrics``),
+errors), ``handlers`` (each route's work, the access log), ``config`` (:class:`ServeConfig`, the
+settings this module, the app and the command share), ``metrics`` (``/metrics``),
 ``openapi`` (``/openapi.json``), ``protocol`` (the HTTP parser's timeouts); what a request may
 hold is :class:`gist_onnx.wire.Limits`, shared with the Lambda handler. Requests are batched
 across by :class:`gist_onnx.AsyncGistEncoder`, the library's async encoder.
@@ -23,10 +24,10 @@ import threading
 from typing import Any
 
 from .. import EmbeddingCache, GistEncoder, InvalidInputError, MissingExtraError, interrupt, options
-from ..cache import DEFAULT_BYTES, DEFAULT_ENTRIES
 from ..wire import Limits
+from .config import ServeConfig
 
-__all__ = ["Limits", "serve"]
+__all__ = ["Limits", "ServeConfig", "serve"]
 
 
 def _require() -> None:
@@ -38,41 +39,26 @@ def _require() -> None:
 
 
 def serve(
-    model: str | os.PathLike[str],
+    model: str | os.PathLike[str] | None = None,
     *,
-    variant: str | None = None,
-    device: str = "cpu",
-    threads: int | None = None,
-    host: str = "127.0.0.1",
-    port: int = 8080,
-    api_key: str | None = None,
-    limits: Limits | None = None,
-    batching: bool = True,
-    model_name: str | None = None,
-    served_model_names: list[str] | None = None,
-    any_model: bool = False,
-    access_log: bool = True,
-    graceful_timeout_s: int = 30,
-    cache_entries: int = DEFAULT_ENTRIES,
-    cache_bytes: int = DEFAULT_BYTES,
-    warm_up: tuple[int, ...] | None = (),
-    drain_delay_s: float = 0.0,
-    otel: bool = False,
+    config: ServeConfig | None = None,
+    **settings: Any,
 ) -> None:
     """Take the port, load the model, then serve it until SIGINT or SIGTERM (which drain the
     requests in flight, up to ``graceful_timeout_s``, then exit).
 
-    The address is bound first, so a port in use fails at once, before the model loads; it
-    accepts connections once the model is loaded (``/health/live``), and ``/health/ready`` says
-    ready once the warm-up has run (``warm_up``: token lengths, ``()`` for the defaults, None for
-    none) until SIGTERM starts the drain. ``drain_delay_s``: after SIGTERM, keep serving (and
-    answering ``/health/ready`` with 503) this long before closing the port, so that a load
-    balancer stops sending requests first (Kubernetes updates its endpoints after the signal);
-    a second signal stops at once. ``otel``: OpenTelemetry spans for each embeddings request
-    (the ``otel`` extra; see :mod:`gist_onnx.serve.tracing`). One start-up line (JSON, on
-    stderr) gives the address, model names, variant, provider, threads, cache and limits.
-    ``cache_entries`` (0: none) and ``cache_bytes`` bound the exact cache of vectors."""
-    api_key = options.checked_api_key(api_key, "the API key")
+    The settings are a :class:`~gist_onnx.serve.config.ServeConfig`: ``config``, with ``model``
+    and any of its fields given as keywords on top (``serve("folder", port=9000)``). The address
+    is bound first, so a port in use fails at once, before the model loads; it accepts
+    connections once the model is loaded (``/health/live``), and ``/health/ready`` says ready
+    once the warm-up has run, until SIGTERM starts the drain (after ``drain_delay_s``, the port
+    closes; a second signal stops at once). ``otel``: OpenTelemetry spans for each embeddings
+    request (the ``otel`` extra; see :mod:`gist_onnx.serve.tracing`). One start-up line (JSON,
+    on stderr) gives the address, model names, variant, provider, threads, cache and limits."""
+    config = (config or ServeConfig()).replace(
+        **({"model": model} if model is not None else {}), **settings
+    )
+    config = config.replace(api_key=options.checked_api_key(config.api_key, "the API key"))
     # ONNX Runtime's telemetry store writes under the home folder (read-only in a hardened
     # container) and its failure is a coloured non-JSON line in the JSON log: off, as in the
     # Lambda handler, unless the deployment sets ORT_DISABLE_TELEMETRY=0.
@@ -83,78 +69,45 @@ def serve(
     from .app import create_app
     from .protocol import guarded_protocol
 
-    limits = limits or Limits()
-    if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
-        raise InvalidInputError(f"port must be an integer from 0 to 65535, got {port!r}.")
-
     tracing = None
-    if otel:
+    if config.otel:
         from .tracing import Tracing
 
         tracing = Tracing.from_provider()  # a missing extra fails before the port is taken
-    sock = _bind(host, port)
+    sock = _bind(config.host, config.port)
     try:
         # The event loop parses and answers requests while the graph runs: ONNX Runtime's
         # threads must not spin on the cores between runs.
+        entries = config.cache_entries
         encoder = GistEncoder(
-            model,
-            variant=variant,
-            device=device,
-            threads=threads,
+            config.model,
+            variant=config.variant,
+            device=config.device,
+            threads=config.threads,
             spinning=False,
-            cache=EmbeddingCache(cache_entries, cache_bytes) if cache_entries else None,
+            cache=EmbeddingCache(entries, config.cache_bytes) if entries else None,
         )
     except BaseException:
         sock.close()
         raise
-    app = create_app(
-        encoder,
-        limits=limits,
-        api_key=api_key,
-        batching=batching,
-        model_name=model_name,
-        served_model_names=served_model_names,
-        any_model=any_model,
-        access_log=access_log,
-        warm_up=warm_up,
-        tracing=tracing,
-    )
+    app = create_app(encoder, config=config, tracing=tracing)
     server = app.state.server
-    config = uvicorn.Config(
+    limits = config.limits
+    uvicorn_config = uvicorn.Config(
         app,
-        host=host,
-        port=port,
+        host=config.host,
+        port=config.port,
         access_log=False,  # the app writes its own: one structured line per request
         proxy_headers=False,  # the app reads no client address: X-Forwarded-* need no parsing
         log_level="warning",
-        timeout_graceful_shutdown=graceful_timeout_s,
+        timeout_graceful_shutdown=config.graceful_timeout_s,
         lifespan="on",
         http=guarded_protocol(
             head_timeout_s=limits.head_timeout_s, max_head_bytes=limits.max_head_bytes
         ),
     )
-    bound = sock.getsockname()
-    described = encoder.describe()
-    line = {
-        "event": "listening",
-        "url": f"http://{'[' + bound[0] + ']' if ':' in bound[0] else bound[0]}:{bound[1]}",
-        "model": server.names,
-        "any_model": any_model,
-        "source": encoder.source,
-        "variant": encoder.variant,
-        **{
-            key: described[key]
-            for key in ("int8_form", "int8_form_reason", "provider", "cpu", "cpu_flags")
-        },
-        "threads": encoder.threads,
-        "parallel_runs": encoder.parallel_runs,
-        "cache": {"entries": cache_entries, "bytes": cache_bytes} if cache_entries else None,
-        "warm_up": warm_up,
-        "otel": otel,
-        "limits": dataclasses.asdict(limits),
-    }
-    sys.stderr.write(json.dumps(line) + "\n")
-    sys.stderr.flush()
+    _announce(sock, encoder, server.names, config)
+    drain_delay_s = config.drain_delay_s
 
     class Draining(uvicorn.Server):
         """uvicorn's server, telling the app when SIGTERM starts the drain (readiness 503), and
@@ -174,7 +127,36 @@ def serve(
     # and re-raises what it found when the drain is over: the default, as for any server.
     if signal.getsignal(signal.SIGTERM) is interrupt.stop_handler():
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    Draining(config).run(sockets=[sock])
+    Draining(uvicorn_config).run(sockets=[sock])
+
+
+def _announce(
+    sock: socket.socket, encoder: GistEncoder, names: list[str], config: ServeConfig
+) -> None:
+    """The start-up line: one JSON object on stderr."""
+    bound = sock.getsockname()
+    described = encoder.describe()
+    entries = config.cache_entries
+    line = {
+        "event": "listening",
+        "url": f"http://{'[' + bound[0] + ']' if ':' in bound[0] else bound[0]}:{bound[1]}",
+        "model": names,
+        "any_model": config.any_model,
+        "source": encoder.source,
+        "variant": encoder.variant,
+        **{
+            key: described[key]
+            for key in ("int8_form", "int8_form_reason", "provider", "cpu", "cpu_flags")
+        },
+        "threads": encoder.threads,
+        "parallel_runs": encoder.parallel_runs,
+        "cache": {"entries": entries, "bytes": config.cache_bytes} if entries else None,
+        "warm_up": config.warm_up,
+        "otel": config.otel,
+        "limits": dataclasses.asdict(config.limits),
+    }
+    sys.stderr.write(json.dumps(line) + "\n")
+    sys.stderr.flush()
 
 
 def _bind(host: str, port: int) -> socket.socket:

@@ -23,8 +23,9 @@ when the server starts: a value that would refuse every request, or none, is a u
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from ..argtypes import count, flag, milliseconds, seconds
 from ..errors import InvalidInputError
 from .embeddings import RequestError, max_inputs_within, response_bytes_bound
 
@@ -33,17 +34,60 @@ from .embeddings import RequestError, max_inputs_within, response_bytes_bound
 class Limits:
     """What one request, and the queue, may hold."""
 
-    max_inputs: int = 2048
-    max_body_bytes: int = 8 * 1024 * 1024
-    max_chars: int = 100_000
-    truncate_chars: bool = False
-    max_queue_texts: int = 4096
-    max_batch_texts: int = 256
-    batch_wait_ms: float = 2.0
-    head_timeout_s: float = 10.0
-    max_head_bytes: int = 32 * 1024
-    body_timeout_s: float = 30.0
-    max_response_bytes: int | None = None
+    # Each field's metadata names the ``gist-onnx serve`` flag that sets it.
+    max_inputs: int = field(
+        default=2048, metadata=flag("--max-inputs", type=count, help="texts per request (413)")
+    )
+    max_body_bytes: int = field(
+        default=8 * 1024 * 1024,
+        metadata=flag("--max-body-bytes", type=count, help="request body (413)"),
+    )
+    max_chars: int = field(
+        default=100_000, metadata=flag("--max-chars", type=count, help="characters per text (413)")
+    )
+    truncate_chars: bool = field(
+        default=False,
+        metadata=flag(
+            "--truncate-chars", action="store_true", help="cut longer texts to --max-chars, not 413"
+        ),
+    )
+    max_queue_texts: int = field(
+        default=4096, metadata=flag("--max-queue", type=count, help="texts waiting (429 past it)")
+    )
+    max_batch_texts: int = field(
+        default=256, metadata=flag("--max-batch", type=count, help="texts per graph batch")
+    )
+    batch_wait_ms: float = field(
+        default=2.0,
+        metadata=flag(
+            "--batch-wait-ms", type=milliseconds, help="wait for more texts when busy (2 ms)"
+        ),
+    )
+    head_timeout_s: float = field(
+        default=10.0,
+        metadata=flag(
+            "--head-timeout",
+            type=seconds,
+            help="seconds for a request's line and headers to arrive (408 past it; 10)",
+        ),
+    )
+    max_head_bytes: int = field(
+        default=32 * 1024,
+        metadata=flag(
+            "--max-header-bytes",
+            type=count,
+            help="bytes of request line and headers (431 past it; 32768)",
+        ),
+    )
+    body_timeout_s: float = field(
+        default=30.0,
+        metadata=flag(
+            "--body-timeout",
+            type=seconds,
+            help="seconds for a request's body to arrive (408 past it; 30)",
+        ),
+    )
+    max_response_bytes: int | None = None  # the Lambda handler's; no flag
 
     def __post_init__(self) -> None:
         # The smallest request there is ({"input":"a"}) must fit, and its head.
