@@ -22,7 +22,7 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
-GPU_RESULTS = HERE / "logs" / "gpu" / "5-final.json"
+GPU_RESULTS = HERE / "results" / "gpu" / "gpu_check.json"
 MARKER = re.compile(r"<!-- fig:([a-z0-9_.-]+) -->(.*?)<!-- /fig -->", re.DOTALL)
 
 

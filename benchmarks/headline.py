@@ -6,8 +6,8 @@
 
 CPU figures: ``benchmarks/results/<family>/results.json``, one per kind of CPU (written by
 ``python benchmarks/run.py``).
-GPU figures: ``benchmarks/logs/gpu/5-final.json`` (written by ``benchmarks/gpu/gpu_check.py run``
-on an H200). A test checks that README.md and docs/benchmarks.md hold exactly what this writes.
+GPU figures: ``benchmarks/results/gpu/gpu_check.json`` (written by
+``benchmarks/gpu/gpu_check.py run`` on an H200). A test checks that README.md and docs/benchmarks.md hold exactly what this writes.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import figures
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-GPU_RESULTS = HERE / "logs" / "gpu" / "5-final.json"
+GPU_RESULTS = HERE / "results" / "gpu" / "gpu_check.json"
 START, END = "<!-- headline:start -->", "<!-- headline:end -->"
 DOCS_START, DOCS_END = "<!-- stacks:start -->", "<!-- stacks:end -->"
 GPU_START, GPU_END = "<!-- gpu:start -->", "<!-- gpu:end -->"

@@ -62,7 +62,7 @@ def main() -> None:
     encode(workloads["sentences"]["texts"][:64], 32)  # warm-up: first-run allocations
     if args.device == "cuda":
         # A GPU runtime's first run of each input shape is slow (ONNX Runtime's CUDA Attention:
-        # 44-86 ms against ~1 ms after, gpu/6-shapes.json; torch's kernels too): one untimed pass
+        # 44-86 ms against ~1 ms after, results/GPU.md; torch's kernels too): one untimed pass
         # over every workload first, so that the timed passes measure a process that runs.
         for load_ in workloads.values():
             for batch in (int(b) for b in args.batches.split(",")):

@@ -9,7 +9,6 @@ folder, swap, exit codes) is :mod:`.to_onnx`.
 
 from __future__ import annotations
 
-import argparse
 import importlib.metadata
 import json
 import shutil
@@ -19,6 +18,11 @@ from pathlib import Path
 from typing import Any
 
 from ..model import MANIFEST_FILE, Manifest, ModelConfig, sha256
+from ..model.layout import exported_graph
+from .options import ExportOptions
+
+# The graphs this stage writes, named as the encoder looks for them (gist_onnx.model.layout).
+FP32, INT8, FP16 = (exported_graph(v) for v in ("fp32", "int8", "fp16"))
 
 # Files copied from the source model so the output folder is a complete model for gist-onnx.
 COPIED_FILES = (
@@ -111,7 +115,7 @@ def calibration_batches(output: Path, config: ModelConfig) -> list[dict[str, Any
 
 
 def write_export(
-    args: argparse.Namespace,
+    args: ExportOptions,
     output: Path,
     *,
     source_dir: Path,
@@ -172,7 +176,7 @@ def write_export(
         timings["int8_forms_s"] = time.perf_counter() - step
     failed += check_graphs(output, graphs, checks, reference, device=args.device)
     web: dict[str, dict[str, Any]] = {}
-    if getattr(args, "web", False):
+    if args.web:
         from .web import WEB, write_web
 
         step = time.perf_counter()
@@ -212,15 +216,15 @@ def write_fp32(
     export_pooled(source_dir, raw, pooling=config.pooling, normalize=config.normalize)
     fused = fuse(
         raw,
-        output / "model.onnx",
+        output / FP32,
         num_heads=int(hf_config["num_attention_heads"]),
         hidden_size=int(hf_config["hidden_size"]),
     )
-    record_pooling(output / "model.onnx", pooling=config.pooling, normalize=config.normalize)
+    record_pooling(output / FP32, pooling=config.pooling, normalize=config.normalize)
     print(f"  fp32 fused: {fused}")
     if fused.get("Attention", 0) != int(hf_config["num_hidden_layers"]):
         print("  warning: attention did not fuse in every layer; the graph runs, but slower")
-    return {"file": "model.onnx", "fused_operators": fused}
+    return {"file": FP32, "fused_operators": fused}
 
 
 def write_int8(
@@ -272,9 +276,9 @@ def write_int8(
         static = ()
         counts = write(static)
     counts["attention_biases_folded"] = biases_folded
-    counts["nodes"] = node_count(output / "model_int8.onnx")
+    counts["nodes"] = node_count(output / INT8)
     entry: dict[str, Any] = {
-        "file": "model_int8.onnx",
+        "file": INT8,
         "recipe": "int8 activations with a scale per row, or a static scale and zero "
         f"point where a product matches {list(static)}, per-channel int8 "
         f"weights, SmoothQuant alpha={SMOOTHING_ALPHA} from {len(ranges)} calibrated "
@@ -309,7 +313,7 @@ def quantize_for_cpu(
     from .rowwise import quantize_rowwise
     from .sequence_major import sequence_major
 
-    graph = output / "model_int8.onnx"
+    graph = output / INT8
     counts = quantize_rowwise(
         folded,
         graph,
@@ -334,9 +338,9 @@ def write_fp16(output: Path, config: ModelConfig) -> dict[str, Any]:
     """``model_fp16.onnx``, converted from the fused fp32 graph; returns its manifest entry."""
     from .graph import record_pooling, to_fp16
 
-    to_fp16(output / "model.onnx", output / "model_fp16.onnx")
-    record_pooling(output / "model_fp16.onnx", pooling=config.pooling, normalize=config.normalize)
-    return {"file": "model_fp16.onnx", "io": "int64 ids in, float32 out"}
+    to_fp16(output / FP32, output / FP16)
+    record_pooling(output / FP16, pooling=config.pooling, normalize=config.normalize)
+    return {"file": FP16, "io": "int64 ids in, float32 out"}
 
 
 def check_graphs(

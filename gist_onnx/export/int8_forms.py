@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from ..model.layout import u8s8_graph
+from ..model.layout import exported_graph, u8s8_graph
 
 PRODUCT = "MatMulIntegerToFloat"
 
@@ -127,7 +127,7 @@ def write_forms(output: Path, texts: list[str], *, device: str) -> tuple[dict[st
     from gist_onnx import GistEncoder
     from gist_onnx.device import U8S8, U8U8, choose_int8_form, cpu_info
 
-    base = output / "model_int8.onnx"
+    base = output / exported_graph("int8")
     other = write_u8s8(base)
     problems = check_forms(base, other)
     cpu = cpu_info()

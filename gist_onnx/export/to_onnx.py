@@ -35,6 +35,7 @@ from ..model import (
     read_config,
 )
 from .build import write_export
+from .options import ExportOptions
 
 
 class UsageError(GistOnnxError, ValueError):
@@ -169,7 +170,7 @@ def swap_in(staging: Path, output: Path) -> None:
         staging.rename(output)
 
 
-def export(args: argparse.Namespace) -> int:
+def export(args: ExportOptions) -> int:
     """Export into a new folder beside ``--output`` and swap it in only when every check passed:
     an export that fails or is stopped half-way leaves an earlier export as it was."""
     started = time.perf_counter()
@@ -217,7 +218,16 @@ def export(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     exit_on_sigterm()  # the staging folder is removed on SIGTERM as on Ctrl-C
-    args = parse_args(argv)
+    parsed = parse_args(argv)
+    args = ExportOptions(
+        output=parsed.output,
+        model=parsed.model,
+        revision=parsed.revision,
+        quantize=parsed.quantize,
+        fp16=parsed.fp16,
+        web=parsed.web,
+        device=parsed.device,
+    )
     try:
         import onnx  # noqa: F401
         import sentence_transformers  # noqa: F401

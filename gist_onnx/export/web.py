@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from ..model.configs import ModelConfig
+from ..model.layout import exported_graph
 
 WEB = "web"
 HIDDEN = "last_hidden_state"
@@ -255,7 +256,7 @@ def write_web(
     for variant in ("fp32", "int8"):
         if variant not in graphs:
             continue
-        name = "model.onnx" if variant == "fp32" else f"model_{variant}.onnx"
+        name = exported_graph(variant)  # as the export names it: transformers.js reads the same
         assert config.dimension is not None
         nodes = hidden_state_graph(
             output / graphs[variant]["file"],

@@ -31,6 +31,12 @@ GRAPH_FILES: dict[str, tuple[str, ...]] = {
 
 MANIFEST_FILE = "gist_onnx_manifest.json"
 
+
+def exported_graph(variant: str) -> str:
+    """The name the export writes ``variant``'s graph under (the first one looked for)."""
+    return GRAPH_FILES[variant][0]
+
+
 # The int8 graph comes in two forms (see gist_onnx.device: which runs where): ``model_int8.onnx``
 # with u8 x u8 products, exact on every CPU and complete with its ``.data``, and beside it
 # ``model_int8_u8s8.onnx`` with u8 x s8 products, whose own ``.data`` holds only its int8 weights
