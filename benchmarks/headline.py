@@ -7,7 +7,8 @@
 CPU figures: ``benchmarks/results/<family>/results.json``, one per kind of CPU (written by
 ``python benchmarks/run.py``).
 GPU figures: ``benchmarks/results/gpu/gpu_check.json`` (written by
-``benchmarks/gpu/gpu_check.py run`` on an H200). A test checks that README.md and docs/benchmarks.md hold exactly what this writes.
+``benchmarks/gpu/gpu_check.py run`` on an H200). A test checks that README.md and
+docs/benchmarks.md hold exactly what this writes.
 """
 
 from __future__ import annotations
