@@ -21,9 +21,9 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-sys.path.insert(0, str(HERE.parent / "export"))
+sys.path.append(str(HERE.parent))  # the clone, last: tests.support, export.sts
 from common import RESULTS, add_model_argument, machine_record, model_folder, stand_in  # noqa: E402
-from sts import available_sets, load_sts, spearman  # noqa: E402
+from export.sts import available_sets, load_sts, spearman  # noqa: E402
 
 OUTPUT = RESULTS / "quality.json"
 

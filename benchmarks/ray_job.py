@@ -23,10 +23,10 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-sys.path.insert(0, str(HERE.parent / "export"))
+sys.path.append(str(HERE.parent))  # the clone, last: tests.support, export.sts
 import sections  # noqa: E402
 from common import add_model_argument, model_folder  # noqa: E402
-from sts import load_sts  # noqa: E402
+from export.sts import load_sts  # noqa: E402
 
 ENCODE = """
 import json, sys, time

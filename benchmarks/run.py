@@ -36,12 +36,12 @@ ROOT = HERE.parent
 # Set-up and workloads; GIST_BENCH_WORK moves them (the tests do, to leave this one alone).
 WORK = Path(os.environ.get("GIST_BENCH_WORK") or HERE / ".work")
 sys.path.insert(0, str(HERE))
-sys.path.insert(0, str(ROOT / "export"))
+sys.path.append(str(ROOT))  # the clone, last: tests.support, export.sts
 
 import sections  # noqa: E402
 from common import machine_record, results_dir, stand_in  # noqa: E402
+from export.sts import available_sets, load_sts  # noqa: E402
 from stacks import STACKS  # noqa: E402
-from sts import available_sets, load_sts  # noqa: E402
 
 MAIN_PY = Path(sys.executable)
 PEERS_PY = WORK / "peers" / "bin" / "python"

@@ -35,12 +35,11 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-sys.path.insert(0, str(HERE.parent / "tests"))
-sys.path.insert(0, str(HERE.parent / "export"))
+sys.path.append(str(HERE.parent))  # the clone, last: tests.support, export.sts
 import sections  # noqa: E402
 from common import add_model_argument, model_folder  # noqa: E402
-from serverproc import Server  # noqa: E402
-from sts import load_sts  # noqa: E402
+from export.sts import load_sts  # noqa: E402
+from tests.support.serverproc import Server  # noqa: E402
 
 SETTINGS = ((1, 1), (8, 1), (32, 1), (8, 32))  # (clients, texts per request)
 ZIPF_QUERIES, ZIPF_S, ZIPF_REQUESTS = 5_000, 1.1, 20_000

@@ -30,10 +30,10 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-sys.path.insert(0, str(HERE.parent / "tests"))
+sys.path.append(str(HERE.parent))  # the clone, last: tests.support, export.sts
 import sections  # noqa: E402
 from common import WORK, stand_in  # noqa: E402
-from nodejs import JS, PACKAGES  # noqa: E402
+from tests.support.nodejs import JS, PACKAGES  # noqa: E402
 
 SCREENSHOT = HERE.parent / "docs" / "images" / "browser-search.png"
 
@@ -55,7 +55,7 @@ def measure_browser(folder: Path) -> dict[str, Any]:
     """The demo page in headless Chromium: load, corpus and query times; its screenshot."""
     import statistics
 
-    from browser import chromium, run_query, served, site
+    from tests.support.browser import chromium, run_query, served, site
 
     queries = [
         "a man is playing the guitar",

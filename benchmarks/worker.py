@@ -17,7 +17,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-sys.path.insert(0, str(HERE.parent / "export"))
+sys.path.append(str(HERE.parent))  # the clone, last: tests.support, export.sts
 
 
 def main() -> None:
@@ -48,7 +48,7 @@ def main() -> None:
     )
     t_load = time.perf_counter()
     if args.mode == "quality":
-        from sts import load_sts, spearman
+        from export.sts import load_sts, spearman
 
         scores = {
             name: spearman(load_sts(name), lambda s: encode(s, 64)) for name in args.sts.split(",")

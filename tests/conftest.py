@@ -14,15 +14,11 @@ from __future__ import annotations
 
 import os
 import shutil
-import sys
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-EXPORT_DIR = ROOT / "export"  # the clone's scripts: to_onnx.py, sts.py (and its data), demo.py
-sys.path.insert(0, str(EXPORT_DIR))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 
 @pytest.fixture(scope="session")

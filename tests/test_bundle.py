@@ -22,7 +22,7 @@ import pytest
 from gist_onnx import GistEncoder
 from gist_onnx.cli import main
 from gist_onnx.serverless.bundle import UNZIPPED_LIMIT_BYTES, ZIP_LIMIT_BYTES, build
-from unprivileged import run_as_nobody, shared_dir, skip_unless_possible
+from tests.support.unprivileged import run_as_nobody, shared_dir, skip_unless_possible
 
 pytestmark = pytest.mark.model
 

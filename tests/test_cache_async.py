@@ -22,7 +22,7 @@ from gist_onnx import (
     InvalidInputError,
 )
 from gist_onnx.batching import QueueFull
-from tiny import write_manifest, write_tiny_model
+from tests.support.tiny import write_manifest, write_tiny_model
 
 TEXTS = ["the cat", "hello world", "the cat", "", "the mat " * 40, "hello world", "sat on"]
 

@@ -11,7 +11,7 @@ import pytest
 from gist_onnx import GistEncoder
 from gist_onnx import session as session_mod
 from gist_onnx.cli import main
-from tiny import write_tiny_model
+from tests.support.tiny import write_tiny_model
 
 
 def test_info_lists_providers_and_loads_a_model(

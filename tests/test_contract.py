@@ -15,7 +15,7 @@ import pytest
 
 from gist_onnx import GistEncoder, InvalidInputError, ModelConfigError
 from gist_onnx.tokenizer import load_tokenizer
-from tiny import DIM, write_tiny_model
+from tests.support.tiny import DIM, write_tiny_model
 
 
 @pytest.fixture
@@ -340,7 +340,7 @@ def test_a_tokenizer_whose_ids_run_past_the_vocabulary_is_refused_at_load(tmp_pa
     inside ONNX Runtime at the first encode."""
     from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
 
-    from tiny import VOCAB
+    from tests.support.tiny import VOCAB
 
     folder = write_tiny_model(tmp_path / "m")
     _edit_json(folder / "config.json", vocab_size=len(VOCAB), pad_token_id=0)
@@ -365,7 +365,7 @@ def test_a_tokenizer_whose_ids_run_past_the_vocabulary_is_refused_at_load(tmp_pa
 
 
 def test_a_manifest_that_leaves_out_a_file_the_encoder_reads_is_refused(tmp_path: Path) -> None:
-    from tiny import write_manifest
+    from tests.support.tiny import write_manifest
 
     folder = write_tiny_model(tmp_path / "m")
     write_manifest(folder)
@@ -391,7 +391,7 @@ def test_manifest_entries_outside_the_folder_are_refused_unopened(
     tmp_path: Path, entry: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from gist_onnx import ModelFilesError
-    from tiny import write_manifest
+    from tests.support.tiny import write_manifest
 
     folder = write_tiny_model(tmp_path / "m")
     (tmp_path / "outside.txt").write_text("not the model's")

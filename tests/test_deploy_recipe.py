@@ -30,8 +30,8 @@ from typing import Any
 
 import pytest
 
-from serverproc import free_port
-from unprivileged import BARE_PYTHON, shared_dir, skip_unless_possible
+from tests.support.serverproc import free_port
+from tests.support.unprivileged import BARE_PYTHON, shared_dir, skip_unless_possible
 
 pytestmark = pytest.mark.model
 pytest.importorskip("uvicorn", reason="the server extra: pip install -e '.[server]'")
@@ -240,7 +240,7 @@ def _routes(tmp_path: Path) -> set[str]:
 
     from gist_onnx import GistEncoder
     from gist_onnx.serve.app import create_app
-    from tiny import write_tiny_model
+    from tests.support.tiny import write_tiny_model
 
     folder = write_tiny_model(tmp_path / "routes")
     app = create_app(GistEncoder(folder), access_log=False)

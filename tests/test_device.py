@@ -27,7 +27,7 @@ from gist_onnx.device import (
     profile_for,
     settings_for,
 )
-from tiny import write_tiny_model
+from tests.support.tiny import write_tiny_model
 
 # The first processor's block of /proc/cpuinfo on the kinds of machine met (flags shortened to
 # those that matter, with a few around them).

@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from docs_blocks import Block, as_json, blocks, syntax_error
+from tests.support.docs_blocks import Block, as_json, blocks, syntax_error
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]  # docs/results/ are includes
@@ -71,9 +71,7 @@ def _workdir(tmp: Path, exported: Path, exports: bool) -> Path:
 def _env(tmp: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("GIST_ONNX_")}
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
-    env["PYTHONPATH"] = os.pathsep.join(
-        p for p in (env.get("PYTHONPATH"), str(ROOT / "tests")) if p
-    )
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (env.get("PYTHONPATH"), str(ROOT)) if p)
     env |= {
         "HF_HUB_OFFLINE": "1",  # a block that needs the hub must say so
         "HF_HUB_CACHE": str(tmp / "hf-cache"),
@@ -93,7 +91,7 @@ def test_the_documented_blocks_run(page: str, exported: Path, tmp_path: Path) ->
     out = tmp_path / "output.txt"
     with out.open("w") as handle:
         proc = subprocess.run(
-            [sys.executable, str(ROOT / "tests" / "docs_blocks.py")],
+            [sys.executable, str(ROOT / "tests" / "support" / "docs_blocks.py")],
             input=as_json(todo),
             text=True,
             cwd=work,

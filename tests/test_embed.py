@@ -20,7 +20,7 @@ from gist_onnx import GistEncoder
 from gist_onnx import embed as embed_mod
 from gist_onnx.cli import main
 from gist_onnx.embed import embed_file
-from tiny import DIM, write_tiny_model
+from tests.support.tiny import DIM, write_tiny_model
 
 TEXTS = ["hello world", "the cat sat on the mat", "cat", "hello"]
 

@@ -14,7 +14,7 @@ from gist_onnx import GistEncoder, InvalidInputError
 from gist_onnx import device as device_mod
 from gist_onnx.device import ACCELERATOR, CUDA_SETTINGS, ProviderSettings
 from gist_onnx.engine import Engine
-from tiny import DIM, expected, write_tiny_model
+from tests.support.tiny import DIM, expected, write_tiny_model
 
 IDS = {"hello": 4, "world": 5, "the": 6, "cat": 7, "sat": 8, "on": 9, "mat": 10}
 

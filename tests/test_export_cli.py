@@ -14,9 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import EXPORT_DIR
-
-SCRIPT = str(EXPORT_DIR / "to_onnx.py")
+SCRIPT = str(Path(__file__).resolve().parent.parent / "export" / "to_onnx.py")
 
 
 def test_help_documents_every_option() -> None:
@@ -208,7 +206,12 @@ def test_output_mistakes_are_one_line_and_exit_2(
 
 @pytest.mark.model
 def test_an_unwritable_output_parent_is_one_line_and_exit_2(stand_in_dir: Path) -> None:
-    from unprivileged import run_as_nobody, shared_dir, skip_unless_possible, venv_paths
+    from tests.support.unprivileged import (
+        run_as_nobody,
+        shared_dir,
+        skip_unless_possible,
+        venv_paths,
+    )
 
     skip_unless_possible()
     locked = shared_dir()  # 0755, owned by root: nobody cannot write in it

@@ -11,7 +11,7 @@ import pytest
 import gist_onnx.model as files_mod
 from gist_onnx import GistEncoder, ModelConfigError, ModelFilesError
 from gist_onnx.model import layout, read_config, resolve
-from tiny import write_manifest, write_tiny_model
+from tests.support.tiny import write_manifest, write_tiny_model
 
 
 def test_config_comes_from_the_folder(tmp_path: Path) -> None:

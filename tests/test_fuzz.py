@@ -37,7 +37,7 @@ from hypothesis import strategies as st
 
 from gist_onnx.embed import BadRow, read_rows
 from gist_onnx.serverless import function as serverless
-from tiny import write_tiny_model
+from tests.support.tiny import write_tiny_model
 
 pytestmark = pytest.mark.fuzz
 
@@ -59,7 +59,7 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_the_server_keeps_its_published_schema_under_schemathesis(tiny: Path) -> None:
     pytest.importorskip("schemathesis", reason="the dev extra")
-    from serverproc import Server
+    from tests.support.serverproc import Server
 
     server = Server(tiny, "--max-inputs", "16", "--quiet").start()
     try:
@@ -390,7 +390,7 @@ def test_any_timing_of_sigterm_answers_every_request_a_client_wrote(
     import threading
     import time
 
-    from serverproc import Server
+    from tests.support.serverproc import Server
 
     server = Server(tiny, "--quiet", "--drain-delay", timing["drain_delay"]).start()
     faults: list[str] = []
@@ -498,7 +498,7 @@ def web_tokens(tmp_path_factory: pytest.TempPathFactory, stand_in_dir: Path) -> 
     """Ask transformers.js (in one Node.js process) for the web folder tokenizer's ids."""
     from gist_onnx.export.web import tokenizer_files
     from gist_onnx.model.configs import read_config
-    from nodejs import JS, node_modules
+    from tests.support.nodejs import JS, node_modules
 
     node_modules()
     folder = tmp_path_factory.mktemp("web-tokens")

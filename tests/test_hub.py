@@ -17,9 +17,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fakehub import FakeHub
 from gist_onnx import GistEncoder
 from gist_onnx.model import DEFAULT_MODEL, GRAPH_COMPANIONS
+from tests.support.fakehub import FakeHub
 
 pytestmark = pytest.mark.model
 
@@ -207,7 +207,12 @@ def test_unknown_repo_and_missing_variant(hub: FakeHub, tmp_path: Path) -> None:
 
 
 def test_an_unwritable_cache_is_named_with_the_fix(hub: FakeHub) -> None:
-    from unprivileged import run_as_nobody, shared_dir, skip_unless_possible, venv_paths
+    from tests.support.unprivileged import (
+        run_as_nobody,
+        shared_dir,
+        skip_unless_possible,
+        venv_paths,
+    )
 
     skip_unless_possible()
     locked = shared_dir()  # owned by root, 0755: nobody cannot write the cache there

@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fakelambda import FakeRuntimeApi
 from gist_onnx import GistEncoder
+from tests.support.fakelambda import FakeRuntimeApi
 
 pytestmark = pytest.mark.model
 pytest.importorskip("awslambdaric", reason="the runtime interface client comes with the dev extra")

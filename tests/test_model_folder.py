@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from gist_onnx import GistEncoder, ModelFilesError
-from unprivileged import run_as_nobody, shared_dir, skip_unless_possible, venv_paths
+from tests.support.unprivileged import run_as_nobody, shared_dir, skip_unless_possible, venv_paths
 
 pytestmark = pytest.mark.model
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tiny import write_tiny_model
+from tests.support.tiny import write_tiny_model
 
 FORBIDDEN = (
     "torch",

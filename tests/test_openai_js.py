@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 
 from gist_onnx import GistEncoder
-from nodejs import JS, node_modules
-from serverproc import Server
+from tests.support.nodejs import JS, node_modules
+from tests.support.serverproc import Server
 
 pytestmark = pytest.mark.model
 pytest.importorskip("uvicorn", reason="the server extra: pip install -e '.[server]'")

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from gist_onnx import GistEncoder
-from tiny import write_tiny_model
+from tests.support.tiny import write_tiny_model
 
 TEXTS = [f"hello {'the cat sat on the mat ' * (i % 5)}world" for i in range(3000)]
 

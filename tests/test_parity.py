@@ -12,10 +12,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from export.sts import available_sets, load_sts, spearman
 from gist_onnx import GistEncoder
 from gist_onnx.export.check import cosines
 from gist_onnx.export.texts import PARITY_TEXTS
-from sts import available_sets, load_sts, spearman
 
 pytestmark = pytest.mark.parity
 HAS_CUDA = "CUDAExecutionProvider" in __import__("onnxruntime").get_available_providers()

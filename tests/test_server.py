@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from gist_onnx import GistEncoder
-from serverproc import Server
+from tests.support.serverproc import Server
 
 pytestmark = pytest.mark.model
 pytest.importorskip("uvicorn", reason="the server extra: pip install -e '.[server]'")

@@ -17,8 +17,8 @@ import pytest
 
 from gist_onnx import GistEncoder, InvalidInputError
 from gist_onnx.cli import main
-from serverproc import Server, free_port
-from tiny import write_tiny_model
+from tests.support.serverproc import Server, free_port
+from tests.support.tiny import write_tiny_model
 
 pytest.importorskip("uvicorn", reason="the server extra: pip install -e '.[server]'")
 

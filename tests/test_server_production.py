@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 
 from gist_onnx import GistEncoder
-from serverproc import Server
-from tiny import write_manifest, write_tiny_model
+from tests.support.serverproc import Server
+from tests.support.tiny import write_manifest, write_tiny_model
 
 pytest.importorskip("uvicorn", reason="the server extra: pip install -e '.[server]'")
 
@@ -278,7 +278,7 @@ def test_not_ready_until_the_warm_up_has_run(model: Path) -> None:
     import uvicorn
 
     from gist_onnx.serve.app import create_app
-    from serverproc import free_port
+    from tests.support.serverproc import free_port
 
     encoder = GistEncoder(model)
     release = threading.Event()
@@ -344,7 +344,7 @@ def test_each_request_is_traced_with_its_stages(model: Path) -> None:
 
     from gist_onnx.serve.app import create_app
     from gist_onnx.serve.tracing import Tracing
-    from serverproc import free_port
+    from tests.support.serverproc import free_port
 
     exporter = InMemorySpanExporter()
     provider = TracerProvider()

@@ -19,7 +19,7 @@ import pytest
 
 from gist_onnx import GistEncoder, ModelConfigError, wire
 from gist_onnx.serverless import function as serverless
-from tiny import DIM, write_tiny_model
+from tests.support.tiny import DIM, write_tiny_model
 
 EVENTS = Path(__file__).resolve().parent / "events"
 HTTP_EVENTS = ["function_url.json", "apigw_rest_v1.json", "http_api_v1.json"]

@@ -10,7 +10,7 @@ import pytest
 from gist_onnx import GistEncoder, ModelConfigError, ProviderUnavailableError
 from gist_onnx import device as device_mod
 from gist_onnx import session as session_mod
-from tiny import write_tiny_model
+from tests.support.tiny import write_tiny_model
 
 HAS_CUDA = "CUDAExecutionProvider" in __import__("onnxruntime").get_available_providers()
 

@@ -11,7 +11,7 @@ import pytest
 
 from gist_onnx import GistEncoder, InvalidInputError
 from gist_onnx.precision import PRECISIONS, quantize_embeddings
-from tiny import DIM, write_tiny_model
+from tests.support.tiny import DIM, write_tiny_model
 
 TEXTS = ["hello world", "the cat sat on the mat", "cat", "hello"]
 

@@ -22,7 +22,7 @@ from gist_onnx import GistEncoder
 from gist_onnx.export.check import THRESHOLDS
 from gist_onnx.export.texts import PARITY_TEXTS, SCRIPT_TEXTS
 from gist_onnx.model.manifest import Manifest, read_manifest
-from nodejs import JS, node_modules
+from tests.support.nodejs import JS, node_modules
 
 pytestmark = pytest.mark.model
 
@@ -175,7 +175,7 @@ def test_the_demo_page_computes_the_python_vectors_in_chromium(
     """examples/browser-search in headless Chromium, served from a local folder: the page embeds
     its 300 sentences and a query with the int8 web graph (WASM); the vectors it computed are
     Python's, and so is the ranking."""
-    from browser import chromium, run_query, served, site
+    from tests.support.browser import chromium, run_query, served, site
 
     node_modules()
     query = "a man is playing the guitar"

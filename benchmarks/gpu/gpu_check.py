@@ -38,8 +38,7 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]  # the clone
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "export"))
+sys.path.insert(0, str(ROOT))  # the clone first: its gist_onnx, tests.support, export.sts
 
 
 GRAPHS = {"fp32": "model.onnx", "fp16": "model_fp16.onnx", "int8": "model_int8.onnx"}
@@ -49,8 +48,8 @@ def prepare(out: Path, variant: str, weights: bool) -> None:
     from sentence_transformers import SentenceTransformer
 
     from common import model_folder, stand_in
+    from export.sts import load_sts
     from gist_onnx.export.texts import PARITY_TEXTS
-    from sts import load_sts
 
     source, exported = stand_in(), model_folder()
     model_dir = out / "model"

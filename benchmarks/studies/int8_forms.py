@@ -33,9 +33,9 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "benchmarks"))
-sys.path.insert(0, str(ROOT / "export"))
+sys.path.append(str(ROOT))  # the clone, last: tests.support, export.sts
 from common import add_model_argument, machine_record, model_folder, results_dir  # noqa: E402
-from sts import load_sts  # noqa: E402
+from export.sts import load_sts  # noqa: E402
 
 SPEED = """
 import json, statistics, sys, time

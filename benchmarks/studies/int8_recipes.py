@@ -23,8 +23,9 @@ from typing import Any
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "export"))
+sys.path.append(str(ROOT))  # the clone, last: tests.support, export.sts
 
+from export.sts import load_sts  # noqa: E402
 from gist_onnx import GistEncoder  # noqa: E402
 from gist_onnx.export.build import (  # noqa: E402
     OUTLIER_CHANNELS,
@@ -44,7 +45,6 @@ from gist_onnx.export.quantize import (  # noqa: E402
 from gist_onnx.export.rowwise import quantize_rowwise  # noqa: E402
 from gist_onnx.export.texts import CJK_PARAGRAPHS, PARITY_TEXTS  # noqa: E402
 from gist_onnx.model import read_config  # noqa: E402
-from sts import load_sts  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
 from common import machine_record, results_dir, stand_in  # noqa: E402

@@ -35,7 +35,7 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
-sys.path.insert(0, str(ROOT / "export"))
+sys.path.append(str(ROOT))  # the clone, last: tests.support, export.sts
 sys.path.insert(0, str(HERE))
 from int8_forms import SPEED, child, workloads  # noqa: E402
 
@@ -46,7 +46,7 @@ from common import (  # noqa: E402
     results_dir,
     stand_in,
 )
-from sts import load_sts, spearman  # noqa: E402
+from export.sts import load_sts, spearman  # noqa: E402
 
 PRODUCT = "MatMulIntegerToFloat"
 

@@ -29,11 +29,11 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
 sys.path.insert(0, str(HERE.parent))
-sys.path.insert(0, str(ROOT / "tests"))
+sys.path.append(str(ROOT))  # the clone, last: tests.support, export.sts
 import sections  # noqa: E402
 from server import load_wrk, queries  # noqa: E402
-from serverproc import Server  # noqa: E402
-from tiny import write_manifest, write_tiny_model  # noqa: E402
+from tests.support.serverproc import Server  # noqa: E402
+from tests.support.tiny import write_manifest, write_tiny_model  # noqa: E402
 
 QUERIES = [[text] for text in queries()[:512]]
 

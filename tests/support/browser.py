@@ -14,9 +14,9 @@ from typing import Any, ClassVar
 
 import pytest
 
-from nodejs import JS
+from tests.support.nodejs import JS
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 DEMO = ROOT / "examples" / "browser-search"
 CHROMIUM = Path("/usr/bin/chromium")
 LOG: list[str] = []  # the requests served, for a failing test to show

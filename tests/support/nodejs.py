@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-JS = Path(__file__).resolve().parent / "js"
+JS = Path(__file__).resolve().parents[1] / "js"
 PACKAGES = ("openai", "@huggingface/transformers", "onnxruntime-web")
 
 

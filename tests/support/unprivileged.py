@@ -72,4 +72,4 @@ def venv_paths() -> list[Path]:
     """This checkout and the test venv's site-packages: gist-onnx and its dependencies."""
     import numpy
 
-    return [Path(__file__).resolve().parent.parent, Path(numpy.__file__).parent.parent]
+    return [Path(__file__).resolve().parents[2], Path(numpy.__file__).parent.parent]
