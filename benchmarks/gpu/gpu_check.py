@@ -39,9 +39,11 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]  # the clone
 sys.path.insert(0, str(ROOT))  # the clone first: its gist_onnx, tests.support, export.sts
+sys.path.insert(1, str(HERE.parent))  # the harness's helpers (common)
 
+from gist_onnx.model.layout import exported_graph  # noqa: E402
 
-GRAPHS = {"fp32": "model.onnx", "fp16": "model_fp16.onnx", "int8": "model_int8.onnx"}
+GRAPHS = {variant: exported_graph(variant) for variant in ("fp32", "fp16", "int8")}
 
 
 def prepare(out: Path, variant: str, weights: bool) -> None:
