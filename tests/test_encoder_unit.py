@@ -289,3 +289,52 @@ def test_trim_gives_the_heap_back_where_the_c_library_can() -> None:
 
     glibc = sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc"
     assert heap.trim() is glibc
+
+
+def test_an_engine_runs_over_a_fake_session_through_its_public_interface(tmp_path: Path) -> None:
+    """The engine both encoders drive, built from loaded stages and a fake session (no ONNX
+    Runtime): it plans, runs, caches and finishes through its public methods."""
+    from gist_onnx import EmbeddingCache
+    from gist_onnx.device import profile_for
+    from gist_onnx.model import read_config, resolve
+    from gist_onnx.session import GraphInfo
+    from gist_onnx.tokenizer import Batch, load_tokenizer
+
+    folder = write_tiny_model(tmp_path / "m")
+    files = resolve(folder, "fp32")
+    config = read_config(folder)
+    runs: list[int] = []
+
+    class FakeSession:
+        info = GraphInfo(
+            inputs=("input_ids",), output="last_hidden_state", pooled=False, dimension=DIM
+        )
+        provider = "FakeProvider"
+
+        def run(self, batch: Batch) -> np.ndarray:
+            runs.append(len(batch.input_ids))
+            # One hidden state per token: its id in the first dimension, 1 in the rest.
+            hidden = np.ones((*batch.input_ids.shape, DIM), dtype=np.float32)
+            hidden[..., 0] = batch.input_ids
+            return hidden
+
+    engine = Engine(
+        files=files,
+        config=config,
+        tokenizer=load_tokenizer(folder, max_length=config.max_seq_length, config=config),
+        session=FakeSession(),
+        profile=profile_for("CPUExecutionProvider", 1),
+        providers=["CPUExecutionProvider"],
+        cache=EmbeddingCache(16),
+    )
+    texts = ["hello world", "cat", "hello world"]
+    vectors, counts = engine.encode(texts, None, True, None, counts=True)
+    assert vectors.shape == (3, DIM) and list(counts) == list(engine.count_tokens(texts))
+    np.testing.assert_array_equal(vectors[0], vectors[2])
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, rtol=1e-6)
+    ran = sum(runs)
+    again, _ = engine.encode(texts, None, True, None)  # every text from the cache now
+    assert sum(runs) == ran
+    np.testing.assert_array_equal(again, vectors)
+    assert engine.prompt("q: ", None) == "q: " and engine.dimensions(2) == 2
+    assert engine.finish(vectors, True, 2).shape == (3, 2)
