@@ -75,13 +75,12 @@ def seven_bit_folder(export: Path, out: Path, *, signed: bool) -> Path:
         seven = np.clip(np.round(levels / 2.0), -63, 63).astype(np.int16)
         if signed:
             stored = numpy_helper.from_array(seven.astype(np.int8), weight)
-            node.input[5] = ""  # symmetric: no zero point
         else:
             stored = numpy_helper.from_array((seven + 128).astype(np.uint8), weight)
         inits[weight].CopyFrom(stored)
         doubled = numpy_helper.to_array(inits[scale]) * 2
         inits[scale].CopyFrom(numpy_helper.from_array(doubled.astype(np.float32), scale))
-    for node in model.graph.node:  # the same weights feed several products: zero points too
+    for node in model.graph.node:  # symmetric int8 weights: no zero point, on every product
         if node.op_type == PRODUCT and signed and node.input[1] in done:
             node.input[5] = ""
     onnx.save(

@@ -219,15 +219,7 @@ def export(args: ExportOptions) -> int:
 def main(argv: list[str] | None = None) -> int:
     exit_on_sigterm()  # the staging folder is removed on SIGTERM as on Ctrl-C
     parsed = parse_args(argv)
-    args = ExportOptions(
-        output=parsed.output,
-        model=parsed.model,
-        revision=parsed.revision,
-        quantize=parsed.quantize,
-        fp16=parsed.fp16,
-        web=parsed.web,
-        device=parsed.device,
-    )
+    args = ExportOptions(**vars(parsed))  # the parser's options are ExportOptions' fields
     try:
         import onnx  # noqa: F401
         import sentence_transformers  # noqa: F401

@@ -17,9 +17,6 @@ from ..encoder import WARM_UP_LENGTHS
 from ..errors import InvalidInputError
 from ..wire import Limits
 
-# What --warm-up-lengths defaults to: GistEncoder.warm_up's own lengths (as ``()`` means).
-WARM_UP_DEFAULT = WARM_UP_LENGTHS
-
 
 @dataclass(frozen=True)
 class ServeConfig:
@@ -96,11 +93,11 @@ class ServeConfig:
             "--warm-up-lengths",
             type=lengths,
             metavar="N,N,...",
-            cli_default=WARM_UP_DEFAULT,
+            cli_default=WARM_UP_LENGTHS,  # GistEncoder.warm_up's own, as () means
             off="--no-warm-up",
             off_help="ready at once, no warm-up",
             help="token lengths run once at start-up, before /health/ready says ready "
-            f"({','.join(map(str, WARM_UP_DEFAULT))})",
+            f"({','.join(map(str, WARM_UP_LENGTHS))})",
         ),
     )
     otel: bool = field(

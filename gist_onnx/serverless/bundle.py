@@ -198,7 +198,9 @@ def build(
         versions = packages.install_runtime(packages_dir, target, pip_args)
         packages.copy_package(packages_dir / "gist_onnx")
         pruned = packages.prune(packages_dir)
-        compiled = packages.compile_bytecode(packages_dir, target, compile_with)
+        # An interpreter of the target's version, found once: it compiles and checks the bundle.
+        interpreter = packages.find_python(target.python, compile_with)
+        compiled = packages.compile_bytecode(packages_dir, target, interpreter)
         log(f"  .pyc: {compiled}")
         _copy_model(folder, encoder, model_dir)
 
@@ -208,7 +210,7 @@ def build(
         log("zipping ...")
         parts = _write_zips(packages_dir, model_dir, out, layout)
         chosen = "split" if any(p.name == "layer" for p in parts) else "single"
-        checked = _check_here(parts, target, reference, variant, compile_with)
+        checked = _check_here(parts, target, reference, variant, interpreter)
 
     report = BundleReport(
         variant=variant,
@@ -293,16 +295,15 @@ print(json.dumps({"vector": body["data"][0]["embedding"],
 
 
 def _check_here(
-    parts: list[Part], target: Target, reference: Any, variant: str, given: str | None
+    parts: list[Part], target: Target, reference: Any, variant: str, python: str | None
 ) -> str:
     """Unzip the bundle as Lambda lays it out and invoke the handler in a bare interpreter of the
-    target's Python (this one, ``given``, or one found on this machine)."""
+    target's Python (``python``: :func:`~gist_onnx.serverless.packages.find_python`'s)."""
     if not target.platform_runs_here:
         return (
             f"no: this machine cannot run {target.arch} wheels for glibc {target.glibc} "
             "(run the handler where it can: see the serverless docs)"
         )
-    python = packages.find_python(target.python, given)
     if python is None:
         return (
             f"no: no Python {target.python} found here to run it (pass --compile-with PATH, or "

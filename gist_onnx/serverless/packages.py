@@ -252,9 +252,9 @@ def prune(root: Path) -> dict[str, int]:
     return removed
 
 
-def compile_bytecode(root: Path, target: Target, compile_with: str | None) -> str:
-    """Compile .pyc files with an interpreter of the target's version, if one is at hand."""
-    candidate = find_python(target.python, compile_with)
+def compile_bytecode(root: Path, target: Target, candidate: str | None) -> str:
+    """Compile .pyc files with ``candidate``, an interpreter of the target's version
+    (:func:`find_python`), if one is at hand."""
     if candidate is not None:
         subprocess.run(
             [
